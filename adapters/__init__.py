@@ -1,0 +1,1 @@
+"""Agency adapters: declaration events to agency XML and back, one package per agency."""

@@ -1,0 +1,1 @@
+"""The border agency adapter (mapping, replies, process)."""

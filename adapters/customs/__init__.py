@@ -1,0 +1,1 @@
+"""The customs agency adapter (mapping, replies, process)."""

@@ -1,0 +1,1 @@
+"""The inspection agency adapter (mapping, replies, process)."""

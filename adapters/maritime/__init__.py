@@ -1,0 +1,1 @@
+"""The maritime agency adapter (mapping, replies, process)."""

@@ -1,0 +1,1 @@
+"""The port agency adapter (mapping, replies, process)."""

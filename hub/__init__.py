@@ -1,0 +1,1 @@
+"""Trade hub: an event-sourced single window for trade and port declarations."""

@@ -1,0 +1,91 @@
+"""The one place where configuration becomes wired objects.
+
+Configuration comes from the environment (SPEC §6): `TRADEHUB_DATABASE_URL`
+(`postgresql://…` selects PostgreSQL; unset means SQLite under the data
+directory), `TRADEHUB_DATA_DIR` (default `./var`), `TRADEHUB_ROUTING_FILE`
+and `TRADEHUB_CIPHER_KEY`. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from psycopg.conninfo import conninfo_to_dict
+
+from hub.declarations import Declarations, RoutingRules
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value the hub cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    routing_file: str = ""
+    cipher_key: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        return cls(
+            data_dir=Path(environ.get("TRADEHUB_DATA_DIR") or "var"),
+            database_url=environ.get("TRADEHUB_DATABASE_URL", ""),
+            routing_file=environ.get("TRADEHUB_ROUTING_FILE", ""),
+            cipher_key=environ.get("TRADEHUB_CIPHER_KEY", ""),
+        )
+
+
+def persistence_env(settings: Settings, schema: str = "") -> dict[str, str]:
+    """eventsourcing's environment for the configured store."""
+    url = settings.database_url
+    if url.startswith(("postgresql://", "postgres://")):
+        env = _postgres_env(url, schema)
+    elif not url or url.startswith("sqlite:///"):
+        path = Path(unquote(urlsplit(url).path)) if url else settings.data_dir / "hub.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path),
+               "SQLITE_LOCK_TIMEOUT": "30"}
+    else:
+        raise ConfigurationError(
+            "TRADEHUB_DATABASE_URL must start with postgresql:// or sqlite:///, "
+            f"got {url.split(':', 1)[0]!r}"
+        )
+    if settings.cipher_key:
+        env |= {"CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+                "CIPHER_KEY": settings.cipher_key}
+    return env
+
+
+def _postgres_env(url: str, schema: str) -> dict[str, str]:
+    try:
+        params = conninfo_to_dict(url)
+    except Exception as error:  # psycopg raises ProgrammingError for malformed URLs
+        raise ConfigurationError(f"TRADEHUB_DATABASE_URL is not a valid PostgreSQL URL: {error}") from None
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(params.get("dbname") or params.get("user") or "postgres"),
+        "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
+        "POSTGRES_PORT": str(params.get("port") or "5432"),
+        "POSTGRES_USER": str(params.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_POOL_SIZE": "8",
+        "POSTGRES_MAX_OVERFLOW": "24",
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+    }
+    if schema:
+        env["POSTGRES_SCHEMA"] = schema
+    return env
+
+
+def routing_rules(settings: Settings) -> RoutingRules:
+    return RoutingRules.load(settings.routing_file or None)
+
+
+def build_declarations(settings: Settings | None = None, *, schema: str = "") -> Declarations:
+    settings = settings or Settings.from_env()
+    return Declarations(persistence_env(settings, schema), routing=routing_rules(settings))

@@ -1,0 +1,20 @@
+"""Declarations: the aggregate, its validation, routing and the application."""
+
+from .application import (
+    Conflict,
+    DeclarationNotFound,
+    Declarations,
+    DuplicateReference,
+    Submission,
+    VersionConflict,
+)
+from .documents import FieldError, InvalidDeclaration, content_hash, validate_document
+from .domainmodel import AGENCIES, Declaration, DeclarationError, declaration_id
+from .routing import RoutingError, RoutingRules
+
+__all__ = [
+    "AGENCIES", "Conflict", "Declaration", "DeclarationError", "DeclarationNotFound",
+    "Declarations", "DuplicateReference", "FieldError", "InvalidDeclaration", "RoutingError",
+    "RoutingRules", "Submission", "VersionConflict", "content_hash", "declaration_id",
+    "validate_document",
+]

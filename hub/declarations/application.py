@@ -1,0 +1,181 @@
+"""The declarations application: every command is get → command → save.
+
+Saves go through group commit, so concurrent commands share transactions.
+Optimistic concurrency turns races into `VersionConflict`, except for
+commands whose effect does not depend on what the caller saw (agency
+responses, holds, withdrawal without an expected version): those are
+retried on a fresh copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from .documents import content_hash, validate_document
+from .domainmodel import Declaration
+from .groupcommit import GroupCommit
+from .routing import RoutingRules
+
+_RETRIES = 20
+
+
+class DeclarationNotFound(LookupError):
+    """No declaration has this id."""
+
+
+class Conflict(Exception):
+    """The command is valid but contradicts what is stored (HTTP 409)."""
+
+
+class DuplicateReference(Conflict):
+    """The declarant already used this reference for a different document."""
+
+
+class VersionConflict(Conflict):
+    """The caller's copy is stale: someone else changed the declaration first."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"expected version {expected}, but the declaration is at version {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True)
+class Submission:
+    declaration: Declaration
+    created: bool
+
+
+class Declarations(Application):
+    """Declarations stored once, as event streams."""
+
+    name = "declarations"
+
+    def __init__(self, env: dict[str, str] | None = None, *, routing: RoutingRules | None = None):
+        super().__init__(env)
+        self.routing = routing or RoutingRules.load()
+        self._group = GroupCommit(self.save)
+
+    def submit(self, raw: Any) -> Submission:
+        """Declare once. The same (declarant, reference) with the same content returns it."""
+        document = validate_document(raw)
+        digest = content_hash(document)
+        declaration = Declaration(
+            kind=document["kind"],
+            declarant=document["declarant"]["id"],
+            reference=document["reference"],
+            document=document,
+            content_hash=digest,
+            routes=self.routing.route(document),
+        )
+        try:
+            self._group.save(declaration.collect_events())
+        except IntegrityError:
+            existing = self.get(declaration.id)
+            if existing.submitted_hash != digest:
+                raise DuplicateReference(
+                    f"reference {existing.reference!r} of declarant {existing.declarant} "
+                    f"is already declaration {existing.id} with other content"
+                ) from None
+            return Submission(existing, created=False)
+        return Submission(declaration, created=True)
+
+    def amend(self, declaration_id: UUID | str, expected_version: int, raw: Any) -> Declaration:
+        """Replace the document, if the caller saw the current version."""
+        document = validate_document(raw)
+        digest = content_hash(document)
+        declaration = self.get(declaration_id)
+        if declaration.content_hash == digest and not declaration.withdrawn:
+            return declaration  # already in effect: a repeated amendment changes nothing
+        if declaration.version != expected_version:
+            raise VersionConflict(expected_version, declaration.version)
+        declaration.amend(document, digest, self.routing.route(document))
+        try:
+            self._group.save(declaration.collect_events())
+        except IntegrityError:
+            raise VersionConflict(expected_version, self.get(declaration_id).version) from None
+        return declaration
+
+    def withdraw(
+        self, declaration_id: UUID | str, reason: str, expected_version: int | None = None
+    ) -> Declaration:
+        def command(declaration: Declaration) -> bool:
+            if expected_version is not None and declaration.version != expected_version:
+                raise VersionConflict(expected_version, declaration.version)
+            return declaration.withdraw(reason)
+
+        return self._retrying(declaration_id, command)
+
+    def record_response(self, declaration_id: UUID | str, agency: str, message_id: str,
+                        status: str, responded_at: str, **details: Any) -> Declaration:
+        """Apply an agency's answer, once per message id however often it arrives."""
+        return self._retrying(
+            declaration_id,
+            lambda d: d.record_response(agency, message_id, status, responded_at, **details),
+        )
+
+    def record_inspection(self, declaration_id: UUID | str, agency: str, message_id: str,
+                          result: str, inspected_at: str, **details: Any) -> Declaration:
+        return self._retrying(
+            declaration_id,
+            lambda d: d.record_inspection(agency, message_id, result, inspected_at, **details),
+        )
+
+    def place_hold(self, declaration_id: UUID | str, alert_id: str, subject: str) -> Declaration:
+        return self._retrying(declaration_id, lambda d: d.place_hold(alert_id, subject))
+
+    def lift_hold(self, declaration_id: UUID | str, alert_id: str) -> Declaration:
+        return self._retrying(declaration_id, lambda d: d.lift_hold(alert_id))
+
+    def get(self, declaration_id: UUID | str) -> Declaration:
+        try:
+            return self.repository.get(_uuid(declaration_id))
+        except AggregateNotFoundError:
+            raise DeclarationNotFound(f"no declaration {declaration_id}") from None
+
+    def history(self, declaration_id: UUID | str) -> list[dict[str, Any]]:
+        """The declaration's events, oldest first, as plain data."""
+        events = list(self.events.get(_uuid(declaration_id)))
+        if not events:
+            raise DeclarationNotFound(f"no declaration {declaration_id}")
+        return [_describe(event) for event in events]
+
+    def _retrying(self, declaration_id: UUID | str, command: Callable[[Declaration], bool]) -> Declaration:
+        for _ in range(_RETRIES):
+            declaration = self.get(declaration_id)
+            if not command(declaration):
+                return declaration
+            try:
+                self._group.save(declaration.collect_events())
+            except IntegrityError:
+                continue  # someone else saved first: decide again on a fresh copy
+            return declaration
+        raise VersionConflict(declaration.version, self.get(declaration_id).version)
+
+
+_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
+
+
+def _describe(event: Any) -> dict[str, Any]:
+    fields = {key: value for key, value in vars(event).items() if key not in _ENVELOPE}
+    return {
+        "type": type(event).__name__,
+        "version": event.originator_version,
+        "time": event.timestamp.isoformat(),
+        **fields,
+    }
+
+
+def _uuid(value: UUID | str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise DeclarationNotFound(f"no declaration {value}") from None

@@ -1,0 +1,361 @@
+"""The declaration aggregate: one event stream per (declarant, reference).
+
+A declaration is stored once, as the events below; every agency message and
+every read model is derived from them. Event bodies only assign state: guards
+live in the public command methods, so tightening a rule never breaks replay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+AGENCIES = ("customs", "inspection", "port", "maritime", "border")
+
+# Per-agency statuses (SPEC §3, lifecycle step 3), plus "pending" before the
+# agency has answered and "cancelled" once it is no longer involved.
+PENDING = "pending"
+RECEIVED = "received"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+INSPECTION_REQUIRED = "inspection_required"
+INSPECTED = "inspected"
+HELD = "held"
+RELEASED = "released"
+CANCELLED = "cancelled"
+AGENCY_STATUSES = (
+    PENDING, RECEIVED, ACCEPTED, REJECTED, INSPECTION_REQUIRED, INSPECTED, HELD, RELEASED, CANCELLED,
+)
+# What an agency may still say once the declaration is closed.
+_AFTER_RELEASE = (RELEASED,)
+_AFTER_WITHDRAWAL = (RECEIVED, CANCELLED)
+
+# Overall statuses (SPEC §3, lifecycle step 4).
+SUBMITTED = "submitted"
+IN_PROGRESS = "in_progress"
+WITHDRAWN = "withdrawn"
+OVERALL_STATUSES = (SUBMITTED, IN_PROGRESS, HELD, REJECTED, RELEASED, WITHDRAWN)
+
+INSPECTION_RESULTS = ("pass", "fail")
+
+# Fixed forever: declaration ids derive from it, so a resubmission finds its stream.
+DECLARATION_NAMESPACE = UUID("5b0e7c1e-2f8a-5d4c-9a57-7a3d1c6e9b20")
+
+
+def declaration_id(declarant: str, reference: str) -> UUID:
+    """The id of the declaration a declarant makes under its own reference."""
+    return uuid5(DECLARATION_NAMESPACE, f"{declarant}:{reference}")
+
+
+class DeclarationError(Exception):
+    """A command the declaration refuses in its current state."""
+
+
+class DeclarationClosed(DeclarationError):
+    """The declaration is released or withdrawn: it can no longer change this way."""
+
+
+class IdentityChanged(DeclarationError):
+    """An amendment tried to change what identifies the declaration."""
+
+    def __init__(self, field: str, old: str, new: str) -> None:
+        super().__init__(f"{field} cannot change in an amendment (was {old!r}, got {new!r})")
+        self.field = field
+
+
+class AgencyNotRouted(DeclarationError):
+    """An agency spoke about a declaration that is not routed to it."""
+
+
+class StaleResponse(DeclarationError):
+    """A response answers a version that a later amendment has replaced."""
+
+
+class Declaration(Aggregate):
+    """A goods declaration or a vessel call, with its status at every agency."""
+
+    @staticmethod
+    def create_id(declarant: str, reference: str, **_: Any) -> UUID:
+        return declaration_id(declarant, reference)
+
+    class Submitted(Aggregate.Created):
+        """The trader declared once. `routes` maps each agency to why it is involved."""
+
+        kind: str
+        declarant: str
+        reference: str
+        document: dict[str, Any]
+        content_hash: str
+        routes: dict[str, str]
+
+    class Amended(Aggregate.Event):
+        """The document was replaced; agencies are routed afresh and assess it again."""
+
+        document: dict[str, Any]
+        content_hash: str
+        routes: dict[str, str]
+
+    class Withdrawn(Aggregate.Event):
+        """The declarant withdrew the declaration; agencies get cancellations."""
+
+        reason: str
+
+    class AgencyResponded(Aggregate.Event):
+        """An agency answered: its status for this declaration is now `status`."""
+
+        agency: str
+        message_id: str
+        status: str
+        code: str
+        text: str
+        responded_at: str
+
+    class InspectionRecorded(Aggregate.Event):
+        """An agency inspected the goods or the ship, with a pass or fail result."""
+
+        agency: str
+        message_id: str
+        result: str
+        findings: str
+        inspected_at: str
+
+    class HoldPlaced(Aggregate.Event):
+        """An enforcement alert holds the declaration whatever the agencies decide."""
+
+        alert_id: str
+        subject: str
+
+    class HoldLifted(Aggregate.Event):
+        """An enforcement hold was cleared."""
+
+        alert_id: str
+
+    class Released(Aggregate.Event):
+        """Every routed agency has released and no hold stands (overall outcome)."""
+
+    class Rejected(Aggregate.Event):
+        """A routed agency rejected the declaration (overall outcome)."""
+
+        agency: str
+
+    # ---- event bodies: assignment only ------------------------------------------------
+
+    @event(Submitted)
+    def __init__(
+        self,
+        kind: str,
+        declarant: str,
+        reference: str,
+        document: dict[str, Any],
+        content_hash: str,
+        routes: dict[str, str],
+    ) -> None:
+        self.kind = kind
+        self.declarant = declarant
+        self.reference = reference
+        self.document = document
+        self.content_hash = content_hash
+        self.submitted_hash = content_hash
+        self.agencies: dict[str, dict[str, Any]] = {}
+        self.applied_messages: set[str] = set()
+        self.inspections: list[dict[str, Any]] = []
+        self.holds: dict[str, str] = {}
+        self.withdrawn = False
+        self.withdrawal_reason = ""
+        self.outcome = ""
+        self._route(routes, since_version=1)
+
+    @event(Amended)
+    def _amended(self, document: dict[str, Any], content_hash: str, routes: dict[str, str]) -> None:
+        self.document = document
+        self.content_hash = content_hash
+        self.outcome = ""
+        self._route(routes, since_version=self.version + 1)
+
+    @event(Withdrawn)
+    def _withdrawn(self, reason: str) -> None:
+        self.withdrawn = True
+        self.withdrawal_reason = reason
+
+    @event(AgencyResponded)
+    def _responded(
+        self, agency: str, message_id: str, status: str, code: str, text: str, responded_at: str
+    ) -> None:
+        self.applied_messages.add(message_id)
+        state = self.agencies[agency]
+        # An agency routed away only acknowledges its cancellation: it stays cancelled.
+        state.update(status=status if state["routed"] else CANCELLED, code=code, text=text,
+                     updated_at=responded_at)
+
+    @event(InspectionRecorded)
+    def _inspection_recorded(
+        self, agency: str, message_id: str, result: str, findings: str, inspected_at: str
+    ) -> None:
+        self.applied_messages.add(message_id)
+        self.inspections.append(
+            {"agency": agency, "message_id": message_id, "result": result,
+             "findings": findings, "inspected_at": inspected_at}
+        )
+        self.agencies[agency].update(status=INSPECTED, updated_at=inspected_at)
+
+    @event(HoldPlaced)
+    def _hold_placed(self, alert_id: str, subject: str) -> None:
+        self.holds[alert_id] = subject
+
+    @event(HoldLifted)
+    def _hold_lifted(self, alert_id: str) -> None:
+        del self.holds[alert_id]
+
+    @event(Released)
+    def _released(self) -> None:
+        self.outcome = RELEASED
+
+    @event(Rejected)
+    def _rejected(self, agency: str) -> None:
+        self.outcome = REJECTED
+
+    def _route(self, routes: dict[str, str], since_version: int) -> None:
+        for agency, state in self.agencies.items():
+            if agency not in routes and state["routed"]:
+                state.update(routed=False, status=CANCELLED)
+        for agency, reason in routes.items():
+            self.agencies[agency] = {
+                "routed": True, "reason": reason, "status": PENDING, "code": "", "text": "",
+                "since_version": since_version, "updated_at": "",
+            }
+
+    # ---- derived state -------------------------------------------------------------------
+
+    @property
+    def routed_agencies(self) -> dict[str, dict[str, Any]]:
+        return {name: state for name, state in self.agencies.items() if state["routed"]}
+
+    @property
+    def status(self) -> str:
+        """The overall status, derived from the agencies, the holds and withdrawal."""
+        if self.withdrawn:
+            return WITHDRAWN
+        statuses = [state["status"] for state in self.routed_agencies.values()]
+        if REJECTED in statuses:
+            return REJECTED
+        if self.holds:
+            return HELD
+        if all(status == RELEASED for status in statuses):
+            return RELEASED
+        if all(status == PENDING for status in statuses):
+            return SUBMITTED
+        return IN_PROGRESS
+
+    # ---- commands: guards, then events ---------------------------------------------------
+
+    def amend(self, document: dict[str, Any], content_hash: str, routes: dict[str, str]) -> bool:
+        """Replace the document. Returns False when it already is the current one."""
+        for field, old, new in (
+            ("kind", self.kind, document["kind"]),
+            ("declarant", self.declarant, document["declarant"]["id"]),
+            ("reference", self.reference, document["reference"]),
+        ):
+            if old != new:
+                raise IdentityChanged(field, old, new)
+        self._refuse_if_closed("amended")
+        if content_hash == self.content_hash:
+            return False
+        self._amended(document, content_hash, routes)
+        return True
+
+    def withdraw(self, reason: str) -> bool:
+        """Withdraw the declaration. Returns False when it already was withdrawn."""
+        if self.withdrawn:
+            return False
+        if self.outcome == RELEASED:
+            raise DeclarationClosed("a released declaration cannot be withdrawn")
+        self._withdrawn(reason)
+        return True
+
+    def record_response(
+        self,
+        agency: str,
+        message_id: str,
+        status: str,
+        responded_at: str,
+        *,
+        code: str = "",
+        text: str = "",
+        answers_version: int | None = None,
+    ) -> bool:
+        """Apply an agency's answer once. Returns False for a message already applied."""
+        if message_id in self.applied_messages:
+            return False
+        if status not in AGENCY_STATUSES or status == PENDING:
+            raise ValueError(f"not an agency status: {status!r}")
+        self._check_agency_may_speak(agency, answers_version, acknowledging=status in _AFTER_WITHDRAWAL)
+        if self.withdrawn and status not in _AFTER_WITHDRAWAL:
+            raise DeclarationClosed(f"the declaration is withdrawn; {agency} cannot set it {status}")
+        if self.outcome == RELEASED and status not in _AFTER_RELEASE:
+            raise DeclarationClosed(f"the declaration is released; {agency} cannot set it {status}")
+        self._responded(agency, message_id, status, code, text, responded_at)
+        self._settle(agency)
+        return True
+
+    def record_inspection(
+        self,
+        agency: str,
+        message_id: str,
+        result: str,
+        inspected_at: str,
+        *,
+        findings: str = "",
+        answers_version: int | None = None,
+    ) -> bool:
+        """Record an agency's inspection result once. Returns False for a repeat."""
+        if message_id in self.applied_messages:
+            return False
+        if result not in INSPECTION_RESULTS:
+            raise ValueError(f"not an inspection result: {result!r}")
+        self._check_agency_may_speak(agency, answers_version)
+        self._refuse_if_closed("inspected")
+        self._inspection_recorded(agency, message_id, result, findings, inspected_at)
+        return True
+
+    def place_hold(self, alert_id: str, subject: str) -> bool:
+        if alert_id in self.holds:
+            return False
+        self._refuse_if_closed("held")
+        self._hold_placed(alert_id, subject)
+        return True
+
+    def lift_hold(self, alert_id: str) -> bool:
+        if alert_id not in self.holds:
+            return False
+        self._hold_lifted(alert_id)
+        self._settle(agency="")
+        return True
+
+    def _check_agency_may_speak(
+        self, agency: str, answers_version: int | None, *, acknowledging: bool = False
+    ) -> None:
+        """Only routed agencies speak; one re-routed away may still acknowledge its cancellation."""
+        state = self.agencies.get(agency)
+        if state is None or not (state["routed"] or acknowledging):
+            raise AgencyNotRouted(f"the declaration is not routed to {agency}")
+        if answers_version is not None and answers_version < state["since_version"]:
+            raise StaleResponse(
+                f"{agency} answered version {answers_version}, "
+                f"but version {state['since_version']} replaced it"
+            )
+
+    def _refuse_if_closed(self, verb: str) -> None:
+        if self.withdrawn:
+            raise DeclarationClosed(f"a withdrawn declaration cannot be {verb}")
+        if self.outcome == RELEASED:
+            raise DeclarationClosed(f"a released declaration cannot be {verb}")
+
+    def _settle(self, agency: str) -> None:
+        """Record the overall outcome the moment it is reached."""
+        status = self.status
+        if status == RELEASED and self.outcome != RELEASED:
+            self._released()
+        elif status == REJECTED and self.outcome != REJECTED:
+            self._rejected(agency)

@@ -1,0 +1,197 @@
+"""Value types of a declaration: trade identifiers, code lists, exact quantities.
+
+Each checker takes the submitted string and returns its canonical form, or
+raises ValueError with a reason a trader can act on. Identifiers with check
+digits go through python-stdnum, countries and currencies through pycountry,
+units through the shipped UN/ECE Recommendation 20 list.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from importlib import resources
+
+import pycountry
+from stdnum import imo as stdnum_imo
+from stdnum import iso6346
+from stdnum.cn import uscc as stdnum_uscc
+from stdnum.exceptions import InvalidChecksum, InvalidLength, ValidationError
+
+_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
+_LOCODE = re.compile(r"[A-Z]{2}[A-Z2-9]{3}")
+_HS_CODE = re.compile(r"\d{6}(\d{2}){0,2}")
+_UN_NUMBER = re.compile(r"\d{4}")
+_CALL_SIGN = re.compile(r"[A-Z0-9]{3,7}")
+_CUSTOMS_OFFICE = re.compile(r"\d{4}|[A-Z]{2}[A-Z0-9]{6}")
+IMDG_CLASSES = frozenset(
+    "1.1 1.2 1.3 1.4 1.5 1.6 2.1 2.2 2.3 3 4.1 4.2 4.3 5.1 5.2 6.1 6.2 7 8 9".split()
+)
+
+
+def text(value: str, max_length: int) -> str:
+    """Free text: not blank, no control characters, at most `max_length` characters."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if len(value) > max_length:
+        raise ValueError(f"must be at most {max_length} characters, got {len(value)}")
+    for position, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            raise ValueError(f"contains control or unassigned character U+{ord(char):04X} at {position}")
+    return value
+
+
+def _checked(validate, value: str, what: str) -> str:
+    try:
+        return validate(value)
+    except InvalidChecksum:
+        raise ValueError(f"{value!r} is not a valid {what}: the check digit is wrong") from None
+    except InvalidLength:
+        raise ValueError(f"{value!r} is not a valid {what}: wrong length") from None
+    except ValidationError:
+        raise ValueError(f"{value!r} is not a valid {what}") from None
+
+
+def uscc(value: str) -> str:
+    """China unified social credit code (GB 32100-2015), 18 characters."""
+    return _checked(stdnum_uscc.validate, value, "unified social credit code (USCC)").upper()
+
+
+def imo_number(value: str) -> str:
+    """IMO ship identification number, seven digits (the `IMO` prefix is dropped)."""
+    return _checked(stdnum_imo.validate, value, "IMO ship number")
+
+
+def container_number(value: str) -> str:
+    """ISO 6346 freight container number: owner code, category, serial, check digit."""
+    return _checked(iso6346.validate, value, "ISO 6346 container number")
+
+
+def country(value: str) -> str:
+    """ISO 3166-1 alpha-2 country code."""
+    code = value.strip().upper()
+    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+def currency(value: str) -> str:
+    """ISO 4217 alphabetic currency code."""
+    code = value.strip().upper()
+    if len(code) != 3 or pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return code
+
+
+def locode(value: str) -> str:
+    """UN/LOCODE: a country code and three letters or digits 2-9 (`CNXMN`, `CN XMN`)."""
+    code = value.replace(" ", "").upper()
+    if not _LOCODE.fullmatch(code):
+        raise ValueError(f"{value!r} is not a UN/LOCODE (country code + 3 letters or digits 2-9)")
+    country(code[:2])
+    return code
+
+
+def hs_code(value: str) -> str:
+    """Harmonized System code: 6 digits, or 8 or 10 with national subdivisions."""
+    code = value.replace(".", "").replace(" ", "")
+    if not _HS_CODE.fullmatch(code):
+        raise ValueError(f"{value!r} is not an HS code (6, 8 or 10 digits)")
+    chapter = int(code[:2])
+    if not 1 <= chapter <= 97 or chapter == 77:
+        raise ValueError(f"{value!r} is not an HS code: chapter {code[:2]} does not exist")
+    return code
+
+
+def un_number(value: str) -> str:
+    """UN number of a dangerous substance (UN Model Regulations), `0004` to `3599`."""
+    code = value.strip().upper().removeprefix("UN").strip()
+    if not _UN_NUMBER.fullmatch(code) or not 4 <= int(code) <= 3599:
+        raise ValueError(f"{value!r} is not a UN number (four digits, 0004 to 3599)")
+    return code
+
+
+def imdg_class(value: str) -> str:
+    if value not in IMDG_CLASSES:
+        raise ValueError(f"{value!r} is not an IMDG hazard class or division (1.1 ... 9)")
+    return value
+
+
+def call_sign(value: str) -> str:
+    code = value.replace(" ", "").upper()
+    if not _CALL_SIGN.fullmatch(code):
+        raise ValueError(f"{value!r} is not a radio call sign (3 to 7 letters or digits)")
+    return code
+
+
+def customs_office(value: str) -> str:
+    """A customs office: a Chinese 4-digit customs code or an 8-character EU reference."""
+    code = value.strip().upper()
+    if not _CUSTOMS_OFFICE.fullmatch(code):
+        raise ValueError(f"{value!r} is not a customs office code (4 digits, or 2 letters + 6)")
+    return code
+
+
+@cache
+def rec20_units() -> frozenset[str]:
+    """The UN/ECE Recommendation 20 unit codes shipped with the hub."""
+    rows = resources.files(__package__).joinpath("data/rec20.tsv").read_text("utf-8").splitlines()
+    return frozenset(row.split("\t", 1)[0] for row in rows[1:] if row)
+
+
+def unit(value: str) -> str:
+    """A unit of measure from UN/ECE Recommendation 20 (`KGM`, `H87`, `LTR` ...)."""
+    code = value.strip().upper()
+    if code not in rec20_units():
+        raise ValueError(f"{value!r} is not a UN/ECE Recommendation 20 unit code")
+    return code
+
+
+def decimal(value: str, *, positive: bool = False, max_places: int = 6, max_digits: int = 18) -> Decimal:
+    """An exact decimal written as a string (`"12650.5"`); JSON numbers are refused upstream."""
+    if not _DECIMAL.fullmatch(value):
+        raise ValueError(f"{value!r} is not a decimal number written like \"1250.50\"")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if number < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    if positive and number == 0:
+        raise ValueError("must be greater than zero")
+    places = -number.as_tuple().exponent if "." in value else 0
+    if places > max_places:
+        raise ValueError(f"must have at most {max_places} decimal places, got {places}")
+    if len(value.replace(".", "").replace("-", "").lstrip("0")) > max_digits:
+        raise ValueError(f"must have at most {max_digits} digits")
+    return number
+
+
+def calendar_date(value: str, *, earliest: date = date(1900, 1, 1), latest: date | None = None) -> str:
+    """An ISO 8601 calendar date, YYYY-MM-DD."""
+    try:
+        if len(value) != 10:
+            raise ValueError
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 date (YYYY-MM-DD)") from None
+    if day < earliest or (latest is not None and day > latest):
+        raise ValueError(f"{value} is outside {earliest} .. {latest or 'any'}")
+    return value
+
+
+def timestamp(value: str) -> datetime:
+    """An ISO 8601 date and time with a UTC offset (`2026-12-01T08:00:00+08:00`)."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if "T" not in value.upper():
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 date and time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset (add Z or +08:00, say)")
+    return moment

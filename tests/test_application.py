@@ -1,0 +1,140 @@
+"""The declarations application on each store: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.bootstrap import Settings, build_declarations
+from hub.declarations import (
+    DeclarationNotFound,
+    Declarations,
+    DuplicateReference,
+    InvalidDeclaration,
+    VersionConflict,
+)
+from hub.declarations.domainmodel import DeclarationClosed
+
+from . import samples
+
+
+def test_submit_stores_the_declaration_with_its_routes(app: Declarations):
+    submission = app.submit(samples.goods())
+    assert submission.created
+    stored = app.get(submission.declaration.id)
+    assert stored.version == 1
+    assert stored.status == "submitted"
+    assert set(stored.routed_agencies) == {"customs", "port"}
+    assert stored.document["items"][0]["value"] == "240000.00"
+
+
+def test_resubmitting_the_same_content_returns_the_existing_declaration(app: Declarations):
+    first = app.submit(samples.goods())
+    again = app.submit(samples.goods())
+    assert not again.created
+    assert again.declaration.id == first.declaration.id
+    assert len(app.history(first.declaration.id)) == 1
+
+
+def test_the_same_reference_with_other_content_is_a_conflict(app: Declarations):
+    app.submit(samples.goods())
+    with pytest.raises(DuplicateReference):
+        app.submit(samples.goods(customs_office="3701"))
+
+
+def test_the_same_reference_from_another_declarant_is_another_declaration(app: Declarations):
+    first = app.submit(samples.goods(declarant=samples.TRADER_A))
+    second = app.submit(samples.goods(declarant=samples.TRADER_B))
+    assert second.created and second.declaration.id != first.declaration.id
+
+
+def test_an_invalid_document_stores_nothing(app: Declarations):
+    with pytest.raises(InvalidDeclaration) as raised:
+        app.submit(samples.goods(items=[]))
+    assert [e.path for e in raised.value.errors] == ["$.items"]
+    assert app.recorder.max_notification_id() in (None, 0)
+
+
+def test_amend_with_the_current_version_reroutes(app: Declarations):
+    declaration = app.submit(samples.goods()).declaration
+    shrimp = dict(samples.goods()["items"][0], hs_code="0306170000", description="Frozen shrimps")
+    amended = app.amend(declaration.id, 1, samples.goods(items=[shrimp]))
+    assert amended.version == 2
+    assert set(app.get(declaration.id).routed_agencies) == {"customs", "inspection", "port"}
+
+
+def test_amend_with_a_stale_version_is_a_conflict(app: Declarations):
+    declaration = app.submit(samples.goods()).declaration
+    app.amend(declaration.id, 1, samples.goods(customs_office="3701"))
+    with pytest.raises(VersionConflict) as raised:
+        app.amend(declaration.id, 1, samples.goods(customs_office="3703"))
+    assert (raised.value.expected, raised.value.actual) == (1, 2)
+
+
+def test_repeating_an_amendment_already_in_effect_changes_nothing(app: Declarations):
+    declaration = app.submit(samples.goods()).declaration
+    app.amend(declaration.id, 1, samples.goods(customs_office="3701"))
+    again = app.amend(declaration.id, 1, samples.goods(customs_office="3701"))
+    assert again.version == 2
+
+
+def test_withdrawal_then_no_amendment(app: Declarations):
+    declaration = app.submit(samples.goods()).declaration
+    withdrawn = app.withdraw(declaration.id, "order cancelled")
+    assert withdrawn.status == "withdrawn"
+    with pytest.raises(DeclarationClosed):
+        app.amend(declaration.id, 2, samples.goods(customs_office="3701"))
+
+
+def test_responses_apply_once_and_release(app: Declarations):
+    declaration = app.submit(samples.goods()).declaration
+    for _ in range(2):
+        app.record_response(declaration.id, "customs", "c-1", "released", "2026-12-01T09:00:00Z", code="08")
+    app.record_response(declaration.id, "port", "p-1", "released", "2026-12-01T09:10:00Z")
+    stored = app.get(declaration.id)
+    assert stored.status == "released"
+    assert [e["type"] for e in app.history(declaration.id)] == [
+        "Submitted", "AgencyResponded", "AgencyResponded", "Released"]
+
+
+def test_history_is_readable(app: Declarations):
+    declaration = app.submit(samples.goods()).declaration
+    app.withdraw(declaration.id, "duplicate shipment")
+    history = app.history(declaration.id)
+    assert history[0]["type"] == "Submitted" and history[0]["routes"]["customs"]
+    assert history[1] == {"type": "Withdrawn", "version": 2, "time": history[1]["time"],
+                          "reason": "duplicate shipment"}
+
+
+@pytest.mark.parametrize("unknown", ["00000000-0000-0000-0000-000000000000", "not-a-uuid"])
+def test_an_unknown_id_is_not_found(app: Declarations, unknown: str):
+    with pytest.raises(DeclarationNotFound):
+        app.get(unknown)
+    with pytest.raises(DeclarationNotFound):
+        app.history(unknown)
+
+
+def test_declarations_survive_a_restart(store):
+    settings, schema = store
+    first = build_declarations(settings, schema=schema)
+    declaration_id = first.submit(samples.vessel_call()).declaration.id
+    first.close()
+    second = build_declarations(settings, schema=schema)
+    try:
+        assert second.get(declaration_id).kind == "vessel_call"
+    finally:
+        second.close()
+
+
+def test_payloads_are_encrypted_at_rest_with_a_cipher_key(store):
+    from eventsourcing.cryptography import AESCipher  # noqa: PLC0415 - only this test needs it
+
+    settings, schema = store
+    settings = Settings(settings.data_dir, settings.database_url, cipher_key=AESCipher.create_key(32))
+    app = build_declarations(settings, schema=schema)
+    try:
+        declaration_id = app.submit(samples.goods()).declaration.id
+        stored = app.recorder.select_events(declaration_id)[0].state
+        assert b"Mixing" not in stored and b"HLXU" not in stored
+        assert app.get(declaration_id).document["containers"] == ["HLXU8000014"]
+    finally:
+        app.close()

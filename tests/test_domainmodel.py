@@ -1,0 +1,196 @@
+"""The declaration aggregate, given events → command → new events or a domain error."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.declarations import Declaration, content_hash, declaration_id
+from hub.declarations.domainmodel import (
+    AgencyNotRouted,
+    DeclarationClosed,
+    IdentityChanged,
+    StaleResponse,
+)
+
+from . import samples
+
+ROUTES = {"customs": "every goods declaration", "port": "sea transport"}
+
+
+def submitted(routes: dict[str, str] | None = None) -> Declaration:
+    document = samples.goods()
+    declaration = Declaration(
+        kind="goods", declarant=samples.TRADER_A, reference=document["reference"],
+        document=document, content_hash=content_hash(document), routes=routes or ROUTES,
+    )
+    declaration.collect_events()
+    return declaration
+
+
+def new_events(declaration: Declaration) -> list[str]:
+    return [type(event).__name__ for event in declaration.collect_events()]
+
+
+def released(declaration: Declaration) -> Declaration:
+    for agency in declaration.routed_agencies:
+        declaration.record_response(agency, f"{agency}-release", "released", "2026-12-01T10:00:00Z")
+    declaration.collect_events()
+    return declaration
+
+
+def test_id_derives_from_declarant_and_reference():
+    declaration = submitted()
+    assert declaration.id == declaration_id(samples.TRADER_A, "TEST-GOODS-0001")
+    assert declaration.id != declaration_id(samples.TRADER_B, "TEST-GOODS-0001")
+
+
+def test_a_new_declaration_waits_on_every_routed_agency():
+    declaration = submitted()
+    assert declaration.status == "submitted"
+    assert {name: state["status"] for name, state in declaration.agencies.items()} == {
+        "customs": "pending", "port": "pending"}
+
+
+def test_a_first_answer_puts_the_declaration_in_progress():
+    declaration = submitted()
+    declaration.record_response("customs", "m1", "received", "2026-12-01T09:00:00Z", code="02")
+    assert new_events(declaration) == ["AgencyResponded"]
+    assert declaration.status == "in_progress"
+    assert declaration.agencies["customs"]["code"] == "02"
+
+
+def test_release_by_the_last_routed_agency_releases_the_declaration():
+    declaration = submitted()
+    declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z")
+    assert new_events(declaration) == ["AgencyResponded"]
+    declaration.record_response("port", "m2", "released", "2026-12-01T09:05:00Z")
+    assert new_events(declaration) == ["AgencyResponded", "Released"]
+    assert declaration.status == "released"
+
+
+def test_one_rejection_rejects_the_declaration():
+    declaration = submitted()
+    declaration.record_response("port", "m1", "released", "2026-12-01T09:00:00Z")
+    declaration.record_response("customs", "m2", "rejected", "2026-12-01T09:01:00Z", text="bad HS")
+    assert new_events(declaration) == ["AgencyResponded", "AgencyResponded", "Rejected"]
+    assert declaration.status == "rejected"
+
+
+def test_a_repeated_message_is_applied_once():
+    declaration = submitted()
+    assert declaration.record_response("customs", "m1", "accepted", "2026-12-01T09:00:00Z")
+    assert not declaration.record_response("customs", "m1", "accepted", "2026-12-01T09:00:00Z")
+    assert new_events(declaration) == ["AgencyResponded"]
+
+
+def test_an_unrouted_agency_cannot_answer():
+    declaration = submitted()
+    with pytest.raises(AgencyNotRouted):
+        declaration.record_response("border", "m1", "released", "2026-12-01T09:00:00Z")
+    assert new_events(declaration) == []
+
+
+def test_an_unknown_status_is_refused():
+    declaration = submitted()
+    with pytest.raises(ValueError, match="not an agency status"):
+        declaration.record_response("customs", "m1", "approved", "2026-12-01T09:00:00Z")
+
+
+def test_a_hold_overrides_release_until_lifted():
+    declaration = submitted()
+    declaration.place_hold("alert-1", "container HLXU8000014")
+    released(declaration)
+    assert declaration.status == "held"
+    assert declaration.lift_hold("alert-1")
+    assert new_events(declaration) == ["HoldLifted", "Released"]
+    assert declaration.status == "released"
+
+
+def test_placing_the_same_hold_twice_changes_nothing():
+    declaration = submitted()
+    assert declaration.place_hold("alert-1", "party X")
+    assert not declaration.place_hold("alert-1", "party X")
+    assert new_events(declaration) == ["HoldPlaced"]
+
+
+def test_amendment_reroutes_and_asks_every_agency_again():
+    declaration = submitted()
+    declaration.record_response("customs", "m1", "accepted", "2026-12-01T09:00:00Z")
+    declaration.collect_events()
+    document = samples.goods(containers=[])
+    changed = declaration.amend(document, content_hash(document), {"customs": "every goods declaration"})
+    assert changed and new_events(declaration) == ["Amended"]
+    assert declaration.agencies["customs"]["status"] == "pending"
+    assert declaration.agencies["port"]["status"] == "cancelled"
+    assert list(declaration.routed_agencies) == ["customs"]
+
+
+def test_amendment_with_the_current_content_changes_nothing():
+    declaration = submitted()
+    assert not declaration.amend(declaration.document, declaration.content_hash, ROUTES)
+    assert new_events(declaration) == []
+
+
+@pytest.mark.parametrize("field, changes", [
+    ("reference", {"reference": "OTHER-REF"}),
+    ("declarant", {"declarant": {"id": samples.TRADER_B, "name": "Other"}}),
+])
+def test_amendment_cannot_change_identity(field, changes):
+    declaration = submitted()
+    document = samples.goods(**changes)
+    with pytest.raises(IdentityChanged) as raised:
+        declaration.amend(document, content_hash(document), ROUTES)
+    assert raised.value.field == field
+
+
+def test_no_amendment_or_withdrawal_after_release():
+    declaration = released(submitted())
+    document = samples.goods(containers=[])
+    with pytest.raises(DeclarationClosed):
+        declaration.amend(document, content_hash(document), ROUTES)
+    with pytest.raises(DeclarationClosed):
+        declaration.withdraw("changed my mind")
+    assert new_events(declaration) == []
+
+
+def test_a_response_to_a_replaced_version_is_stale():
+    declaration = submitted()
+    document = samples.goods(containers=[])
+    declaration.amend(document, content_hash(document), ROUTES)
+    declaration.collect_events()
+    with pytest.raises(StaleResponse):
+        declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z", answers_version=1)
+    declaration.record_response("customs", "m2", "released", "2026-12-01T09:00:00Z", answers_version=2)
+    assert new_events(declaration) == ["AgencyResponded"]
+
+
+def test_withdrawal_is_final_but_agencies_may_acknowledge_it():
+    declaration = submitted()
+    assert declaration.withdraw("shipment cancelled")
+    assert not declaration.withdraw("again")
+    assert new_events(declaration) == ["Withdrawn"]
+    assert declaration.status == "withdrawn"
+    declaration.record_response("customs", "m1", "cancelled", "2026-12-01T09:00:00Z", code="10")
+    with pytest.raises(DeclarationClosed):
+        declaration.record_response("port", "m2", "released", "2026-12-01T09:00:00Z")
+    assert new_events(declaration) == ["AgencyResponded"]
+
+
+def test_an_agency_routed_away_may_only_acknowledge():
+    declaration = submitted()
+    document = samples.goods(containers=[])
+    declaration.amend(document, content_hash(document), {"customs": "every goods declaration"})
+    declaration.record_response("port", "m1", "cancelled", "2026-12-01T09:00:00Z")
+    assert declaration.agencies["port"]["status"] == "cancelled"
+    with pytest.raises(AgencyNotRouted):
+        declaration.record_response("port", "m2", "released", "2026-12-01T09:00:00Z")
+
+
+def test_inspection_is_recorded_once_per_message():
+    declaration = submitted()
+    assert declaration.record_inspection("customs", "i1", "pass", "2026-12-01T09:00:00Z", findings="ok")
+    assert not declaration.record_inspection("customs", "i1", "pass", "2026-12-01T09:00:00Z")
+    assert new_events(declaration) == ["InspectionRecorded"]
+    assert declaration.agencies["customs"]["status"] == "inspected"
+    with pytest.raises(ValueError, match="inspection result"):
+        declaration.record_inspection("customs", "i2", "maybe", "2026-12-01T09:00:00Z")
