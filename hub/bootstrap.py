@@ -68,6 +68,7 @@ def _postgres_env(url: str, schema: str) -> dict[str, str]:
         raise ConfigurationError(f"TRADEHUB_DATABASE_URL is not a valid PostgreSQL URL: {error}") from None
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "hub.storage:ArrayInsertRecorder",
         "POSTGRES_DBNAME": str(params.get("dbname") or params.get("user") or "postgres"),
         "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
         "POSTGRES_PORT": str(params.get("port") or "5432"),

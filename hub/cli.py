@@ -55,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure the hub against raw baselines")
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
     ingest = suites.add_parser("ingest", help="declarations stored per second, SQLite and PostgreSQL")
-    ingest.add_argument("--count", type=int, default=3000, help="declarations per measurement")
+    ingest.add_argument("--count", type=int, default=5000, help="declarations per measurement")
     ingest.add_argument("--clients", type=int, default=32, help="concurrent submitting threads")
+    ingest.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds")
     ingest.add_argument("--database-url", default="",
                         help="PostgreSQL to measure (default: TRADEHUB_BENCH_DATABASE_URL, "
                              "TRADEHUB_DATABASE_URL, else an embedded PostgreSQL if installed)")

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import pycountry
@@ -39,10 +39,17 @@ def text(value: str, max_length: int) -> str:
         raise ValueError("must not be blank")
     if len(value) > max_length:
         raise ValueError(f"must be at most {max_length} characters, got {len(value)}")
+    if value.isprintable():  # the common case, checked in C
+        return value
     for position, char in enumerate(value):
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             raise ValueError(f"contains control or unassigned character U+{ord(char):04X} at {position}")
     return value
+
+
+# Identifiers recur across declarations (the same declarant, vessel, ports), so
+# the pure checkers below remember recent answers. Failures are not cached.
+_remember = lru_cache(maxsize=8192)
 
 
 def _checked(validate, value: str, what: str) -> str:
@@ -56,21 +63,25 @@ def _checked(validate, value: str, what: str) -> str:
         raise ValueError(f"{value!r} is not a valid {what}") from None
 
 
+@_remember
 def uscc(value: str) -> str:
     """China unified social credit code (GB 32100-2015), 18 characters."""
     return _checked(stdnum_uscc.validate, value, "unified social credit code (USCC)").upper()
 
 
+@_remember
 def imo_number(value: str) -> str:
     """IMO ship identification number, seven digits (the `IMO` prefix is dropped)."""
     return _checked(stdnum_imo.validate, value, "IMO ship number")
 
 
+@_remember
 def container_number(value: str) -> str:
     """ISO 6346 freight container number: owner code, category, serial, check digit."""
     return _checked(iso6346.validate, value, "ISO 6346 container number")
 
 
+@_remember
 def country(value: str) -> str:
     """ISO 3166-1 alpha-2 country code."""
     code = value.strip().upper()
@@ -79,6 +90,7 @@ def country(value: str) -> str:
     return code
 
 
+@_remember
 def currency(value: str) -> str:
     """ISO 4217 alphabetic currency code."""
     code = value.strip().upper()
@@ -87,6 +99,7 @@ def currency(value: str) -> str:
     return code
 
 
+@_remember
 def locode(value: str) -> str:
     """UN/LOCODE: a country code and three letters or digits 2-9 (`CNXMN`, `CN XMN`)."""
     code = value.replace(" ", "").upper()
@@ -96,6 +109,7 @@ def locode(value: str) -> str:
     return code
 
 
+@_remember
 def hs_code(value: str) -> str:
     """Harmonized System code: 6 digits, or 8 or 10 with national subdivisions."""
     code = value.replace(".", "").replace(" ", "")
@@ -143,6 +157,7 @@ def rec20_units() -> frozenset[str]:
     return frozenset(row.split("\t", 1)[0] for row in rows[1:] if row)
 
 
+@_remember
 def unit(value: str) -> str:
     """A unit of measure from UN/ECE Recommendation 20 (`KGM`, `H87`, `LTR` ...)."""
     code = value.strip().upper()

@@ -1,0 +1,88 @@
+"""`tradehub validate` as a user runs it: a real process, files on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import samples
+from .conftest import IN_CI, SHARED
+
+
+def tradehub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=cwd)
+
+
+def write(tmp_path: Path, name: str, document) -> Path:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return path
+
+
+def test_valid_files_pass_and_show_their_routes(tmp_path: Path):
+    good = write(tmp_path, "good.json", samples.goods())
+    call = write(tmp_path, "call.json", samples.vessel_call())
+    result = tradehub("validate", str(good), str(call))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{good}: valid goods TEST-GOODS-0001, routed to customs, port" in result.stdout
+    assert "routed to customs, inspection, port, maritime, border" in result.stdout
+
+
+def test_each_error_is_one_line_naming_file_path_and_reason(tmp_path: Path):
+    document = samples.goods(containers=["HLXU8000015"])
+    document["items"][0]["net_kg"] = "9999"
+    bad = write(tmp_path, "bad.json", document)
+    good = write(tmp_path, "good.json", samples.goods())
+    result = tradehub("validate", str(bad), str(good))
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith(str(bad))]
+    assert lines == [
+        f"{bad}: $.containers[0]: 'HLXU8000015' is not a valid ISO 6346 container number: "
+        "the check digit is wrong",
+        f"{bad}: $.items[0].net_kg: net mass 9999 kg exceeds gross mass 5200.5 kg",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content, reason", [
+    ('{"kind": "goods", ', "not JSON: line 1, column 19"),
+    ("", "not JSON: line 1, column 1"),
+])
+def test_malformed_json_gets_a_clean_error(tmp_path: Path, content: str, reason: str):
+    path = write(tmp_path, "broken.json", content)
+    result = tradehub("validate", str(path))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{path}: {reason}")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreadable_file_is_named(tmp_path: Path):
+    result = tradehub("validate", str(tmp_path / "nowhere.json"))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'nowhere.json'}: cannot read: No such file or directory" in result.stdout
+
+
+def test_a_broken_routing_file_stops_with_a_message(tmp_path: Path):
+    import os
+
+    env = dict(os.environ, TRADEHUB_ROUTING_FILE=str(write(tmp_path, "r.toml", "nonsense = [")))
+    result = tradehub("validate", str(write(tmp_path, "good.json", samples.goods())), env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("tradehub: ") and "r.toml" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_shipped_examples_are_valid():
+    examples = sorted((SHARED / "examples").glob("*.json"))
+    if not examples:
+        if IN_CI:
+            pytest.fail("../shared/examples is missing under CI")
+        pytest.skip("../shared/examples is not beside this clone")
+    result = tradehub("validate", *map(str, examples))
+    assert result.returncode == 0, result.stdout
+    assert len(result.stdout.splitlines()) == len(examples)

@@ -1,0 +1,151 @@
+"""Validation of declaration documents: every failing field, by JSON path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hub.declarations import InvalidDeclaration, content_hash, validate_document
+from hub.declarations.documents import MalformedJSON, load_json
+
+from . import samples
+
+
+def errors_of(document) -> dict[str, str]:
+    with pytest.raises(InvalidDeclaration) as raised:
+        validate_document(document)
+    return {error.path: error.message for error in raised.value.errors}
+
+
+def test_valid_documents_come_back_canonical():
+    document = samples.goods(containers=["hlxu 800001 4"])
+    document["transport"]["vessel"]["imo"] = "IMO 9321483"
+    canonical = validate_document(document)
+    assert canonical["containers"] == ["HLXU8000014"]
+    assert canonical["transport"]["vessel"]["imo"] == "9321483"
+    assert validate_document(samples.vessel_call())["kind"] == "vessel_call"
+
+
+def test_every_failing_field_is_named_at_once():
+    document = samples.goods(containers=["HLXU8000015"], port_of_loading="XXABC")
+    document["declarant"]["id"] = "91350200MA2YQ4RK0X"  # check digit off by one
+    document["items"][0].update(origin="ZZ", currency="XYZ", gross_kg="-1", unit="BOXES")
+    errors = errors_of(document)
+    assert set(errors) == {
+        "$.declarant.id", "$.containers[0]", "$.port_of_loading", "$.items[0].origin",
+        "$.items[0].currency", "$.items[0].gross_kg", "$.items[0].unit",
+    }
+    assert "check digit" in errors["$.declarant.id"]
+    assert "check digit" in errors["$.containers[0]"]
+    assert "negative" in errors["$.items[0].gross_kg"]
+
+
+@pytest.mark.parametrize("change, path, reason", [
+    ({"items": []}, "$.items", "must not be empty"),
+    ({"surprise": 1}, "$.surprise", "not a known field"),
+    ({"reference": "   "}, "$.reference", "blank"),
+    ({"reference": "X" * 36}, "$.reference", "at most 35"),
+    ({"reference": "REF\u0000"}, "$.reference", "U+0000"),
+    ({"direction": "transit"}, "$.direction", "'import'"),
+    ({"customs_office": "37"}, "$.customs_office", "customs office"),
+    ({"port_of_discharge": "DEHAM"}, "$.port_of_discharge", "same as the port of loading"),
+    ({"port_of_loading": "DEHA1"}, "$.port_of_loading", "UN/LOCODE"),
+    ({"containers": ["HLXU8000014", "HLXU8000014"]}, "$.containers", "listed twice"),
+    ({"transport": {"mode": "sea"}}, "$.transport.vessel", "required for sea"),
+    ({"transport": {"mode": "teleport"}}, "$.transport.mode", "'sea'"),
+    ({"consignee": {"name": "X", "country": "CN", "id": "12345"}}, "$.consignee.id", "USCC"),
+    ({"documents": [{"type": "visa", "number": "1"}]}, "$.documents[0].type", "'health_certificate'"),
+    ({"consignor": None}, "$.consignor", "must be an object"),
+])
+def test_goods_field_rules(change, path, reason):
+    errors = errors_of(samples.goods(**change))
+    assert path in errors and reason in errors[path], errors
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("hs_code", "1234", "6, 8 or 10 digits"),
+    ("hs_code", "7712345678", "chapter 77"),
+    ("hs_code", "9912345678", "chapter 99"),
+    ("quantity", "0", "greater than zero"),
+    ("quantity", 4, 'write 4 as "4"'),
+    ("value", 1.5, "must be a string"),
+    ("value", False, "must be a string"),
+    ("value", "1e5", "decimal number"),
+    ("value", "NaN", "decimal number"),
+    ("value", "12.3456", "at most 3 decimal places"),
+    ("net_kg", "6000", "exceeds gross mass"),
+    ("un_number", "0000", "UN number"),
+    ("un_number", "12345", "UN number"),
+    ("unit", "PCE", "Recommendation 20"),
+    ("description", "", "blank"),
+])
+def test_item_field_rules(field, value, reason):
+    document = samples.goods()
+    document["items"][0][field] = value
+    errors = errors_of(document)
+    path = f"$.items[0].{field}"
+    assert path in errors and reason in errors[path], errors
+
+
+@pytest.mark.parametrize("change, path, reason", [
+    ({"direction": "arrival"}, "$.eta", "required for an arrival"),
+    ({"etd": "2026-12-03T18:30:00"}, "$.etd", "UTC offset"),
+    ({"etd": "tomorrow"}, "$.etd", "ISO 8601"),
+    ({"eta": "2026-12-04T00:00:00Z"}, "$.etd", "after the ETA"),
+    ({"crew": []}, "$.crew", "must not be empty"),
+    ({"vessel": {"imo": "9321484", "name": "X", "call_sign": "DJNP2", "flag": "DE"}},
+     "$.vessel.imo", "check digit"),
+    ({"vessel": {"imo": "9321483", "name": "X", "call_sign": "D", "flag": "DE"}},
+     "$.vessel.call_sign", "call sign"),
+    ({"dangerous_goods": [{"un_number": "1203", "imdg_class": "10", "description": "x"}]},
+     "$.dangerous_goods[0].imdg_class", "IMDG"),
+])
+def test_vessel_call_field_rules(change, path, reason):
+    errors = errors_of(samples.vessel_call(**change))
+    assert path in errors and reason in errors[path], errors
+
+
+@pytest.mark.parametrize("birth, reason", [("1975-13-01", "ISO 8601"), ("2999-01-01", "outside"),
+                                           ("19750630", "ISO 8601")])
+def test_crew_dates_of_birth(birth, reason):
+    document = samples.vessel_call()
+    document["crew"][0]["date_of_birth"] = birth
+    assert reason in errors_of(document)["$.crew[0].date_of_birth"]
+
+
+def test_passengers_have_no_rank():
+    document = samples.vessel_call()
+    document["passengers"][0]["rank"] = "Captain"
+    assert errors_of(document) == {"$.passengers[0].rank": "is not a known field"}
+
+
+@pytest.mark.parametrize("raw, error", [
+    ([], {"$": "must be a JSON object"}),
+    ({}, {"$.kind": "is required"}),
+    ({"kind": "cargo"}, {"$.kind": "must be one of 'goods', 'vessel_call'"}),
+])
+def test_documents_that_are_not_declarations(raw, error):
+    assert errors_of(raw) == error
+
+
+def test_content_hash_ignores_key_order_but_not_content():
+    document = validate_document(samples.goods())
+    reordered = json.loads(json.dumps(document, sort_keys=True))
+    assert content_hash(reordered) == content_hash(document)
+    assert content_hash(validate_document(samples.goods(customs_office="3701"))) != content_hash(document)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b'{"kind": "goods",', "line 1, column 18"),
+    (b'{"a": 1, "a": 2}', "key 'a' appears twice"),
+    (b'{"value": NaN}', "NaN is not a JSON number"),
+    (b'{"name": "caf\xe9"}', "byte 13 (0xe9) is not valid UTF-8"),
+])
+def test_malformed_json_is_named_by_position(data, reason):
+    with pytest.raises(MalformedJSON, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        load_json(data)
+
+
+def test_a_utf8_byte_order_mark_is_accepted():
+    assert load_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}

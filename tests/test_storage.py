@@ -1,0 +1,49 @@
+"""The PostgreSQL recorder that inserts batches as binary arrays keeps the library's promises."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.bootstrap import Settings, build_declarations
+from hub.declarations import Declaration, content_hash, validate_document
+from hub.storage import ArrayInsertRecorder
+
+from . import samples
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def app(postgres_url: str, postgres_schema: str, tmp_path):
+    application = build_declarations(Settings(tmp_path, postgres_url), schema=postgres_schema)
+    yield application
+    application.close()
+
+
+def _declaration(app, reference: str) -> Declaration:
+    document = validate_document(samples.goods(reference=reference))
+    return Declaration(kind="goods", declarant=samples.TRADER_A, reference=reference, document=document,
+                       content_hash=content_hash(document), routes=app.routing.route(document))
+
+
+def test_a_batch_gets_ascending_notification_ids_in_event_order(app):
+    assert isinstance(app.recorder, ArrayInsertRecorder)
+    batch = [_declaration(app, f"BATCH-{n}") for n in range(25)]
+    recordings = app.save(*batch)
+    ids = [recording.notification.id for recording in recordings]
+    assert ids == sorted(ids) and len(set(ids)) == 25
+    notifications = app.recorder.select_notifications(start=ids[0], limit=100)
+    assert [n.originator_id for n in notifications] == [d.id for d in batch]
+    assert [n.id for n in notifications] == ids
+    assert app.get(batch[7].id).reference == "BATCH-7"
+
+
+def test_a_duplicate_in_a_batch_rolls_the_whole_batch_back(app):
+    from eventsourcing.persistence import IntegrityError
+
+    app.save(_declaration(app, "TAKEN"))
+    before = app.recorder.max_notification_id()
+    with pytest.raises(IntegrityError):
+        app.save(_declaration(app, "FRESH-1"), _declaration(app, "TAKEN"))
+    after = [n.originator_id for n in app.recorder.select_notifications(start=1, limit=10)]
+    assert len(after) == 1 and app.recorder.max_notification_id() == before
