@@ -1,0 +1,43 @@
+"""`tradehub bench ingest` runs end to end and reports rates with their ratios (no timing asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+def bench(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "ingest", "--count", "40",
+                             "--rounds", "2", "--clients", "4", *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _rates(output: str, store: str) -> dict[str, float]:
+    pattern = rf"^{store}\s+(raw single-row INSERT|plain eventsourcing|hub submit \(group\))\s+(\d+)"
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, output, re.MULTILINE)}
+
+
+def test_bench_ingest_on_sqlite_reports_raw_and_hub_rates():
+    output = bench("--only", "sqlite")
+    rates = _rates(output, "sqlite")
+    assert set(rates) == {"raw single-row INSERT", "plain eventsourcing", "hub submit (group)"}
+    assert all(rate > 0 for rate in rates.values())
+    assert re.search(r"hub submit \(group\)\s+\d+ declarations/s\s+[\d.]+% of raw", output)
+
+
+@pytest.mark.postgres
+def test_bench_ingest_on_postgres_cleans_up_after_itself(postgres_url: str):
+    import psycopg
+
+    output = bench("--only", "postgres", "--database-url", postgres_url)
+    assert set(_rates(output, "postgres")) == {
+        "raw single-row INSERT", "plain eventsourcing", "hub submit (group)"}
+    with psycopg.connect(postgres_url) as connection:
+        left = connection.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'bench_%'").fetchone()
+    assert left == (0,)
