@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -46,7 +46,8 @@ def persistence_env(settings: Settings, schema: str = "") -> dict[str, str]:
     if url.startswith(("postgresql://", "postgres://")):
         env = _postgres_env(url, schema)
     elif not url or url.startswith("sqlite:///"):
-        path = Path(unquote(urlsplit(url).path)) if url else settings.data_dir / "hub.sqlite"
+        # As elsewhere: sqlite:///relative/path, sqlite:////absolute/path.
+        path = Path(unquote(url.removeprefix("sqlite:///"))) if url else settings.data_dir / "hub.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path),
                "SQLITE_LOCK_TIMEOUT": "30"}
@@ -66,12 +67,15 @@ def _postgres_env(url: str, schema: str) -> dict[str, str]:
         params = conninfo_to_dict(url)
     except Exception as error:  # psycopg raises ProgrammingError for malformed URLs
         raise ConfigurationError(f"TRADEHUB_DATABASE_URL is not a valid PostgreSQL URL: {error}") from None
+    port = str(params.get("port") or "5432")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"TRADEHUB_DATABASE_URL is not a valid PostgreSQL URL: port {port!r}")
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "APPLICATION_RECORDER_TOPIC": "hub.storage:ArrayInsertRecorder",
         "POSTGRES_DBNAME": str(params.get("dbname") or params.get("user") or "postgres"),
         "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
-        "POSTGRES_PORT": str(params.get("port") or "5432"),
+        "POSTGRES_PORT": port,
         "POSTGRES_USER": str(params.get("user") or "postgres"),
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_POOL_SIZE": "8",

@@ -66,7 +66,7 @@ def test_goods_field_rules(change, path, reason):
 @pytest.mark.parametrize("field, value, reason", [
     ("hs_code", "1234", "6, 8 or 10 digits"),
     ("hs_code", "7712345678", "chapter 77"),
-    ("hs_code", "9912345678", "chapter 99"),
+    ("hs_code", "0012345678", "chapter 00"),
     ("quantity", "0", "greater than zero"),
     ("quantity", 4, 'write 4 as "4"'),
     ("value", 1.5, "must be a string"),

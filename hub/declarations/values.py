@@ -115,8 +115,8 @@ def hs_code(value: str) -> str:
     code = value.replace(".", "").replace(" ", "")
     if not _HS_CODE.fullmatch(code):
         raise ValueError(f"{value!r} is not an HS code (6, 8 or 10 digits)")
-    chapter = int(code[:2])
-    if not 1 <= chapter <= 97 or chapter == 77:
+    chapter = int(code[:2])  # 01-97, 77 reserved; 98 and 99 are for national use
+    if chapter == 0 or chapter == 77:
         raise ValueError(f"{value!r} is not an HS code: chapter {code[:2]} does not exist")
     return code
 
