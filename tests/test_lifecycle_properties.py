@@ -51,7 +51,7 @@ class Lifecycle(RuleBasedStateMachine):
         self._route(variant, since=1)
         self.holds: set[str] = set()
         self.withdrawn = False
-        self.released = False
+        self.outcome = ""  # the last overall outcome recorded: "", "released" or "rejected"
         self.applied: set[str] = set()
 
     # ---- the reference model ---------------------------------------------------------------
@@ -75,7 +75,9 @@ class Lifecycle(RuleBasedStateMachine):
             return "released"
         return "submitted" if all(s == "pending" for s in statuses) else "in_progress"
 
-    _last_outcome = ""
+    @property
+    def released(self) -> bool:
+        return self.outcome == "released"
 
     def _expect(self, error: type[Exception] | None, call) -> None:
         try:
@@ -106,7 +108,7 @@ class Lifecycle(RuleBasedStateMachine):
         if error is None and variant != self.content:
             self.content = variant
             self._route(variant, since=self.version)
-            self._last_outcome = ""
+            self.outcome = ""
 
     @rule()
     def withdraw(self) -> None:
@@ -158,9 +160,8 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _settled(self) -> None:
         status = self.expected_status()
-        if status in ("released", "rejected") and self._last_outcome != status:
-            self._last_outcome = status
-            self.released = status == "released"
+        if status in ("released", "rejected"):
+            self.outcome = status
 
     # ---- invariants ----------------------------------------------------------------------
 
