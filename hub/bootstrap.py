@@ -17,6 +17,9 @@ from urllib.parse import unquote
 from psycopg.conninfo import conninfo_to_dict
 
 from hub.declarations import Declarations, RoutingRules
+from projections.database import PostgresViews, SQLiteViews, ViewDatabase
+from projections.runner import ProjectionRunner
+from projections.status_board import StatusBoard
 
 
 class ConfigurationError(ValueError):
@@ -29,25 +32,43 @@ class Settings:
     database_url: str = ""
     routing_file: str = ""
     cipher_key: str = ""
+    secret: str = ""
+    max_body_bytes: int = 4 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        limit = environ.get("TRADEHUB_MAX_BODY_BYTES", "") or str(cls.max_body_bytes)
+        if not limit.isdigit() or int(limit) < 1024:
+            raise ConfigurationError(f"TRADEHUB_MAX_BODY_BYTES must be a number of bytes >= 1024, got {limit!r}")
         return cls(
             data_dir=Path(environ.get("TRADEHUB_DATA_DIR") or "var"),
             database_url=environ.get("TRADEHUB_DATABASE_URL", ""),
             routing_file=environ.get("TRADEHUB_ROUTING_FILE", ""),
             cipher_key=environ.get("TRADEHUB_CIPHER_KEY", ""),
+            secret=environ.get("TRADEHUB_SECRET", ""),
+            max_body_bytes=int(limit),
         )
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def sqlite_path(self) -> Path:
+        """Where the embedded store keeps its events."""
+        if self.database_url:
+            # As elsewhere: sqlite:///relative/path, sqlite:////absolute/path.
+            return Path(unquote(self.database_url.removeprefix("sqlite:///")))
+        return self.data_dir / "hub.sqlite"
 
 
 def persistence_env(settings: Settings, schema: str = "") -> dict[str, str]:
     """eventsourcing's environment for the configured store."""
     url = settings.database_url
-    if url.startswith(("postgresql://", "postgres://")):
+    if settings.uses_postgres:
         env = _postgres_env(url, schema)
     elif not url or url.startswith("sqlite:///"):
-        # As elsewhere: sqlite:///relative/path, sqlite:////absolute/path.
-        path = Path(unquote(url.removeprefix("sqlite:///"))) if url else settings.data_dir / "hub.sqlite"
+        path = settings.sqlite_path
         path.parent.mkdir(parents=True, exist_ok=True)
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path),
                "SQLITE_LOCK_TIMEOUT": "30"}
@@ -94,3 +115,34 @@ def routing_rules(settings: Settings) -> RoutingRules:
 def build_declarations(settings: Settings | None = None, *, schema: str = "") -> Declarations:
     settings = settings or Settings.from_env()
     return Declarations(persistence_env(settings, schema), routing=routing_rules(settings))
+
+
+def build_views(settings: Settings, *, schema: str = "") -> ViewDatabase:
+    """The read models' database: beside the SQLite events, or in the hub's PostgreSQL schema."""
+    if settings.uses_postgres:
+        return PostgresViews(settings.database_url, schema)
+    events = settings.sqlite_path
+    return SQLiteViews(events.with_name(f"{events.stem}-views.sqlite"))
+
+
+@dataclass
+class Hub:
+    """Everything a hub process runs on, wired once."""
+
+    settings: Settings
+    declarations: Declarations
+    views: ViewDatabase
+    runner: ProjectionRunner
+
+    def close(self) -> None:
+        self.runner.stop()
+        self.views.close()
+        self.declarations.close()
+
+
+def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
+    settings = settings or Settings.from_env()
+    declarations = build_declarations(settings, schema=schema)
+    views = build_views(settings, schema=schema)
+    runner = ProjectionRunner(declarations, views, [StatusBoard(declarations)])
+    return Hub(settings, declarations, views, runner)

@@ -5,6 +5,7 @@ from .application import (
     DeclarationNotFound,
     Declarations,
     DuplicateReference,
+    NotDeclarant,
     Submission,
     VersionConflict,
 )
@@ -14,7 +15,7 @@ from .routing import RoutingError, RoutingRules
 
 __all__ = [
     "AGENCIES", "Conflict", "Declaration", "DeclarationError", "DeclarationNotFound",
-    "Declarations", "DuplicateReference", "FieldError", "InvalidDeclaration", "RoutingError",
+    "Declarations", "DuplicateReference", "FieldError", "NotDeclarant", "InvalidDeclaration", "RoutingError",
     "RoutingRules", "Submission", "VersionConflict", "content_hash", "declaration_id",
     "validate_document",
 ]

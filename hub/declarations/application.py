@@ -37,6 +37,10 @@ class DuplicateReference(Conflict):
     """The declarant already used this reference for a different document."""
 
 
+class NotDeclarant(PermissionError):
+    """A party tried to declare on another party's behalf."""
+
+
 class VersionConflict(Conflict):
     """The caller's copy is stale: someone else changed the declaration first."""
 
@@ -62,9 +66,14 @@ class Declarations(Application):
         self.routing = routing or RoutingRules.load()
         self._group = GroupCommit(self.save)
 
-    def submit(self, raw: Any) -> Submission:
-        """Declare once. The same (declarant, reference) with the same content returns it."""
+    def submit(self, raw: Any, *, on_behalf_of: str | None = None) -> Submission:
+        """Declare once. The same (declarant, reference) with the same content returns it.
+
+        With `on_behalf_of`, the document's declarant must be that party.
+        """
         document = validate_document(raw)
+        if on_behalf_of is not None and document["declarant"]["id"] != on_behalf_of:
+            raise NotDeclarant(f"{on_behalf_of} cannot declare as {document['declarant']['id']}")
         digest = content_hash(document)
         declaration = Declaration(
             kind=document["kind"],

@@ -1,0 +1,389 @@
+"""The HTTP API under /v1 (SPEC §6): parse, authorise, hand the command on, answer.
+
+Declarations are read from the event store (read-your-writes); lists come
+from the status board projection, a few milliseconds behind the log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.bootstrap import Hub
+from hub.declarations import (
+    AGENCIES,
+    Conflict,
+    Declaration,
+    DeclarationError,
+    DeclarationNotFound,
+    InvalidDeclaration,
+    NotDeclarant,
+    VersionConflict,
+)
+from hub.declarations.documents import KINDS, GoodsDeclaration, MalformedJSON, VesselCall, json_path, load_json
+from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
+from projections.status_board import Filters, counts_by_status, list_declarations
+
+from .auth import Caller, InvalidToken, verify_token
+from .middleware import BodyLimit, RequestMetrics
+from .problems import Problem, ProblemError, documented, problem
+
+# Personal data (crew and passenger lists) goes only to the agencies that need it.
+PERSONAL_DATA = ("crew", "passengers")
+PERSONAL_DATA_AGENCIES = ("border", "maritime")
+
+
+class AgencyState(BaseModel):
+    status: str
+    routed: bool
+    reason: str
+    code: str = ""
+    text: str = ""
+    updated_at: str = ""
+
+
+class DeclarationResource(BaseModel):
+    id: UUID
+    reference: str
+    kind: Literal["goods", "vessel_call"]
+    declarant: str
+    version: int
+    status: str
+    agencies: dict[str, AgencyState]
+    holds: list[str]
+    submitted_at: datetime
+    updated_at: datetime
+    document: dict[str, Any]
+
+
+class DeclarationSummary(BaseModel):
+    id: UUID
+    reference: str
+    kind: str
+    declarant: str
+    version: int
+    status: str
+    agencies: dict[str, dict[str, str]]
+    submitted_at: datetime
+    updated_at: datetime
+    released_at: datetime | None
+
+
+class DeclarationPage(BaseModel):
+    items: list[DeclarationSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class HistoryEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    version: int
+    time: datetime
+
+
+class History(BaseModel):
+    declaration_id: UUID
+    events: list[HistoryEvent]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class AmendmentRequest(_Strict):
+    expected_version: int = Field(ge=1)
+    declaration: dict[str, Any]
+
+
+class WithdrawalRequest(_Strict):
+    reason: str = Field(min_length=1, max_length=512)
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+DECLARATION_SCHEMA = TypeAdapter(GoodsDeclaration | VesselCall)
+
+
+def current_caller(request: Request) -> Caller:
+    """The caller named by the bearer token; 401 without a valid one."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProblemError(401, "unauthenticated", "Missing bearer token", "send Authorization: Bearer <token>")
+    try:
+        return verify_token(request.app.state.secret, token.strip())
+    except InvalidToken as error:
+        raise ProblemError(401, "unauthenticated", "Invalid bearer token", str(error)) from None
+
+
+Authenticated = Annotated[Caller, Depends(current_caller)]
+
+
+def create_app(hub: Hub) -> FastAPI:
+    """The API for one wired hub. Nothing here connects at import time."""
+    settings = hub.settings
+    registry = CollectorRegistry()
+    registry.register(_BoardCollector(hub))
+    app = FastAPI(title="Trade hub", version="1", summary="Single window for trade and port declarations",
+                  docs_url=None, redoc_url=None)
+    app.state.secret = settings.secret
+
+    async def json_body(request: Request) -> Any:
+        try:
+            return load_json(await request.body())
+        except MalformedJSON as error:
+            raise ProblemError(400, "malformed-json", "Malformed JSON", str(error)) from None
+
+    def visible(who: Caller, declaration_id: str) -> Declaration:
+        try:
+            declaration = hub.declarations.get(declaration_id)
+        except DeclarationNotFound:
+            declaration = None
+        if declaration is None or not who.may_see(declaration):
+            raise ProblemError(404, "not-found", "No such declaration", f"no declaration {declaration_id}")
+        return declaration
+
+    def changeable(who: Caller, declaration_id: str) -> Declaration:
+        declaration = visible(who, declaration_id)
+        if not who.may_change(declaration):
+            raise ProblemError(403, "forbidden", "Not allowed", "only the declarant or an admin may change it")
+        return declaration
+
+    declaration_body = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Declaration"}}}}}
+
+    @app.post("/v1/declarations", status_code=201, response_model=DeclarationResource,
+              responses={200: {"model": DeclarationResource, "description": "Already declared with this content"},
+                         **documented(400, 401, 403, 409, 413, 422)},
+              openapi_extra=declaration_body, tags=["declarations"])
+    async def submit(request: Request, response: Response, who: Authenticated) -> dict[str, Any]:
+        """Declare once. Repeating the same (declarant, reference) with the same content returns 200."""
+        if who.role == "officer":
+            raise ProblemError(403, "forbidden", "Officers do not declare")
+        raw = await json_body(request)
+        on_behalf_of = who.party if who.role == "trader" else None
+        submission = await run_in_threadpool(hub.declarations.submit, raw, on_behalf_of=on_behalf_of)
+        response.status_code = 201 if submission.created else 200
+        response.headers["Location"] = f"/v1/declarations/{submission.declaration.id}"
+        return _resource(submission.declaration, who)
+
+    @app.get("/v1/declarations", response_model=DeclarationPage, responses=documented(401, 422),
+             tags=["declarations"])
+    def list_(
+        who: Authenticated,
+        status: Annotated[Literal[OVERALL_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+        kind: Annotated[Literal[KINDS] | None, Query()] = None,  # type: ignore[valid-type]
+        agency: Annotated[Literal[AGENCIES] | None, Query(description="routed to this agency")] = None,  # type: ignore[valid-type]
+        declarant: Annotated[str | None, Query(max_length=18)] = None,
+        reference: Annotated[str | None, Query(max_length=35)] = None,
+        submitted_from: Annotated[datetime | None, Query(description="inclusive")] = None,
+        submitted_to: Annotated[datetime | None, Query(description="exclusive")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """Declarations the caller may see, newest first, filtered and paginated."""
+        if who.role == "trader":
+            if declarant not in (None, who.party):
+                return {"items": [], "next_cursor": None}
+            declarant = who.party
+        filters = Filters(status=status, kind=kind, agency=agency, declarant=declarant, reference=reference,
+                          submitted_from=submitted_from, submitted_to=submitted_to,
+                          visible_to_agency=who.agency if who.role == "officer" else None)
+        try:
+            items, following = list_declarations(hub.views, filters, limit=limit, after=cursor)
+        except ValueError as error:
+            raise ProblemError(422, "invalid-request", "Invalid query",
+                               errors=[{"path": "query.cursor", "message": str(error)}]) from None
+        return {"items": items, "next_cursor": following}
+
+    @app.get("/v1/declarations/{declaration_id}", response_model=DeclarationResource,
+             responses=documented(401, 404), tags=["declarations"])
+    def get(declaration_id: str, who: Authenticated) -> dict[str, Any]:
+        """One declaration, with its status at every agency."""
+        return _resource(visible(who, declaration_id), who)
+
+    @app.post("/v1/declarations/{declaration_id}/amendments", response_model=DeclarationResource,
+              responses=documented(400, 401, 403, 404, 409, 413, 422), tags=["declarations"])
+    async def amend(declaration_id: str, request: Request, who: Authenticated) -> dict[str, Any]:
+        """Replace the document; `expected_version` must be the current version."""
+        body = _envelope(AmendmentRequest, await json_body(request))
+        await run_in_threadpool(changeable, who, declaration_id)
+        try:
+            declaration = await run_in_threadpool(
+                hub.declarations.amend, declaration_id, body.expected_version, body.declaration)
+        except InvalidDeclaration as error:
+            raise _invalid(error, prefix="$.declaration") from None
+        except IdentityChanged as error:
+            path = "$.declaration.declarant.id" if error.field == "declarant" else f"$.declaration.{error.field}"
+            raise ProblemError(422, "invalid-declaration", "Invalid declaration",
+                               errors=[{"path": path, "message": str(error)}]) from None
+        return _resource(declaration, who)
+
+    @app.post("/v1/declarations/{declaration_id}/withdrawal", response_model=DeclarationResource,
+              responses=documented(400, 401, 403, 404, 409, 413, 422), tags=["declarations"])
+    async def withdraw(declaration_id: str, request: Request, who: Authenticated) -> dict[str, Any]:
+        """Withdraw the declaration; the agencies get cancellations."""
+        body = _envelope(WithdrawalRequest, await json_body(request))
+        await run_in_threadpool(changeable, who, declaration_id)
+        declaration = await run_in_threadpool(
+            hub.declarations.withdraw, declaration_id, body.reason, body.expected_version)
+        return _resource(declaration, who)
+
+    @app.get("/v1/declarations/{declaration_id}/history", response_model=History,
+             responses=documented(401, 404), tags=["declarations"])
+    def history(declaration_id: str, who: Authenticated) -> dict[str, Any]:
+        """Every event of the declaration, oldest first."""
+        declaration = visible(who, declaration_id)
+        events = hub.declarations.history(declaration.id)
+        for event in events:
+            if "document" in event:
+                event["document"] = _document_for(who, event["document"])
+        return {"declaration_id": declaration.id, "events": events}
+
+    unauthenticated = {"security": []}
+
+    @app.get("/healthz", tags=["operations"], responses={503: {"description": "not healthy"}},
+             openapi_extra=unauthenticated)
+    def healthz() -> Response:
+        """The store answers and every view is following the log."""
+        checks: dict[str, Any] = {}
+        try:
+            checks["log_position"] = hub.declarations.recorder.max_notification_id() or 0
+            checks["view_lag"] = hub.runner.lag()
+        except Exception as error:  # noqa: BLE001 - reported, not raised
+            checks["store"] = f"unavailable: {error}"
+        checks["view_errors"] = dict(hub.runner.errors)
+        healthy = "store" not in checks and not checks["view_errors"]
+        return JSONResponse({"status": "ok" if healthy else "failing", **checks},
+                            status_code=200 if healthy else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response, openapi_extra=unauthenticated,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    _install_error_handlers(app)
+    _install_openapi(app)
+    app.add_middleware(RequestMetrics, registry=registry)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _resource(declaration: Declaration, who: Caller) -> dict[str, Any]:
+    return {
+        "id": declaration.id, "reference": declaration.reference, "kind": declaration.kind,
+        "declarant": declaration.declarant, "version": declaration.version, "status": declaration.status,
+        "agencies": {name: {key: state[key] for key in ("status", "routed", "reason", "code", "text",
+                                                         "updated_at")}
+                     for name, state in declaration.agencies.items()},
+        "holds": sorted(declaration.holds), "submitted_at": declaration.created_on,
+        "updated_at": declaration.modified_on, "document": _document_for(who, declaration.document),
+    }
+
+
+def _document_for(who: Caller, document: dict[str, Any]) -> dict[str, Any]:
+    if who.role == "officer" and who.agency not in PERSONAL_DATA_AGENCIES:
+        return {key: value for key, value in document.items() if key not in PERSONAL_DATA}
+    return document
+
+
+def _envelope(model: type[_Strict], raw: Any) -> Any:
+    try:
+        return model.model_validate(raw)
+    except PydanticValidationError as error:
+        errors = [{"path": json_path(e["loc"]), "message": e["msg"]} for e in error.errors()]
+        raise ProblemError(422, "invalid-request", "Invalid request", errors=errors) from None
+
+
+def _invalid(error: InvalidDeclaration, prefix: str = "$") -> ProblemError:
+    errors = [{"path": prefix + e.path[1:], "message": e.message} for e in error.errors]
+    return ProblemError(422, "invalid-declaration", "Invalid declaration",
+                        f"{len(errors)} field(s) failed validation", errors=errors)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, error: ProblemError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return problem(error.status, error.slug, error.title, error.detail, headers=headers, **error.extra)
+
+    @app.exception_handler(InvalidDeclaration)
+    async def _invalid_declaration(request: Request, error: InvalidDeclaration) -> Response:
+        return await _problem(request, _invalid(error))
+
+    @app.exception_handler(NotDeclarant)
+    async def _not_declarant(_: Request, error: NotDeclarant) -> Response:
+        return problem(403, "forbidden", "Not your declarant", str(error))
+
+    @app.exception_handler(VersionConflict)
+    async def _stale(_: Request, error: VersionConflict) -> Response:
+        return problem(409, "version-conflict", "Stale version", str(error),
+                       expected_version=error.expected, current_version=error.actual)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, error: Conflict) -> Response:
+        return problem(409, "conflict", "Conflict", str(error))
+
+    @app.exception_handler(DeclarationError)
+    async def _refused(_: Request, error: DeclarationError) -> Response:
+        return problem(409, "refused", "Not allowed in the declaration's state", str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, error: RequestValidationError) -> Response:
+        errors = [{"path": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
+                  for e in error.errors()]
+        return problem(422, "invalid-request", "Invalid request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> Response:
+        return problem(error.status_code, "http", str(error.detail), headers=error.headers)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            declaration = DECLARATION_SCHEMA.json_schema(ref_template="#/components/schemas/{model}")
+            components.update(declaration.pop("$defs", {}))
+            components["Declaration"] = declaration
+            components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(components["Problem"].pop("$defs", {}))
+            schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
+                                                                   "bearerFormat": "JWT"}}
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _BoardCollector:
+    """Declarations by overall status, read from the status board at scrape time."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Any:
+        gauge = GaugeMetricFamily("tradehub_declarations", "Declarations by overall status", labels=["status"])
+        counts = counts_by_status(self.hub.views)
+        for status in OVERALL_STATUSES:
+            gauge.add_metric([status], counts.get(status, 0))
+        yield gauge
+        lag = GaugeMetricFamily("tradehub_view_lag_events", "Events a view is behind the log", labels=["view"])
+        for view, behind in self.hub.runner.lag().items():
+            lag.add_metric([view], behind)
+        yield lag
+

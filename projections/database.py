@@ -1,0 +1,139 @@
+"""Where read models live, and how they track their place in the event log.
+
+On the embedded default the views are a SQLite file beside the events
+(`views.sqlite`); on PostgreSQL they are tables in the hub's own database and
+schema. Statements are written once with `?` placeholders. Each view commits
+its rows together with its tracking position, and the position only moves
+forward from the value the view started from, so two runners racing on one
+view cannot both apply the same events.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+
+TRACKING_TABLE = (
+    "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+)
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def fetchall(self) -> list[tuple]: ...
+
+
+class StaleTracking(Exception):
+    """Another runner moved this view's position first; the transaction is rolled back."""
+
+
+class ViewDatabase:
+    """A database of read models: transactions for writers, queries for readers."""
+
+    def transaction(self) -> Any:  # a context manager yielding a Cursor
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.transaction() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def create(self, statements: Sequence[str]) -> None:
+        with self.transaction() as cursor:
+            for statement in (TRACKING_TABLE, *statements):
+                cursor.execute(statement)
+
+    def position(self, name: str) -> int:
+        rows = self.query("SELECT position FROM projection_tracking WHERE name = ?", (name,))
+        return rows[0][0] if rows else 0
+
+    @staticmethod
+    def advance(cursor: Cursor, name: str, start: int, end: int) -> None:
+        """Move `name` from `start` to `end` inside the caller's transaction, or raise StaleTracking."""
+        if start == 0:
+            cursor.execute("INSERT INTO projection_tracking (name, position) VALUES (?, 0) "
+                           "ON CONFLICT (name) DO NOTHING", (name,))
+        cursor.execute("UPDATE projection_tracking SET position = ? WHERE name = ? AND position = ?",
+                       (end, name, start))
+        if cursor.rowcount != 1:
+            raise StaleTracking(name)
+
+
+class SQLiteViews(ViewDatabase):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=30,
+                                         check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        connection = self._connection()
+        cursor = connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._connection().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+class _PostgresCursor:
+    """Lets statements written with `?` run on psycopg."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cursor.execute(sql.replace("?", "%s"), params)
+
+    def fetchall(self) -> list[tuple]:
+        return self._cursor.fetchall()
+
+
+class PostgresViews(ViewDatabase):
+    def __init__(self, url: str, schema: str = "", max_size: int = 16) -> None:
+        conninfo = make_conninfo(url, options=f"-c search_path={schema}") if schema else url
+        self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True, name="views")
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PostgresCursor]:
+        with self._pool.connection() as connection, connection.transaction(), connection.cursor() as cursor:
+            yield _PostgresCursor(cursor)
+
+    def close(self) -> None:
+        self._pool.close()

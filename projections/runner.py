@@ -1,0 +1,111 @@
+"""Runs views over the hub's event log: catch up, then follow.
+
+Each step reads the notifications after a view's tracked position, applies
+them and moves the position in the same transaction. The log is polled: it
+works on SQLite, which has no subscriptions, and on PostgreSQL, whose table
+lock makes commit order follow notification order, so polling past the last
+id seen never skips a transaction that commits later. A view that fails
+stops where it is and is retried; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from hub.declarations import Declarations
+
+from .database import Cursor, StaleTracking, ViewDatabase
+
+log = logging.getLogger(__name__)
+
+
+class View(Protocol):
+    name: str
+    tables: Sequence[str]
+
+    def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        """Write the effect of these (position, event) pairs inside the caller's transaction."""
+
+    def forget(self) -> None:
+        """Drop in-memory state after a rolled-back transaction."""
+
+
+class ProjectionRunner:
+    def __init__(self, app: Declarations, database: ViewDatabase, views: Sequence[View],
+                 *, batch: int = 500, interval: float = 0.05) -> None:
+        self.app = app
+        self.database = database
+        self.views = list(views)
+        self.batch = batch
+        self.interval = interval
+        self.errors: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        database.create([statement for view in self.views for statement in view.tables])
+
+    def step(self, view: View) -> int:
+        """Apply the next batch of events to one view; the number applied."""
+        start = self.database.position(view.name)
+        notifications = self.app.recorder.select_notifications(
+            start=start, limit=self.batch, inclusive_of_start=False)
+        if not notifications:
+            return 0
+        events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        try:
+            with self.database.transaction() as cursor:
+                view.apply(cursor, events)
+                self.database.advance(cursor, view.name, start, notifications[-1].id)
+        except StaleTracking:
+            view.forget()  # another runner got there first; read again from its position
+            return 0
+        except BaseException:
+            view.forget()
+            raise
+        return len(events)
+
+    def catch_up(self) -> int:
+        """Run every view until it has seen the whole log."""
+        total = 0
+        for view in self.views:
+            while applied := self.step(view):
+                total += applied
+        return total
+
+    def lag(self) -> dict[str, int]:
+        head = self.app.recorder.max_notification_id() or 0
+        return {view.name: head - self.database.position(view.name) for view in self.views}
+
+    def wait(self, position: int, timeout: float = 10.0) -> None:
+        """Block until every view has passed `position` (read-your-writes for tests and tools)."""
+        deadline = time.monotonic() + timeout
+        while any(self.database.position(view.name) < position for view in self.views):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"views did not reach position {position} in {timeout}s")
+            time.sleep(0.01)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._follow, name="projections", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            for view in self.views:
+                try:
+                    busy |= bool(self.step(view))
+                    self.errors.pop(view.name, None)
+                except Exception as error:  # noqa: BLE001 - reported on /healthz, retried
+                    if self.errors.get(view.name) != repr(error):
+                        log.exception("view %s stopped at its position; retrying", view.name)
+                    self.errors[view.name] = repr(error)
+            if not busy:
+                self._stop.wait(self.interval)

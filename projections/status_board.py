@@ -1,0 +1,193 @@
+"""The status board: overall and per-agency status of every declaration.
+
+One row per declaration, one per (declaration, agency), rebuilt from the log.
+The status is the aggregate's own derivation: each event is applied to a
+copy of the declaration kept here (reloaded from the event store whenever
+the copy is missing or not at the previous version), so the board can never
+disagree with the domain model about what "released" means.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from hub.declarations import Declaration, Declarations
+
+from .database import Cursor, ViewDatabase
+
+NAME = "status_board"
+_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str | None = None
+    kind: str | None = None
+    agency: str | None = None
+    declarant: str | None = None
+    reference: str | None = None
+    submitted_from: datetime | None = None
+    submitted_to: datetime | None = None
+    visible_to_agency: str | None = None  # an officer's scope: declarations routed to this agency
+
+
+class StatusBoard:
+    name = NAME
+    tables = (
+        "CREATE TABLE IF NOT EXISTS board_declarations ("
+        " id TEXT PRIMARY KEY, kind TEXT NOT NULL, declarant TEXT NOT NULL,"
+        " reference TEXT NOT NULL, status TEXT NOT NULL, version INTEGER NOT NULL,"
+        " submitted_at TEXT NOT NULL, updated_at TEXT NOT NULL, released_at TEXT,"
+        " agencies TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS board_by_submitted ON board_declarations (submitted_at, id)",
+        "CREATE INDEX IF NOT EXISTS board_by_declarant ON board_declarations (declarant, submitted_at)",
+        "CREATE TABLE IF NOT EXISTS board_agencies ("
+        " declaration_id TEXT NOT NULL, agency TEXT NOT NULL, status TEXT NOT NULL,"
+        " routed INTEGER NOT NULL, PRIMARY KEY (agency, declaration_id))",
+    )
+
+    def __init__(self, app: Declarations) -> None:
+        self.app = app
+        self._copies: OrderedDict[UUID, Declaration] = OrderedDict()
+
+    def forget(self) -> None:
+        self._copies.clear()
+
+    def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        touched: dict[UUID, Declaration] = {}
+        submitted: dict[UUID, str] = {}
+        released: dict[UUID, str | None] = {}
+        for _, event in events:
+            declaration = self._advance(event)
+            touched[declaration.id] = declaration
+            if isinstance(event, Declaration.Submitted):
+                submitted[declaration.id] = stamp(event.timestamp)
+            elif isinstance(event, Declaration.Released):
+                released[declaration.id] = stamp(event.timestamp)
+            elif isinstance(event, Declaration.Amended):
+                released[declaration.id] = None
+        for declaration in touched.values():
+            self._write(cursor, declaration, submitted.get(declaration.id), released)
+
+    def _advance(self, event: Any) -> Declaration:
+        copy = self._copies.pop(event.originator_id, None)
+        if copy is None or copy.version != event.originator_version - 1:
+            copy = (None if event.originator_version == 1 else
+                    self.app.repository.get(event.originator_id, version=event.originator_version - 1))
+        copy = event.mutate(copy)
+        self._copies[copy.id] = copy
+        if len(self._copies) > _CACHE_SIZE:
+            self._copies.popitem(last=False)
+        return copy
+
+    def _write(self, cursor: Cursor, declaration: Declaration, submitted_at: str | None,
+               released: dict[UUID, str | None]) -> None:
+        agencies = {name: {"status": state["status"], "routed": state["routed"]}
+                    for name, state in declaration.agencies.items()}
+        row_id = str(declaration.id)
+        if submitted_at is not None:
+            cursor.execute(
+                "INSERT INTO board_declarations (id, kind, declarant, reference, status, version,"
+                " submitted_at, updated_at, released_at, agencies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (row_id, declaration.kind, declaration.declarant, declaration.reference,
+                 declaration.status, declaration.version, submitted_at,
+                 stamp(declaration.modified_on), None, json.dumps(agencies)))
+        cursor.execute(
+            "UPDATE board_declarations SET status = ?, version = ?, updated_at = ?, agencies = ?"
+            " WHERE id = ?",
+            (declaration.status, declaration.version, stamp(declaration.modified_on),
+             json.dumps(agencies), row_id))
+        if declaration.id in released:
+            cursor.execute("UPDATE board_declarations SET released_at = ? WHERE id = ?",
+                           (released[declaration.id], row_id))
+        for name, state in agencies.items():
+            cursor.execute(
+                "INSERT INTO board_agencies (declaration_id, agency, status, routed) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (agency, declaration_id) DO UPDATE SET status = excluded.status,"
+                " routed = excluded.routed",
+                (row_id, name, state["status"], int(state["routed"])))
+
+
+_COLUMNS = "d.id, d.kind, d.declarant, d.reference, d.status, d.version, d.submitted_at, " \
+           "d.updated_at, d.released_at, d.agencies"
+
+
+def encode_cursor(submitted_at: str, declaration_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{submitted_at}|{declaration_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The (submitted_at, id) a page starts after; ValueError if the cursor is not one of ours."""
+    try:
+        submitted_at, declaration_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)) \
+            .decode().split("|")
+        datetime.fromisoformat(submitted_at)
+        UUID(declaration_id)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError("not a page cursor from this API") from error
+    return submitted_at, declaration_id
+
+
+def list_declarations(database: ViewDatabase, filters: Filters, *, limit: int,
+                      after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the board, newest first, and the cursor of the next page (or None)."""
+    where, params = [], []
+    join = ""
+    if filters.agency:
+        join += " JOIN board_agencies a ON a.declaration_id = d.id AND a.agency = ? AND a.routed = 1"
+        params.append(filters.agency)
+    if filters.visible_to_agency:
+        join += " JOIN board_agencies v ON v.declaration_id = d.id AND v.agency = ?"
+        params.append(filters.visible_to_agency)
+    for column, value in (("d.status", filters.status), ("d.kind", filters.kind),
+                          ("d.declarant", filters.declarant), ("d.reference", filters.reference)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if filters.submitted_from is not None:
+        where.append("d.submitted_at >= ?")
+        params.append(stamp(filters.submitted_from))
+    if filters.submitted_to is not None:
+        where.append("d.submitted_at < ?")
+        params.append(stamp(filters.submitted_to))
+    if after is not None:
+        submitted_at, declaration_id = decode_cursor(after)
+        where.append("(d.submitted_at < ? OR (d.submitted_at = ? AND d.id < ?))")
+        params += [submitted_at, submitted_at, declaration_id]
+    sql = f"SELECT {_COLUMNS} FROM board_declarations d{join}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY d.submitted_at DESC, d.id DESC LIMIT ?"
+    rows = database.query(sql, (*params, limit + 1))
+    page = [_row(row) for row in rows[:limit]]
+    following = encode_cursor(rows[limit - 1][6], rows[limit - 1][0]) if len(rows) > limit else None
+    return page, following
+
+
+def counts_by_status(database: ViewDatabase) -> dict[str, int]:
+    return dict(database.query("SELECT status, COUNT(*) FROM board_declarations GROUP BY status"))
+
+
+def stamp(moment: datetime) -> str:
+    """Times are stored as fixed-width UTC ISO 8601 strings, so they sort as text."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _row(row: tuple) -> dict[str, Any]:
+    agencies = json.loads(row[9])
+    return {
+        "id": row[0], "kind": row[1], "declarant": row[2], "reference": row[3], "status": row[4],
+        "version": row[5], "submitted_at": row[6], "updated_at": row[7], "released_at": row[8],
+        "agencies": {name: {"status": state["status"]} for name, state in agencies.items()
+                     if state["routed"]},
+    }
