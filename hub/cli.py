@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
+from hub.api.auth import SecretError, issue_token, resolve_secret
 from hub.bootstrap import ConfigurationError, Settings, routing_rules
+from hub.client import ClientError
 from hub.declarations import InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
 
@@ -43,6 +47,44 @@ def _problems(path: Path) -> dict | list[str]:
         return [str(field_error) for field_error in error.errors]
 
 
+def issue_token_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a token for the configured secret (or the local demo's)."""
+    secret = resolve_secret(settings.secret, settings.data_dir,
+                            demo=(settings.data_dir / "secret").exists())
+    try:
+        token = issue_token(secret, args.role, party=args.party, agency=args.agency, ttl=_duration(args.ttl))
+    except ValueError as error:
+        print(f"tradehub: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def print_openapi() -> int:
+    """The API document, from an app wired to a throw-away store (nothing is kept)."""
+    import json
+    import tempfile
+
+    from hub.api.app import create_app
+    from hub.bootstrap import build_hub
+
+    with tempfile.TemporaryDirectory() as directory:
+        hub = build_hub(Settings(data_dir=Path(directory), secret="x" * 32))
+        try:
+            print(json.dumps(create_app(hub).openapi(), indent=2, sort_keys=True))
+        finally:
+            hub.close()
+    return 0
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit():
+        raise ValueError(f"--ttl must look like 90s, 30m, 8h or 7d, got {text!r}")
+    return timedelta(**{units[unit]: int(number)})
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradehub", description="Single-window hub for trade and port declarations."
@@ -51,6 +93,37 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check declaration files offline")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    serve = commands.add_parser("serve", help="run the HTTP API and its projections")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="API worker processes")
+    serve.add_argument("--demo", action="store_true",
+                       help="local demo: without TRADEHUB_SECRET, generate one in the data directory")
+    serve.add_argument("--access-log", action="store_true")
+
+    token = commands.add_parser("token", help="bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = token_commands.add_parser("issue", help="print a token signed with the hub's secret")
+    issue.add_argument("--role", required=True, choices=("trader", "officer", "admin"))
+    issue.add_argument("--party", help="the trader's USCC")
+    issue.add_argument("--agency", help="the officer's agency")
+    issue.add_argument("--ttl", default="8h", help="lifetime: 90s, 30m, 8h or 7d (default 8h)")
+
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--url", default=os.environ.get("TRADEHUB_URL", "http://127.0.0.1:8000"),
+                        help="the hub (default TRADEHUB_URL or http://127.0.0.1:8000)")
+    client.add_argument("--token", default=os.environ.get("TRADEHUB_TOKEN", ""),
+                        help="bearer token (default TRADEHUB_TOKEN)")
+    send = commands.add_parser("submit", parents=[client], help="submit declaration files through the API")
+    send.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    send.add_argument("--concurrency", type=int, default=8)
+    for name, text in (("status", "a declaration's status at every agency"),
+                       ("history", "a declaration's events")):
+        command = commands.add_parser(name, parents=[client], help=text)
+        command.add_argument("id", metavar="ID")
+
+    commands.add_parser("openapi", help="print the HTTP API's OpenAPI document")
 
     bench = commands.add_parser("bench", help="measure the hub against raw baselines")
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
@@ -71,11 +144,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "validate":
             return validate(args.files, settings)
+        if args.command == "serve":
+            from hub.server import serve
+
+            return serve(settings, host=args.host, port=args.port, demo=args.demo, workers=args.workers,
+                         access_log=args.access_log)
+        if args.command == "openapi":
+            return print_openapi()
+        if args.command == "token":
+            return issue_token_command(args, settings)
+        if args.command in ("submit", "status", "history"):
+            from hub import client
+
+            if args.command == "submit":
+                return client.submit(args.files, url=args.url, token=args.token, concurrency=args.concurrency)
+            return getattr(client, args.command)(args.id, url=args.url, token=args.token)
         if args.command == "bench":
             from hub.bench import run_ingest
 
             return run_ingest(args)
-    except (ConfigurationError, RoutingError) as error:
+    except (ConfigurationError, RoutingError, SecretError, ClientError) as error:
         print(f"tradehub: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

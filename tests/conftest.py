@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub.bootstrap import Settings, build_declarations
+from hub.bootstrap import Hub, Settings, build_declarations, build_hub
 from hub.declarations import Declarations
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -57,6 +57,23 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
         connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """A fresh database of its own, as a URL a separate process can use; dropped afterwards."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    params = conninfo_to_dict(postgres_url)
+    user = params.get("user") or "postgres"
+    password = f":{params['password']}" if params.get("password") else ""
+    query = f"?host={params['host']}" + (f"&port={params['port']}" if params.get("port") else "")
+    yield f"postgresql://{user}{password}@/{name}{query}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Settings, str]:
     """Settings (and PostgreSQL schema) for a fresh, empty store of each kind."""
@@ -72,3 +89,40 @@ def app(store: tuple[Settings, str]) -> Iterator[Declarations]:
     application = build_declarations(settings, schema=schema)
     yield application
     application.close()
+
+
+SECRET = "test-secret-" + "s" * 40
+
+
+@pytest.fixture
+def hub(store: tuple[Settings, str]) -> Iterator[Hub]:
+    settings, schema = store
+    wired = build_hub(Settings(settings.data_dir, settings.database_url, secret=SECRET,
+                               max_body_bytes=256 * 1024), schema=schema)
+    yield wired
+    wired.close()
+
+
+class Api:
+    """An in-process API client with a token per role; `sync()` lets the views catch up."""
+
+    def __init__(self, hub: Hub) -> None:
+        from fastapi.testclient import TestClient
+
+        from hub.api.app import create_app
+
+        self.hub = hub
+        self.client = TestClient(create_app(hub))
+
+    def as_(self, role: str, **claims: str) -> dict[str, str]:
+        from hub.api.auth import issue_token
+
+        return {"Authorization": f"Bearer {issue_token(SECRET, role, **claims)}"}
+
+    def sync(self) -> None:
+        self.hub.runner.catch_up()
+
+
+@pytest.fixture
+def api(hub: Hub) -> Api:
+    return Api(hub)

@@ -1,0 +1,134 @@
+"""CLI clients of the HTTP API: `submit`, `status`, `history`.
+
+`submit` sends files as they are (the hub is the judge of their content),
+a few at a time, and ends with a summary. Submissions are idempotent, so
+running it again after an interruption is safe: what was stored comes back
+as "repeated".
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+
+class ClientError(Exception):
+    """The hub could not be reached, or refused the caller; the message says which."""
+
+
+def _client(url: str, token: str, concurrency: int = 4) -> httpx.Client:
+    if not token:
+        raise ClientError("no token: pass --token or set TRADEHUB_TOKEN (see: tradehub token issue)")
+    return httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
+                        timeout=30, limits=httpx.Limits(max_connections=concurrency))
+
+
+def _get(client: httpx.Client, path: str) -> dict[str, Any]:
+    try:
+        response = client.get(path)
+    except httpx.HTTPError as error:
+        raise ClientError(f"cannot reach {client.base_url}: {error}") from None
+    if response.status_code != 200:
+        raise ClientError(_problem_text(response))
+    return response.json()
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    lines = [f"{response.status_code} {body.get('title', '')}: {body.get('detail', '')}".rstrip(": ")]
+    lines += [f"  {error['path']}: {error['message']}" for error in body.get("errors") or ()]
+    return "\n".join(lines)
+
+
+def submit(files: Sequence[Path], *, url: str, token: str, concurrency: int) -> int:
+    outcomes: Counter[str] = Counter()
+    rejected: list[str] = []
+    with _client(url, token, concurrency) as client:
+
+        def send(path: Path) -> tuple[Path, str, str]:
+            try:
+                body = path.read_bytes()
+            except OSError as error:
+                return path, "rejected", f"cannot read: {error.strerror}"
+            try:
+                response = client.post("/v1/declarations", content=body,
+                                       headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as error:
+                return path, "failed", f"cannot reach {url}: {error}"
+            if response.status_code in (200, 201):
+                resource = response.json()
+                outcome = "accepted" if response.status_code == 201 else "repeated"
+                return path, outcome, f"{resource['id']} {resource['status']}"
+            if response.status_code == 401:
+                return path, "failed", _problem_text(response)
+            return path, "rejected", _problem_text(response)
+
+        with ThreadPoolExecutor(concurrency) as pool, tqdm(total=len(files), unit="file",
+                                                           disable=None, file=sys.stderr) as bar:
+            for path, outcome, detail in pool.map(send, files):
+                outcomes[outcome] += 1
+                bar.update()
+                if outcome in ("rejected", "failed"):
+                    rejected += [f"{path}: {line}" for line in detail.splitlines()]
+                else:
+                    tqdm.write(f"{path}: {outcome} {detail}")
+    for line in rejected:
+        print(line)
+    print(f"{outcomes['accepted']} accepted, {outcomes['repeated']} repeated, "
+          f"{outcomes['rejected']} rejected" + (f", {outcomes['failed']} failed" if outcomes["failed"] else ""))
+    if outcomes["failed"]:
+        return 2
+    return 1 if outcomes["rejected"] else 0
+
+
+def status(declaration_id: str, *, url: str, token: str) -> int:
+    with _client(url, token) as client:
+        resource = _get(client, f"/v1/declarations/{declaration_id}")
+    print(f"{resource['kind']} {resource['reference']}  declarant {resource['declarant']}")
+    print(f"id {resource['id']}  version {resource['version']}  status {resource['status'].upper()}")
+    if resource["holds"]:
+        print(f"held by alert(s): {', '.join(resource['holds'])}")
+    rows = [("AGENCY", "STATUS", "CODE", "UPDATED", "WHY ROUTED")]
+    rows += [(name, state["status"], state["code"], state["updated_at"], state["reason"])
+             for name, state in resource["agencies"].items()]
+    _table(rows)
+    return 0
+
+
+def history(declaration_id: str, *, url: str, token: str) -> int:
+    with _client(url, token) as client:
+        body = _get(client, f"/v1/declarations/{declaration_id}/history")
+    rows = [("VERSION", "TIME", "EVENT", "DETAILS")]
+    for event in body["events"]:
+        details = {k: v for k, v in event.items() if k not in ("type", "version", "time", "document")}
+        rows.append((str(event["version"]), event["time"], event["type"], _summary(details)))
+    _table(rows)
+    return 0
+
+
+def _summary(details: dict[str, Any]) -> str:
+    parts = []
+    for key, value in details.items():
+        if key == "routes":
+            value = ", ".join(value)
+        elif key == "content_hash":
+            value = value[:12]
+        if value not in ("", None, {}, []):
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -1,0 +1,44 @@
+"""`tradehub serve`: the API with its projections, on the embedded default or PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+
+import uvicorn
+
+from hub.api.app import create_app
+from hub.api.auth import resolve_secret
+from hub.bootstrap import Settings, build_hub
+
+log = logging.getLogger("tradehub")
+
+
+def app_from_environment():  # a uvicorn factory, for worker processes
+    hub = build_hub(Settings.from_env())
+    return create_app(hub)
+
+
+def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool) -> int:
+    secret = resolve_secret(settings.secret, settings.data_dir, demo=demo)
+    settings = dataclasses.replace(settings, secret=secret)
+    hub = build_hub(settings)
+    store = "PostgreSQL" if settings.uses_postgres else f"SQLite at {settings.sqlite_path}"
+    print(f"Trade hub on http://{host}:{port} ({store})", file=sys.stderr)
+    if demo and not os.environ.get("TRADEHUB_SECRET"):
+        print(f"local demo: tokens are signed with the secret in {settings.data_dir / 'secret'}; "
+              "get one with: tradehub token issue --role admin", file=sys.stderr)
+    hub.runner.start()
+    try:
+        if workers > 1:
+            # Worker processes rebuild the hub from the environment; projections stay here.
+            os.environ["TRADEHUB_SECRET"] = secret
+            uvicorn.run("hub.server:app_from_environment", factory=True, host=host, port=port,
+                        workers=workers, access_log=access_log, log_level="info")
+        else:
+            uvicorn.run(create_app(hub), host=host, port=port, access_log=access_log, log_level="info")
+    finally:
+        hub.close()
+    return 0

@@ -1,0 +1,175 @@
+"""A real `tradehub serve` process, driven over HTTP and by the CLI clients (R1, R2 over HTTP)."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from threading import Barrier
+
+import httpx
+import pytest
+
+from . import samples
+from .conftest import SECRET
+
+WRITERS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def tradehub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class Server:
+    def __init__(self, env: dict[str, str], port: int, *flags: str) -> None:
+        self.env, self.url = env, f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), *flags], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"serve did not start:\n{self.process.stdout.read()}")
+            time.sleep(0.1)
+
+    def token(self, *args: str) -> str:
+        return tradehub("token", "issue", *args, env=self.env).stdout.strip()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path / "var"), TRADEHUB_SECRET=SECRET)
+    env.pop("TRADEHUB_DATABASE_URL", None)
+    if request.param == "postgres":
+        env["TRADEHUB_DATABASE_URL"] = request.getfixturevalue("postgres_database")
+    running = Server(env, free_port())
+    yield running
+    running.stop()
+
+
+def race(count: int, action):
+    barrier = Barrier(count)
+
+    def attempt(n: int):
+        barrier.wait()
+        return action(n)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(attempt, range(count)))
+
+
+def test_r1_concurrent_identical_submissions_over_http(server: Server):
+    headers = {"Authorization": f"Bearer {server.token('--role', 'admin')}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        responses = race(WRITERS, lambda n: client.post("/v1/declarations", json=samples.goods(
+            customs_office="3701" if n % 4 == 3 else "3702")))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1, statuses
+    winner = next(r for r in responses if r.status_code == 201).json()
+    for response in responses:
+        if response.status_code == 200:
+            assert response.json()["id"] == winner["id"]
+            assert response.json()["document"]["customs_office"] == winner["document"]["customs_office"]
+        else:
+            assert response.status_code in (201, 409)
+    # Every submission with the winner's content succeeded; every other one was a conflict.
+    same = [n for n in range(WRITERS) if ("3701" if n % 4 == 3 else "3702") == winner["document"]["customs_office"]]
+    assert sorted(n for n, r in enumerate(responses) if r.status_code in (200, 201)) == same
+
+
+def test_r2_concurrent_amendments_over_http_exactly_one_wins(server: Server):
+    headers = {"Authorization": f"Bearer {server.token('--role', 'trader', '--party', samples.TRADER_A)}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        declaration_id = client.post("/v1/declarations", json=samples.goods()).json()["id"]
+        responses = race(WRITERS, lambda n: client.post(
+            f"/v1/declarations/{declaration_id}/amendments",
+            json={"expected_version": 1, "declaration": samples.goods(customs_office=f"38{n:02d}")}))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] + [409] * (WRITERS - 1), statuses
+        stored = client.get(f"/v1/declarations/{declaration_id}").json()
+    winner = next(r for r in responses if r.status_code == 200).json()
+    assert stored["version"] == 2
+    assert stored["document"]["customs_office"] == winner["document"]["customs_office"]
+
+
+def test_cli_submit_status_and_history_against_the_server(server: Server, tmp_path: Path):
+    files = []
+    for name, document in (("a.json", samples.goods()), ("b.json", samples.goods(reference="SECOND")),
+                           ("bad.json", samples.goods(reference="THIRD", items=[]))):
+        files.append(tmp_path / name)
+        files[-1].write_text(json.dumps(document))
+    (tmp_path / "broken.json").write_text("{")
+    files.append(tmp_path / "broken.json")
+    env = dict(server.env, TRADEHUB_URL=server.url,
+               TRADEHUB_TOKEN=server.token("--role", "trader", "--party", samples.TRADER_A))
+    first = tradehub("submit", *map(str, files), env=env)
+    assert first.returncode == 1
+    assert "2 accepted, 0 repeated, 2 rejected" in first.stdout
+    assert f"{tmp_path / 'bad.json'}:   $.items: must not be empty" in first.stdout
+    assert f"{tmp_path / 'broken.json'}: 400 Malformed JSON" in first.stdout
+    again = tradehub("submit", *map(str, files[:2]), env=env)
+    assert again.returncode == 0 and "0 accepted, 2 repeated, 0 rejected" in again.stdout
+    declaration_id = httpx.post(f"{server.url}/v1/declarations", json=samples.goods(reference="SECOND"),
+                                headers={"Authorization": f"Bearer {env['TRADEHUB_TOKEN']}"}).json()["id"]
+    status = tradehub("status", declaration_id, env=env)
+    assert status.returncode == 0
+    assert "status SUBMITTED" in status.stdout and re.search(r"^customs +pending +every goods$", status.stdout, re.M)
+    history = tradehub("history", declaration_id, env=env)
+    assert history.returncode == 0 and "Submitted" in history.stdout
+    missing = tradehub("status", "00000000-0000-0000-0000-000000000000", env=env)
+    assert missing.returncode == 2 and "404" in missing.stderr
+
+
+def test_cli_without_a_token_or_a_server_says_so(tmp_path: Path):
+    env = dict(os.environ, TRADEHUB_URL=f"http://127.0.0.1:{free_port()}", TRADEHUB_TOKEN="t")
+    result = tradehub("status", "x", env=env)
+    assert result.returncode == 2 and "cannot reach" in result.stderr
+    env.pop("TRADEHUB_TOKEN")
+    result = tradehub("status", "x", env=env)
+    assert result.returncode == 2 and "no token" in result.stderr
+
+
+def test_serve_refuses_a_weak_secret_unless_told_it_is_a_demo(tmp_path: Path):
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path / "var"), TRADEHUB_SECRET="changeme")
+    env.pop("TRADEHUB_DATABASE_URL", None)
+    refused = tradehub("serve", "--port", str(free_port()), env=env, timeout=30)
+    assert refused.returncode == 2 and "too weak" in refused.stderr and "Traceback" not in refused.stderr
+    env.pop("TRADEHUB_SECRET")
+    refused = tradehub("serve", "--port", str(free_port()), env=env, timeout=30)
+    assert refused.returncode == 2 and "TRADEHUB_SECRET is not set" in refused.stderr
+    demo = Server(dict(env), free_port(), "--demo")
+    try:
+        assert (tmp_path / "var" / "secret").exists()
+        token = demo.token("--role", "admin")
+        assert httpx.get(f"{demo.url}/v1/declarations", headers={"Authorization": f"Bearer {token}"}
+                         ).status_code == 200
+    finally:
+        demo.stop()
