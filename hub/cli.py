@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[client], help=text)
         command.add_argument("id", metavar="ID")
 
+    worker = commands.add_parser("worker", help="run one part of the hub as its own process")
+    worker.add_argument("part", choices=("project",), help="project: follow the log into the views")
+
     commands.add_parser("openapi", help="print the HTTP API's OpenAPI document")
 
     bench = commands.add_parser("bench", help="measure the hub against raw baselines")
@@ -149,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return serve(settings, host=args.host, port=args.port, demo=args.demo, workers=args.workers,
                          access_log=args.access_log)
+        if args.command == "worker":
+            from hub.worker import run_projections
+
+            return run_projections(settings)
         if args.command == "openapi":
             return print_openapi()
         if args.command == "token":

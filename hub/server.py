@@ -1,10 +1,11 @@
-"""`tradehub serve`: the API with its projections, on the embedded default or PostgreSQL."""
+"""`tradehub serve`: the API, with its projections in a supervised child process."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import signal
 import sys
 
 import uvicorn
@@ -12,6 +13,7 @@ import uvicorn
 from hub.api.app import create_app
 from hub.api.auth import resolve_secret
 from hub.bootstrap import Settings, build_hub
+from hub.worker import Supervised
 
 log = logging.getLogger("tradehub")
 
@@ -30,15 +32,19 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
     if demo and not os.environ.get("TRADEHUB_SECRET"):
         print(f"local demo: tokens are signed with the secret in {settings.data_dir / 'secret'}; "
               "get one with: tradehub token issue --role admin", file=sys.stderr)
-    hub.runner.start()
+    projections = Supervised("worker", "project")
+    projections.start()
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; exit through `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if workers > 1:
-            # Worker processes rebuild the hub from the environment; projections stay here.
+            # Worker processes rebuild the hub from the environment.
             os.environ["TRADEHUB_SECRET"] = secret
             uvicorn.run("hub.server:app_from_environment", factory=True, host=host, port=port,
                         workers=workers, access_log=access_log, log_level="info")
         else:
             uvicorn.run(create_app(hub), host=host, port=port, access_log=access_log, log_level="info")
     finally:
+        projections.stop()
         hub.close()
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +21,11 @@ from typing import Any, Protocol
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
-TRACKING_TABLE = (
-    "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+TRACKING_TABLES = (
+    "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+    # A view that keeps failing says so here, for /healthz in whichever process serves it.
+    "CREATE TABLE IF NOT EXISTS projection_failures (name TEXT PRIMARY KEY, error TEXT NOT NULL,"
+    " since TEXT NOT NULL)",
 )
 
 
@@ -29,6 +33,7 @@ class Cursor(Protocol):
     rowcount: int
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
     def fetchall(self) -> list[tuple]: ...
 
 
@@ -52,12 +57,26 @@ class ViewDatabase:
 
     def create(self, statements: Sequence[str]) -> None:
         with self.transaction() as cursor:
-            for statement in (TRACKING_TABLE, *statements):
+            for statement in (*TRACKING_TABLES, *statements):
                 cursor.execute(statement)
 
     def position(self, name: str) -> int:
         rows = self.query("SELECT position FROM projection_tracking WHERE name = ?", (name,))
         return rows[0][0] if rows else 0
+
+    def report_failure(self, name: str, error: str | None) -> None:
+        """Record that a view is stuck (with why), or that it runs again (None)."""
+        with self.transaction() as cursor:
+            if error is None:
+                cursor.execute("DELETE FROM projection_failures WHERE name = ?", (name,))
+            else:
+                cursor.execute(
+                    "INSERT INTO projection_failures (name, error, since) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET error = excluded.error",
+                    (name, error, datetime.now(timezone.utc).isoformat()))
+
+    def failures(self) -> dict[str, str]:
+        return dict(self.query("SELECT name, error FROM projection_failures"))
 
     @staticmethod
     def advance(cursor: Cursor, name: str, start: int, end: int) -> None:
@@ -120,6 +139,9 @@ class _PostgresCursor:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cursor.execute(sql.replace("?", "%s"), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        return self._cursor.executemany(sql.replace("?", "%s"), rows)
 
     def fetchall(self) -> list[tuple]:
         return self._cursor.fetchall()

@@ -42,7 +42,6 @@ class ProjectionRunner:
         self.views = list(views)
         self.batch = batch
         self.interval = interval
-        self.errors: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         database.create([statement for view in self.views for statement in view.tables])
@@ -88,24 +87,36 @@ class ProjectionRunner:
             time.sleep(0.01)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._follow, name="projections", daemon=True)
+        """Follow the log on a thread of this process."""
+        self._thread = threading.Thread(target=self.follow, name="projections", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
-    def _follow(self) -> None:
+    def follow(self) -> None:
+        """Catch up, then keep following until `stop()`."""
+        # Loop at once only after a full batch; otherwise wait a beat, so that under load
+        # each transaction carries many events instead of paying its overhead for a few.
+        failing: set[str] = set()
         while not self._stop.is_set():
             busy = False
             for view in self.views:
                 try:
-                    busy |= bool(self.step(view))
-                    self.errors.pop(view.name, None)
+                    busy |= self.step(view) >= self.batch
+                    if view.name in failing:
+                        self.database.report_failure(view.name, None)
+                        failing.discard(view.name)
+                        log.info("view %s runs again", view.name)
                 except Exception as error:  # noqa: BLE001 - reported on /healthz, retried
-                    if self.errors.get(view.name) != repr(error):
+                    if view.name not in failing:
                         log.exception("view %s stopped at its position; retrying", view.name)
-                    self.errors[view.name] = repr(error)
+                        failing.add(view.name)
+                    try:
+                        self.database.report_failure(view.name, repr(error))
+                    except Exception:  # noqa: BLE001 - the database itself may be what failed
+                        log.warning("cannot record the failure of view %s", view.name)
             if not busy:
                 self._stop.wait(self.interval)

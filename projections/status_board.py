@@ -73,8 +73,34 @@ class StatusBoard:
                 released[declaration.id] = stamp(event.timestamp)
             elif isinstance(event, Declaration.Amended):
                 released[declaration.id] = None
+        rows, updates, agencies = [], [], []
         for declaration in touched.values():
-            self._write(cursor, declaration, submitted.get(declaration.id), released)
+            key, updated = str(declaration.id), stamp(declaration.modified_on)
+            states = {name: {"status": state["status"], "routed": state["routed"]}
+                      for name, state in declaration.agencies.items()}
+            summary = json.dumps(states)
+            if declaration.id in submitted:
+                rows.append((key, declaration.kind, declaration.declarant, declaration.reference,
+                             declaration.status, declaration.version, submitted[declaration.id], updated,
+                             summary))
+            else:
+                updates.append((declaration.status, declaration.version, updated, summary, key))
+            agencies += [(key, name, state["status"], int(state["routed"])) for name, state in states.items()]
+        if rows:
+            cursor.executemany(
+                "INSERT INTO board_declarations (id, kind, declarant, reference, status, version,"
+                " submitted_at, updated_at, agencies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING", rows)
+        if updates:
+            cursor.executemany("UPDATE board_declarations SET status = ?, version = ?, updated_at = ?,"
+                               " agencies = ? WHERE id = ?", updates)
+        if released:
+            cursor.executemany("UPDATE board_declarations SET released_at = ? WHERE id = ?",
+                               [(moment, str(key)) for key, moment in released.items()])
+        cursor.executemany(
+            "INSERT INTO board_agencies (declaration_id, agency, status, routed) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (agency, declaration_id) DO UPDATE SET status = excluded.status,"
+            " routed = excluded.routed", agencies)
 
     def _advance(self, event: Any) -> Declaration:
         copy = self._copies.pop(event.originator_id, None)
@@ -86,34 +112,6 @@ class StatusBoard:
         if len(self._copies) > _CACHE_SIZE:
             self._copies.popitem(last=False)
         return copy
-
-    def _write(self, cursor: Cursor, declaration: Declaration, submitted_at: str | None,
-               released: dict[UUID, str | None]) -> None:
-        agencies = {name: {"status": state["status"], "routed": state["routed"]}
-                    for name, state in declaration.agencies.items()}
-        row_id = str(declaration.id)
-        if submitted_at is not None:
-            cursor.execute(
-                "INSERT INTO board_declarations (id, kind, declarant, reference, status, version,"
-                " submitted_at, updated_at, released_at, agencies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO NOTHING",
-                (row_id, declaration.kind, declaration.declarant, declaration.reference,
-                 declaration.status, declaration.version, submitted_at,
-                 stamp(declaration.modified_on), None, json.dumps(agencies)))
-        cursor.execute(
-            "UPDATE board_declarations SET status = ?, version = ?, updated_at = ?, agencies = ?"
-            " WHERE id = ?",
-            (declaration.status, declaration.version, stamp(declaration.modified_on),
-             json.dumps(agencies), row_id))
-        if declaration.id in released:
-            cursor.execute("UPDATE board_declarations SET released_at = ? WHERE id = ?",
-                           (released[declaration.id], row_id))
-        for name, state in agencies.items():
-            cursor.execute(
-                "INSERT INTO board_agencies (declaration_id, agency, status, routed) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (agency, declaration_id) DO UPDATE SET status = excluded.status,"
-                " routed = excluded.routed",
-                (row_id, name, state["status"], int(state["routed"])))
 
 
 _COLUMNS = "d.id, d.kind, d.declarant, d.reference, d.status, d.version, d.submitted_at, " \

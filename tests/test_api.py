@@ -233,9 +233,12 @@ def test_healthz_and_metrics(api: Api):
 
 
 def test_healthz_reports_a_stopped_view(api: Api):
-    api.hub.runner.errors["status_board"] = "RuntimeError('boom')"
+    api.hub.views.report_failure("status_board", "RuntimeError('boom')")
     response = api.client.get("/healthz")
-    assert response.status_code == 503 and response.json()["view_errors"]
+    assert response.status_code == 503
+    assert response.json()["view_errors"] == {"status_board": "RuntimeError('boom')"}
+    api.hub.views.report_failure("status_board", None)
+    assert api.client.get("/healthz").status_code == 200
 
 
 def test_the_committed_openapi_document_is_current(api: Api):

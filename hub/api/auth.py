@@ -9,7 +9,10 @@ A trader is bound to a USCC, an officer to an agency; an admin sees all.
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -41,6 +44,7 @@ class Caller:
     subject: str
     party: str | None = None
     agency: str | None = None
+    expires: float = 0.0  # POSIX time the token stops being valid
 
     def may_see(self, declaration: Declaration) -> bool:
         if self.role == "admin":
@@ -75,7 +79,37 @@ def verify_token(secret: str, token: str) -> Caller:
         raise InvalidToken("the token has expired") from None
     except (jwt.InvalidTokenError, ValueError, TypeError) as error:
         raise InvalidToken(f"the token is not valid: {error}") from None
-    return Caller(subject=claims["sub"], **role_claims)
+    return Caller(subject=claims["sub"], expires=float(claims["exp"]), **role_claims)
+
+
+class TokenVerifier:
+    """Verifies tokens, remembering recent good ones until they expire.
+
+    A client sends the same token with every request, and checking an HMAC
+    signature and its claims costs more than the rest of a small request.
+    Only tokens that passed `verify_token` with this secret are remembered,
+    and expiry is checked again on every use.
+    """
+
+    def __init__(self, secret: str, size: int = 4096) -> None:
+        self.secret = secret
+        self.size = size
+        self._known: OrderedDict[str, Caller] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, token: str) -> Caller:
+        now = time.time()
+        with self._lock:
+            caller = self._known.get(token)
+            if caller is not None and caller.expires > now:
+                self._known.move_to_end(token)
+                return caller
+        caller = verify_token(self.secret, token)
+        with self._lock:
+            self._known[token] = caller
+            if len(self._known) > self.size:
+                self._known.popitem(last=False)
+        return caller
 
 
 def _role_claims(role: str, party: str | None, agency: str | None) -> dict[str, str]:

@@ -21,12 +21,13 @@ SaveEvents = Callable[..., Any]
 
 
 class _Write:
-    __slots__ = ("events", "done", "error")
+    __slots__ = ("events", "done", "error", "wakeup")
 
     def __init__(self, events: Sequence[Any]) -> None:
         self.events = events
         self.done = False
         self.error: BaseException | None = None
+        self.wakeup = threading.Event()  # set once: when done, or when made the next leader
 
 
 class GroupCommit:
@@ -35,30 +36,37 @@ class GroupCommit:
         self._max_batch = max_batch
         self._queue: list[_Write] = []
         self._leading = False
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
 
     def save(self, events: Sequence[Any]) -> None:
         """Save these events atomically, sharing the transaction with concurrent callers."""
         write = _Write(events)
-        with self._changed:
+        with self._lock:
             self._queue.append(write)
-        while True:
-            with self._changed:
-                while self._leading and not write.done:
-                    self._changed.wait()
-                if write.done:
-                    break
-                self._leading = True
-                batch = self._queue[: self._max_batch]
-                del self._queue[: len(batch)]
-            try:
-                self._commit(batch)
-            finally:
-                with self._changed:
-                    self._leading = False
-                    self._changed.notify_all()
+            follow = self._leading
+            self._leading = True
+        if follow:
+            write.wakeup.wait()  # each writer is woken exactly once, never the whole crowd
+        if not write.done:
+            self._lead()
         if write.error is not None:
             raise write.error
+
+    def _lead(self) -> None:
+        """Commit the queue's head batch (which holds the leader's own write), then hand over."""
+        with self._lock:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: len(batch)]
+        try:
+            self._commit(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].wakeup.set()  # the oldest waiter leads the next batch
+                else:
+                    self._leading = False
+            for write in batch:
+                write.wakeup.set()
 
     def _commit(self, batch: list[_Write]) -> None:
         try:
