@@ -138,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="PostgreSQL to measure (default: TRADEHUB_BENCH_DATABASE_URL, "
                              "TRADEHUB_DATABASE_URL, else an embedded PostgreSQL if installed)")
     ingest.add_argument("--only", choices=("sqlite", "postgres"), help="measure one store")
+    http = suites.add_parser("http", help="declarations accepted per second by tradehub serve")
+    http.add_argument("--count", type=int, default=6000, help="declarations at peak, over all rounds")
+    http.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
+    http.add_argument("--clients", type=int, default=32, help="concurrent connections at peak")
+    http.add_argument("--workers", type=int, default=2, help="API worker processes")
+    http.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
+    http.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     return parser
 
 
@@ -167,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return client.submit(args.files, url=args.url, token=args.token, concurrency=args.concurrency)
             return getattr(client, args.command)(args.id, url=args.url, token=args.token)
         if args.command == "bench":
+            if args.suite == "http":
+                from hub.bench_http import run_http
+
+                return run_http(args)
             from hub.bench import run_ingest
 
             return run_ingest(args)

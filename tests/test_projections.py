@@ -1,0 +1,127 @@
+"""The status board projection and its runner: exactly once, retried, never skipping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hub.bootstrap import Hub, Settings, build_hub
+from projections.database import StaleTracking
+from projections.runner import ProjectionRunner
+from projections.status_board import Filters, StatusBoard, list_declarations
+
+from . import samples
+
+
+def board(hub: Hub, **filters) -> dict[str, dict]:
+    items, _ = list_declarations(hub.views, Filters(**filters), limit=500)
+    return {item["reference"]: item for item in items}
+
+
+def test_the_board_follows_every_kind_of_event(hub: Hub):
+    app = hub.declarations
+    goods = app.submit(samples.goods()).declaration.id
+    call = app.submit(samples.vessel_call()).declaration.id
+    app.record_response(goods, "customs", "c1", "released", "2026-12-01T09:00:00Z")
+    app.record_response(goods, "port", "p1", "released", "2026-12-01T09:01:00Z")
+    app.withdraw(call, "voyage cancelled")
+    hub.runner.catch_up()
+    rows = board(hub)
+    assert rows["TEST-GOODS-0001"]["status"] == "released" and rows["TEST-GOODS-0001"]["released_at"]
+    assert rows["TEST-GOODS-0001"]["version"] == app.get(goods).version
+    assert rows["TEST-CALL-0001"]["status"] == "withdrawn"
+    assert rows["TEST-CALL-0001"]["agencies"]["border"] == {"status": "pending"}
+    assert hub.runner.lag() == {"status_board": 0}
+
+
+def test_an_amendment_reroutes_the_board_and_clears_release(hub: Hub):
+    app = hub.declarations
+    declaration = app.submit(samples.goods()).declaration
+    app.amend(declaration.id, 1, samples.goods(containers=[]))
+    hub.runner.catch_up()
+    row = board(hub)["TEST-GOODS-0001"]
+    assert list(row["agencies"]) == ["customs"]
+    assert board(hub, agency="port") == {}
+    assert board(hub, agency="customs").keys() == {"TEST-GOODS-0001"}
+
+
+def test_two_runners_racing_apply_each_event_once(hub: Hub):
+    for n in range(30):
+        hub.declarations.submit(samples.goods(reference=f"RACE-{n}"))
+    other = ProjectionRunner(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=7)
+    hub.runner.batch = 5
+    view, rival = hub.runner.views[0], other.views[0]
+    # Both read position 0; the first to commit wins, the second must not apply again.
+    start = hub.views.position("status_board")
+    with hub.views.transaction() as cursor:
+        hub.views.advance(cursor, "status_board", start, 3)
+    with pytest.raises(StaleTracking):
+        with hub.views.transaction() as cursor:
+            hub.views.advance(cursor, "status_board", start, 5)
+    with hub.views.transaction() as cursor:  # put it back for the real race below
+        hub.views.advance(cursor, "status_board", 3, 0)
+    while hub.runner.step(view) + other.step(rival):
+        pass
+    rows = board(hub)
+    assert len(rows) == 30 and all(row["version"] == 1 for row in rows.values())
+    assert hub.views.position("status_board") == hub.declarations.recorder.max_notification_id()
+
+
+def test_a_failing_view_stops_where_it_is_and_resumes(hub: Hub, monkeypatch):
+    hub.declarations.submit(samples.goods())
+    view = hub.runner.views[0]
+    original = view.apply
+    monkeypatch.setattr(view, "apply", lambda cursor, events: (_ for _ in ()).throw(RuntimeError("disk")))
+    with pytest.raises(RuntimeError):
+        hub.runner.step(view)
+    assert hub.views.position("status_board") == 0 and board(hub) == {}
+    monkeypatch.setattr(view, "apply", original)
+    assert hub.runner.step(view) == 1
+    assert board(hub).keys() == {"TEST-GOODS-0001"}
+
+
+def test_the_follow_loop_reports_failures_for_healthz_and_clears_them(hub: Hub, monkeypatch):
+    hub.declarations.submit(samples.goods())
+    view = hub.runner.views[0]
+    original, calls = view.apply, []
+
+    def flaky(cursor, events):
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("lock timeout")
+        return original(cursor, events)
+
+    monkeypatch.setattr(view, "apply", flaky)
+    hub.runner.interval = 0.01
+    hub.runner.start()
+    deadline = time.monotonic() + 10
+    while hub.views.position("status_board") == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    hub.runner.stop()
+    assert board(hub).keys() == {"TEST-GOODS-0001"}
+    assert hub.views.failures() == {}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_worker_process_follows_the_log_and_stops_on_sigterm(kind: str, tmp_path, request):
+    url = request.getfixturevalue("postgres_database") if kind == "postgres" else ""
+    hub = build_hub(Settings(data_dir=tmp_path, database_url=url))
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path), TRADEHUB_DATABASE_URL=url)
+    worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "project"], env=env)
+    try:
+        hub.declarations.submit(samples.goods())
+        deadline = time.monotonic() + 20
+        while not board(hub) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert board(hub).keys() == {"TEST-GOODS-0001"}
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        hub.close()
