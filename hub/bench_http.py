@@ -174,13 +174,16 @@ def _server(database: str, workers: int, data_dir: Path) -> Iterator[tuple[int, 
 
 def run_http(args: argparse.Namespace) -> int:
     run = uuid.uuid4().hex[:8]
-    documents = synthetic_goods(args.count + args.count // 2, run)
+    warm_up = 200
+    documents = synthetic_goods(warm_up + args.count + args.count // 2, run)
     bodies = [json.dumps(document).encode() for document in documents]
     mapper = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     rounds, size = args.rounds, args.count // args.rounds
     with tempfile.TemporaryDirectory(prefix="tradehub-bench-http-") as directory, \
             _target(args, Path(directory)) as (database, raw_insert):
         with _server(database, args.workers, Path(directory)) as (port, token):
+            asyncio.run(_peak(port, token, bodies[:warm_up], args.clients))  # first connections, caches
+            bodies, documents = bodies[warm_up:], documents[warm_up:]
             raw, peak, latencies = [], [], []
             for n in range(rounds):
                 chunk = slice(n * size, (n + 1) * size)

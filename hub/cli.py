@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--count", type=int, default=6000, help="declarations at peak, over all rounds")
     http.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
     http.add_argument("--clients", type=int, default=32, help="concurrent connections at peak")
-    http.add_argument("--workers", type=int, default=2, help="API worker processes")
+    http.add_argument("--workers", type=int, default=1, help="API worker processes")
     http.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
     http.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     return parser

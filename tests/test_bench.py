@@ -41,3 +41,14 @@ def test_bench_ingest_on_postgres_cleans_up_after_itself(postgres_url: str):
         left = connection.execute(
             "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'bench_%'").fetchone()
     assert left == (0,)
+
+
+def test_bench_http_against_a_real_server_reports_rate_ratio_and_latency():
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "http", "--store", "sqlite",
+                             "--count", "60", "--rounds", "2", "--clients", "4"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^raw single-row INSERT\s+\d+ rows/s$", result.stdout, re.MULTILINE)
+    assert re.search(r"^API peak \(POST accepted\)\s+\d+ declarations/s\s+[\d.]+% of raw\s+p50 [\d.]+ ms"
+                     r"\s+p99 [\d.]+ ms$", result.stdout, re.MULTILINE)
+    assert re.search(r"^API at half the peak\s+\d+ declarations/s offered\s+p50", result.stdout, re.MULTILINE)

@@ -71,29 +71,36 @@ class Declarations(Application):
 
         With `on_behalf_of`, the document's declarant must be that party.
         """
+        declaration = self.prepare_submission(raw, on_behalf_of=on_behalf_of)
+        try:
+            self._group.save(declaration.collect_events())
+        except IntegrityError:
+            return self.settle_duplicate(declaration)
+        return Submission(declaration, created=True)
+
+    def prepare_submission(self, raw: Any, *, on_behalf_of: str | None = None) -> Declaration:
+        """Validate and route a submission, unsaved: for callers that batch saves themselves."""
         document = validate_document(raw)
         if on_behalf_of is not None and document["declarant"]["id"] != on_behalf_of:
             raise NotDeclarant(f"{on_behalf_of} cannot declare as {document['declarant']['id']}")
-        digest = content_hash(document)
-        declaration = Declaration(
+        return Declaration(
             kind=document["kind"],
             declarant=document["declarant"]["id"],
             reference=document["reference"],
             document=document,
-            content_hash=digest,
+            content_hash=content_hash(document),
             routes=self.routing.route(document),
         )
-        try:
-            self._group.save(declaration.collect_events())
-        except IntegrityError:
-            existing = self.get(declaration.id)
-            if existing.submitted_hash != digest:
-                raise DuplicateReference(
-                    f"reference {existing.reference!r} of declarant {existing.declarant} "
-                    f"is already declaration {existing.id} with other content"
-                ) from None
-            return Submission(existing, created=False)
-        return Submission(declaration, created=True)
+
+    def settle_duplicate(self, declaration: Declaration) -> Submission:
+        """After `declaration` clashed with a stored one: that one if the content is the same."""
+        existing = self.get(declaration.id)
+        if existing.submitted_hash != declaration.content_hash:
+            raise DuplicateReference(
+                f"reference {existing.reference!r} of declarant {existing.declarant} "
+                f"is already declaration {existing.id} with other content"
+            )
+        return Submission(existing, created=False)
 
     def amend(self, declaration_id: UUID | str, expected_version: int, raw: Any) -> Declaration:
         """Replace the document, if the caller saw the current version."""

@@ -13,8 +13,10 @@ error and the others still commit.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 SaveEvents = Callable[..., Any]
@@ -58,7 +60,7 @@ class GroupCommit:
             batch = self._queue[: self._max_batch]
             del self._queue[: len(batch)]
         try:
-            self._commit(batch)
+            commit(self._save, batch)
         finally:
             with self._lock:
                 if self._queue:
@@ -68,25 +70,69 @@ class GroupCommit:
             for write in batch:
                 write.wakeup.set()
 
-    def _commit(self, batch: list[_Write]) -> None:
-        try:
-            self._save(*(event for write in batch for event in write.events))
-        except Exception as error:  # noqa: BLE001 - isolated and re-raised below
-            if len(batch) == 1:
-                batch[0].error = error
-            else:
-                for write in batch:
-                    self._commit_alone(write)
-        except BaseException as error:
-            for write in batch:
-                write.error = error
-            raise
-        finally:
-            for write in batch:
-                write.done = True
 
-    def _commit_alone(self, write: _Write) -> None:
-        try:
-            self._save(*write.events)
-        except Exception as error:  # noqa: BLE001 - handed to the writer that owns it
+def commit(save: SaveEvents, batch: list[_Write]) -> None:
+    """Save a batch in one transaction; if that fails, save each write alone to isolate the fault."""
+    try:
+        save(*(event for write in batch for event in write.events))
+    except Exception as error:  # noqa: BLE001 - isolated and re-raised to its writer
+        if len(batch) == 1:
+            batch[0].error = error
+        else:
+            for write in batch:
+                try:
+                    save(*write.events)
+                except Exception as alone:  # noqa: BLE001 - handed to the writer that owns it
+                    write.error = alone
+    except BaseException as error:
+        for write in batch:
             write.error = error
+        raise
+    finally:
+        for write in batch:
+            write.done = True
+
+
+class AsyncGroupCommit:
+    """Group commit for one event loop: writes queue on the loop, one thread saves each batch.
+
+    Requests cross to a thread once per batch instead of once each, and while a
+    batch commits the next one gathers.
+    """
+
+    def __init__(self, save: SaveEvents, max_batch: int = 500) -> None:
+        self._save = save
+        self._max_batch = max_batch
+        self._pending: list[tuple[_Write, asyncio.Future[None]]] = []
+        self._committing = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
+
+    async def save(self, events: Sequence[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        write, done = _Write(events), loop.create_future()
+        self._pending.append((write, done))
+        if not self._committing:
+            self._next(loop)
+        await done
+        if write.error is not None:
+            raise write.error
+
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending[: self._max_batch]
+        del self._pending[: len(batch)]
+        self._committing = True
+        saving = loop.run_in_executor(self._executor, commit, self._save, [write for write, _ in batch])
+        saving.add_done_callback(lambda outcome: self._finished(loop, batch, outcome))
+
+    def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[_Write, asyncio.Future[None]]],
+                  outcome: asyncio.Future[None]) -> None:
+        failure = None if outcome.cancelled() else outcome.exception()
+        for _, done in batch:
+            if not done.done():
+                done.set_exception(failure) if failure else done.set_result(None)
+        self._committing = False
+        if self._pending:
+            self._next(loop)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
