@@ -17,12 +17,13 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from statistics import median
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import psycopg
@@ -129,8 +130,8 @@ def _measure(store: str, settings: Settings, schema: str, documents: list[dict[s
             chunk = documents[start:start + size]
             raw.append(raw_insert(_stored_rows(app, chunk)))
             plain_docs = [dict(d, reference=d["reference"] + "-P") for d in chunk[: size // 2]]
-            plain.append(_rate(len(plain_docs), lambda: _concurrently(clients, plain_docs, plain_save)))
-            hub.append(_rate(len(chunk), lambda: _concurrently(clients, chunk, app.submit)))
+            plain.append(_rate(len(plain_docs), partial(_concurrently, clients, plain_docs, plain_save)))
+            hub.append(_rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)))
     finally:
         app.close()
     return Measurement(store, median(raw), median(plain), median(hub))

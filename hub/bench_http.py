@@ -24,17 +24,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
-from collections.abc import Iterator
 
-import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from hub.api.auth import issue_token
 from hub.bench import _postgres, _postgres_raw, _sqlite_raw, _stored_rows, synthetic_goods
+from hub.client import wait_until_healthy
 from hub.declarations import Declarations
 
 
@@ -153,16 +153,9 @@ def _server(database: str, workers: int, data_dir: Path) -> Iterator[tuple[int, 
                                 "--workers", str(workers)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+        if not wait_until_healthy(f"http://127.0.0.1:{port}", lambda: process.poll() is None):
+            process.terminate()
+            raise RuntimeError(f"serve did not start: {process.communicate()[1].decode()[-2000:]}")
         yield port, issue_token(secret, "admin")
     finally:
         process.terminate()

@@ -9,6 +9,7 @@ as "repeated".
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,19 @@ from tqdm import tqdm
 
 class ClientError(Exception):
     """The hub could not be reached, or refused the caller; the message says which."""
+
+
+def wait_until_healthy(url: str, alive, timeout: float = 60) -> bool:
+    """Poll `url`/healthz until it answers 200 (True), `alive()` turns false or time runs out (False)."""
+    deadline = time.monotonic() + timeout
+    while alive() and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 def _client(url: str, token: str, concurrency: int = 4) -> httpx.Client:
@@ -131,4 +145,4 @@ def _summary(details: dict[str, Any]) -> str:
 def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

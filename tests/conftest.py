@@ -60,16 +60,12 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh database of its own, as a URL a separate process can use; dropped afterwards."""
-    from psycopg.conninfo import conninfo_to_dict
+    from hub.bench_http import database_url
 
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute(f"CREATE DATABASE {name}")
-    params = conninfo_to_dict(postgres_url)
-    user = params.get("user") or "postgres"
-    password = f":{params['password']}" if params.get("password") else ""
-    query = f"?host={params['host']}" + (f"&port={params['port']}" if params.get("port") else "")
-    yield f"postgresql://{user}{password}@/{name}{query}"
+    yield database_url(postgres_url, name)
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
 

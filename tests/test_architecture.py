@@ -24,3 +24,11 @@ def test_the_domain_model_imports_nothing_but_eventsourcing_domain():
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
     assert imported <= {"__future__", "typing", "uuid", "eventsourcing.domain"}, imported
+
+
+def test_ruff_finds_nothing():
+    ruff = Path(sys.executable).parent / "ruff"
+    assert ruff.exists(), "ruff is part of the test extra"
+    result = subprocess.run([str(ruff), "check", "hub", "projections", "adapters", "tests"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -185,7 +185,7 @@ class Lifecycle(RuleBasedStateMachine):
         history = self.app.history(self.id)
         outcomes = [e["type"] for e in history if e["type"] in ("Released", "Rejected", "Amended")]
         # Between two amendments an outcome is recorded at most once in a row.
-        assert all(a != b for a, b in zip(outcomes, outcomes[1:]) if a != "Amended")
+        assert all(a != b for a, b in zip(outcomes, outcomes[1:], strict=False) if a != "Amended")
         if self.released:
             assert outcomes and outcomes[-1] == "Released"
             assert self.app.get(self.id).outcome == "released"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +15,8 @@ from threading import Barrier
 
 import httpx
 import pytest
+
+from hub.client import wait_until_healthy
 
 from . import samples
 from .conftest import SECRET
@@ -40,17 +41,9 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), *flags], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"serve did not start:\n{self.process.stdout.read()}")
-            time.sleep(0.1)
+        if not wait_until_healthy(self.url, lambda: self.process.poll() is None, timeout=30):
+            self.stop()
+            raise RuntimeError(f"serve did not start:\n{self.process.stdout.read()}")
 
     def token(self, *args: str) -> str:
         return tradehub("token", "issue", *args, env=self.env).stdout.strip()

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-
+from eventsourcing.persistence import IntegrityError
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -39,8 +39,6 @@ from hub.declarations import (
     NotDeclarant,
     VersionConflict,
 )
-from eventsourcing.persistence import IntegrityError
-
 from hub.declarations.documents import KINDS, GoodsDeclaration, MalformedJSON, VesselCall, json_path, load_json
 from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
 from hub.declarations.groupcommit import AsyncGroupCommit
