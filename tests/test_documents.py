@@ -149,3 +149,28 @@ def test_malformed_json_is_named_by_position(data, reason):
 
 def test_a_utf8_byte_order_mark_is_accepted():
     assert load_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
+
+
+@pytest.mark.parametrize("value, valid", [
+    ("1", True), ("12.5", True), ("0.5", True), ("0", True), ("007", True), ("1" * 18, True),
+    ("1" * 19, False), ("1" * 17 + ".1", True), ("1" * 18 + ".1", False), ("1.1234567", False),
+    ("-0", False), (".5", False), ("5.", False), ("1,5", False), (" 1", False),
+])
+def test_decimal_fast_path_agrees_with_the_full_check(value: str, valid: bool):
+    from hub.declarations import values
+
+    def full() -> bool:
+        try:
+            values.decimal(value)
+        except ValueError:
+            return False
+        return True
+
+    def fast() -> bool:
+        try:
+            values.decimal_string(value)
+        except ValueError:
+            return False
+        return True
+
+    assert full() is valid and fast() is valid

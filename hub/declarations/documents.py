@@ -13,6 +13,7 @@ import json
 from datetime import date
 from typing import Annotated, Any, Literal, NamedTuple
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
@@ -48,11 +49,7 @@ def _text(max_length: int):
 
 
 def _decimal(**limits: Any):
-    def check(value: str) -> str:
-        values.decimal(value, **limits)
-        return value
-
-    return AfterValidator(check)
+    return AfterValidator(lambda value: values.decimal_string(value, **limits))
 
 
 Name = Annotated[str, _text(70)]
@@ -265,9 +262,8 @@ def validate_document(raw: Any) -> dict[str, Any]:
 
 
 def content_hash(document: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON: equal documents, equal hashes."""
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8): equal documents, equal hashes."""
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def json_path(location: tuple[str | int, ...]) -> str:
