@@ -1,6 +1,7 @@
 """`tradehub bench http`: declarations accepted per second by a real `tradehub serve`.
 
-In alternating rounds of one run it measures the raw single-row INSERT rate
+In alternating rounds of one run (each phase starting once the views have
+caught up with the last) it measures the raw single-row INSERT rate
 (the bytes the hub stores, on the same database) and the API's peak rate with
 `--clients` concurrent connections; then it offers half the peak rate, paced
 open-loop, and reports latency from each request's scheduled time, so a
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 
+import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -133,6 +135,17 @@ async def _paced(port: int, token: str, bodies: list[bytes], rate: float) -> lis
     return latencies
 
 
+def _settle(port: int, timeout: float = 120) -> None:
+    """Wait until the views have caught up, so no phase pays for the previous one's backlog."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        if not any(health.get("view_lag", {}).values()):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the views did not catch up within {timeout}s")
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
@@ -180,11 +193,13 @@ def run_http(args: argparse.Namespace) -> int:
             raw, peak, latencies = [], [], []
             for n in range(rounds):
                 chunk = slice(n * size, (n + 1) * size)
+                _settle(port)
                 raw.append(raw_insert(_stored_rows(mapper, documents[chunk])))
                 rate, observed = asyncio.run(_peak(port, token, bodies[chunk], args.clients))
                 peak.append(rate)
                 latencies += observed
             half = median(peak) / 2
+            _settle(port)
             paced = asyncio.run(_paced(port, token, bodies[rounds * size:], half))
     store = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
     print(f"http: {store}, {args.workers} API worker(s), {args.clients} concurrent clients, "
