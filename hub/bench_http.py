@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import httpx
 import psycopg
@@ -115,24 +117,40 @@ async def _paced(port: int, token: str, bodies: list[bytes], rate: float) -> lis
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(64):
         idle.put_nowait(await Connection.open(port))
-    requests = submissions(token, bodies)
     latencies: list[float] = []
-    start = time.perf_counter()
+    failures: list[int] = []
 
-    async def one(n: int, request: bytes) -> None:
-        scheduled = start + n / rate
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+    async def one(scheduled: float, request: bytes) -> None:
         connection = await idle.get()
         status = await connection.post(request)
         latencies.append(time.perf_counter() - scheduled)
         idle.put_nowait(connection)
         if status not in (200, 201):
-            raise RuntimeError(f"the server answered {status}")
+            failures.append(status)
 
-    await asyncio.gather(*(one(n, request) for n, request in enumerate(requests)))
+    start, running = time.perf_counter(), set()
+    for n, request in enumerate(submissions(token, bodies)):
+        scheduled = start + n / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        task = asyncio.create_task(one(scheduled, request))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
     while not idle.empty():
         idle.get_nowait().close()
+    if failures:
+        raise RuntimeError(f"the server answered {sorted(set(failures))}")
     return latencies
+
+
+def _without_gc(measurement: Any) -> Any:
+    """Run a measurement with the load generator's collector off: its pauses are not the server's."""
+    gc.collect()
+    gc.disable()
+    try:
+        return asyncio.run(measurement)
+    finally:
+        gc.enable()
 
 
 def _settle(port: int, timeout: float = 120) -> None:
@@ -195,12 +213,12 @@ def run_http(args: argparse.Namespace) -> int:
                 chunk = slice(n * size, (n + 1) * size)
                 _settle(port)
                 raw.append(raw_insert(_stored_rows(mapper, documents[chunk])))
-                rate, observed = asyncio.run(_peak(port, token, bodies[chunk], args.clients))
+                rate, observed = _without_gc(_peak(port, token, bodies[chunk], args.clients))
                 peak.append(rate)
                 latencies += observed
             half = median(peak) / 2
             _settle(port)
-            paced = asyncio.run(_paced(port, token, bodies[rounds * size:], half))
+            paced = _without_gc(_paced(port, token, bodies[rounds * size:], half))
     store = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
     print(f"http: {store}, {args.workers} API worker(s), {args.clients} concurrent clients, "
           f"{rounds} rounds of {size}; medians of the rounds")
