@@ -67,11 +67,12 @@ class ProjectionRunner:
         return len(events)
 
     def catch_up(self) -> int:
-        """Run every view until it has seen the whole log."""
+        """Run every view until it has seen the log as it stood when called."""
+        head = self.app.recorder.max_notification_id() or 0
         total = 0
         for view in self.views:
-            while applied := self.step(view):
-                total += applied
+            while self.database.position(view.name) < head:
+                total += self.step(view)
         return total
 
     def lag(self) -> dict[str, int]:

@@ -134,9 +134,25 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return submitted_at, declaration_id
 
 
+class InvalidQuery(ValueError):
+    """A list query the board cannot answer; `field` names the parameter."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def list_declarations(database: ViewDatabase, filters: Filters, *, limit: int,
                       after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the board, newest first, and the cursor of the next page (or None)."""
+    try:
+        return _page(database, filters, limit, after)
+    except ValueError as error:
+        raise InvalidQuery(getattr(error, "field", "cursor"), str(error)) from None
+
+
+def _page(database: ViewDatabase, filters: Filters, limit: int,
+          after: str | None) -> tuple[list[dict[str, Any]], str | None]:
     where, params = [], []
     join = ""
     if filters.agency:
@@ -150,12 +166,14 @@ def list_declarations(database: ViewDatabase, filters: Filters, *, limit: int,
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
-    if filters.submitted_from is not None:
-        where.append("d.submitted_at >= ?")
-        params.append(stamp(filters.submitted_from))
-    if filters.submitted_to is not None:
-        where.append("d.submitted_at < ?")
-        params.append(stamp(filters.submitted_to))
+    for field, bound, operator in (("submitted_from", filters.submitted_from, ">="),
+                                   ("submitted_to", filters.submitted_to, "<")):
+        if bound is not None:
+            try:
+                params.append(stamp(bound))
+            except ValueError as error:
+                raise InvalidQuery(field, str(error)) from None
+            where.append(f"d.submitted_at {operator} ?")
     if after is not None:
         submitted_at, declaration_id = decode_cursor(after)
         where.append("(d.submitted_at < ? OR (d.submitted_at = ? AND d.id < ?))")
@@ -175,10 +193,16 @@ def counts_by_status(database: ViewDatabase) -> dict[str, int]:
 
 
 def stamp(moment: datetime) -> str:
-    """Times are stored as fixed-width UTC ISO 8601 strings, so they sort as text."""
+    """Times are stored as fixed-width UTC ISO 8601 strings, so they sort as text.
+
+    ValueError for a moment that has no UTC equivalent (year 1 at +14:00, say).
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    try:
+        return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside the range of UTC times") from None
 
 
 def _row(row: tuple) -> dict[str, Any]:

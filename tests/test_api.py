@@ -245,3 +245,41 @@ def test_the_committed_openapi_document_is_current(api: Api):
     committed = json.loads((ROOT / "openapi.json").read_text())
     assert api.client.get("/openapi.json").json() == committed, (
         "the API changed: regenerate with `tradehub openapi > openapi.json`")
+
+
+@pytest.mark.parametrize("body, status", [
+    (b'{"kind": []}', 422),
+    (b"[" * 1200 + b"]" * 1200, 400),
+    (b'{"kind": "goods", "n": ' + b"9" * 5000 + b"}", 400),
+])
+def test_hostile_bodies_get_problems_not_crashes(api: Api, body: bytes, status: int):
+    response = api.client.post("/v1/declarations", content=body, headers=trader(api))
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize("query, path", [
+    ("submitted_from=0001-01-01T00:00:00%2B14:00", "query.submitted_from"),
+    ("submitted_to=9999-12-31T23:59:59-14:00", "query.submitted_to"),
+])
+def test_dates_outside_utc_are_422(api: Api, query: str, path: str):
+    response = api.client.get(f"/v1/declarations?{query}", headers=trader(api))
+    assert response.status_code == 422 and [e["path"] for e in response.json()["errors"]] == [path]
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_a_traceback(hub, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from hub.api.app import create_app
+
+    def broken(*_, **__):
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(hub.declarations, "history", broken)
+    client = TestClient(create_app(hub), raise_server_exceptions=False)
+    declaration_id = client.post("/v1/declarations", json=samples.goods(),
+                                 headers=Api(hub).as_("admin")).json()["id"]
+    response = client.get(f"/v1/declarations/{declaration_id}/history", headers=Api(hub).as_("admin"))
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert "fire" not in response.text and "Traceback" not in response.text

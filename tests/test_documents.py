@@ -155,22 +155,59 @@ def test_a_utf8_byte_order_mark_is_accepted():
     ("1", True), ("12.5", True), ("0.5", True), ("0", True), ("007", True), ("1" * 18, True),
     ("1" * 19, False), ("1" * 17 + ".1", True), ("1" * 18 + ".1", False), ("1.1234567", False),
     ("-0", False), (".5", False), ("5.", False), ("1,5", False), (" 1", False),
+    ("\u0661\u0662", False), ("\u0660", False), ("1\u0665.5", False),
 ])
-def test_decimal_fast_path_agrees_with_the_full_check(value: str, valid: bool):
+@pytest.mark.parametrize("positive", [False, True])
+def test_decimal_fast_path_agrees_with_the_full_check(value: str, valid: bool, positive: bool):
     from hub.declarations import values
 
-    def full() -> bool:
+    def accepts(check) -> bool:
         try:
-            values.decimal(value)
+            check(value, positive=positive)
         except ValueError:
             return False
         return True
 
-    def fast() -> bool:
-        try:
-            values.decimal_string(value)
-        except ValueError:
-            return False
-        return True
+    expected = valid and not (positive and value.strip("0.") == "")
+    assert accepts(values.decimal) is expected
+    assert accepts(values.decimal_string) is expected
 
-    assert full() is valid and fast() is valid
+
+@pytest.mark.parametrize("field, value", [
+    ("hs_code", "\u0660\u0661\u0660\u0662\u0662\u0661"), ("customs_office", "\u0663\u0667\u0660\u0662"),
+])
+def test_only_ascii_digits_count_as_digits(field: str, value: str):
+    document = samples.goods()
+    if field == "hs_code":
+        document["items"][0]["hs_code"] = value
+        assert "$.items[0].hs_code" in errors_of(document)
+    else:
+        document[field] = value
+        assert f"$.{field}" in errors_of(document)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("etd", "2026-W49-2T08:00Z"), ("etd", "20261201T080000Z"), ("etd", "2026-12-01"),
+])
+def test_times_must_be_extended_iso_8601(field: str, value: str):
+    assert "ISO 8601" in errors_of(samples.vessel_call(**{field: value}))[f"$.{field}"]
+
+
+def test_dates_of_birth_must_be_calendar_dates():
+    document = samples.vessel_call()
+    document["crew"][0]["date_of_birth"] = "1975-W26-1"
+    assert "ISO 8601" in errors_of(document)["$.crew[0].date_of_birth"]
+
+
+@pytest.mark.parametrize("kind", [[], {}, 7, None])
+def test_a_kind_that_is_not_a_string_is_named(kind):
+    assert list(errors_of({"kind": kind})) == ["$.kind"]
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (b'{"n": ' + b"1" * 5000 + b"}", "too many digits"),
+])
+def test_pathological_json_is_malformed_not_a_crash(data: bytes, reason: str):
+    with pytest.raises(MalformedJSON, match=reason):
+        load_json(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.declarations import Declaration, content_hash, declaration_id
+from hub.declarations import Declaration, DeclarationError, content_hash, declaration_id
 from hub.declarations.domainmodel import (
     AgencyNotRouted,
     DeclarationClosed,
@@ -194,3 +194,22 @@ def test_inspection_is_recorded_once_per_message():
     assert declaration.agencies["customs"]["status"] == "inspected"
     with pytest.raises(ValueError, match="inspection result"):
         declaration.record_inspection("customs", "i2", "maybe", "2026-12-01T09:00:00Z")
+
+
+def test_an_agency_routed_away_may_acknowledge_even_after_release():
+    declaration = submitted()
+    document = samples.goods(containers=[])
+    declaration.amend(document, content_hash(document), {"customs": "every goods declaration"})
+    declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z")
+    declaration.collect_events()
+    assert declaration.status == "released"
+    assert declaration.record_response("port", "m2", "cancelled", "2026-12-01T09:05:00Z")
+    assert new_events(declaration) == ["AgencyResponded"]
+
+
+def test_a_routed_agency_cannot_cancel_a_live_declaration():
+    declaration = submitted()
+    declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z")
+    with pytest.raises(DeclarationError, match="only acknowledge a cancellation"):
+        declaration.record_response("port", "m2", "cancelled", "2026-12-01T09:00:00Z")
+    assert declaration.status == "in_progress"

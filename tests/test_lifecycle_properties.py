@@ -18,6 +18,7 @@ from hub.declarations.domainmodel import (
     AGENCY_STATUSES,
     AgencyNotRouted,
     DeclarationClosed,
+    DeclarationError,
     StaleResponse,
 )
 
@@ -83,7 +84,7 @@ class Lifecycle(RuleBasedStateMachine):
         try:
             call()
         except Exception as raised:  # noqa: BLE001 - compared with the model's verdict
-            assert error is not None and isinstance(raised, error), f"unexpected {raised!r}"
+            assert error is not None and type(raised) is error, f"unexpected {raised!r}"
             return
         assert error is None, f"expected {error.__name__}"
 
@@ -131,9 +132,12 @@ class Lifecycle(RuleBasedStateMachine):
             error = AgencyNotRouted
         elif answers < state["since"]:
             error = StaleResponse
+        elif status == "cancelled" and state["routed"] and not self.withdrawn:
+            error = DeclarationError
         elif self.withdrawn and status not in ACKNOWLEDGEMENTS:
             error = DeclarationClosed
-        elif self.released and status != "released":
+        elif self.released and status != "released" and not (
+                not state["routed"] and status in ACKNOWLEDGEMENTS):
             error = DeclarationClosed
         else:
             error = None

@@ -125,3 +125,49 @@ def test_the_worker_process_follows_the_log_and_stops_on_sigterm(kind: str, tmp_
         if worker.poll() is None:
             worker.kill()
         hub.close()
+
+
+class Counting:
+    """A view that records how often each event is applied, to catch double application."""
+
+    name = "counting"
+    tables = ("CREATE TABLE IF NOT EXISTS counting_applied (position BIGINT NOT NULL)",)
+
+    def apply(self, cursor, events) -> None:
+        time.sleep(0.002)  # widen the window in which two runners overlap
+        cursor.executemany("INSERT INTO counting_applied (position) VALUES (?)",
+                           [(position,) for position, _ in events])
+
+    def forget(self) -> None:
+        pass
+
+
+def test_runners_on_two_threads_apply_each_event_exactly_once(hub: Hub):
+    import threading
+
+    for n in range(60):
+        hub.declarations.submit(samples.goods(reference=f"TWIN-{n}"))
+    runners = [ProjectionRunner(hub.declarations, hub.views, [Counting()], batch=batch) for batch in (4, 7)]
+    head = hub.declarations.recorder.max_notification_id()
+
+    def run(runner: ProjectionRunner) -> None:
+        while hub.views.position("counting") < head:
+            runner.step(runner.views[0])
+
+    threads = [threading.Thread(target=run, args=(runner,)) for runner in runners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    applied = [row[0] for row in hub.views.query("SELECT position FROM counting_applied")]
+    assert sorted(applied) == sorted(set(applied)) and len(applied) == 60
+
+
+def test_catch_up_reaches_the_head_even_when_another_runner_interferes(hub: Hub):
+    for n in range(12):
+        hub.declarations.submit(samples.goods(reference=f"HEAD-{n}"))
+    rival = ProjectionRunner(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=3)
+    rival.step(rival.views[0])
+    hub.runner.batch = 5
+    hub.runner.catch_up()
+    assert hub.views.position("status_board") == hub.declarations.recorder.max_notification_id()

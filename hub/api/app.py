@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -42,11 +43,13 @@ from hub.declarations import (
 from hub.declarations.documents import KINDS, GoodsDeclaration, MalformedJSON, VesselCall, json_path, load_json
 from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
 from hub.declarations.groupcommit import AsyncGroupCommit
-from projections.status_board import Filters, counts_by_status, list_declarations
+from projections.status_board import Filters, InvalidQuery, counts_by_status, list_declarations
 
 from .auth import Caller, InvalidToken, TokenVerifier
 from .middleware import BodyLimit, RequestMetrics
 from .problems import Problem, ProblemError, documented, problem
+
+log = logging.getLogger("tradehub.api")
 
 # Personal data (crew and passenger lists) goes only to the agencies that need it.
 PERSONAL_DATA = ("crew", "passengers")
@@ -237,9 +240,9 @@ def create_app(hub: Hub) -> FastAPI:
                           visible_to_agency=who.agency if who.role == "officer" else None)
         try:
             items, following = list_declarations(hub.views, filters, limit=limit, after=cursor)
-        except ValueError as error:
+        except InvalidQuery as error:
             raise ProblemError(422, "invalid-request", "Invalid query",
-                               errors=[{"path": "query.cursor", "message": str(error)}]) from None
+                               errors=[{"path": f"query.{error.field}", "message": str(error)}]) from None
         return _json({"items": items, "next_cursor": following})
 
     @app.get("/v1/declarations/{declaration_id}", response_model=DeclarationResource,
@@ -384,6 +387,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = [{"path": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
                   for e in error.errors()]
         return problem(422, "invalid-request", "Invalid request", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(500, "internal", "Internal error",
+                       "the hub failed to handle this request; it is logged on the server")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> Response:

@@ -165,6 +165,7 @@ class Declarations(Application):
     def _retrying(self, declaration_id: UUID | str, command: Callable[[Declaration], bool]) -> Declaration:
         for _ in range(_RETRIES):
             declaration = self.get(declaration_id)
+            seen = declaration.version
             if not command(declaration):
                 return declaration
             try:
@@ -172,7 +173,7 @@ class Declarations(Application):
             except IntegrityError:
                 continue  # someone else saved first: decide again on a fresh copy
             return declaration
-        raise VersionConflict(declaration.version, self.get(declaration_id).version)
+        raise VersionConflict(seen, self.get(declaration_id).version)
 
 
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")

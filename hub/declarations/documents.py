@@ -251,7 +251,7 @@ def validate_document(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidDeclaration([FieldError("$", "must be a JSON object")])
     kind = raw.get("kind")
-    if kind not in _MODELS:
+    if not isinstance(kind, str) or kind not in _MODELS:
         message = "is required" if kind is None else f"must be one of {', '.join(map(repr, KINDS))}"
         raise InvalidDeclaration([FieldError("$.kind", message)])
     try:
@@ -317,6 +317,12 @@ def load_json(data: bytes) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
         raise MalformedJSON(f"line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise MalformedJSON("arrays or objects are nested too deeply") from None
+    except MalformedJSON:
+        raise
+    except ValueError:  # an integer beyond Python's digit limit (4300)
+        raise MalformedJSON("a number has too many digits") from None
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

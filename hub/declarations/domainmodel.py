@@ -28,9 +28,8 @@ CANCELLED = "cancelled"
 AGENCY_STATUSES = (
     PENDING, RECEIVED, ACCEPTED, REJECTED, INSPECTION_REQUIRED, INSPECTED, HELD, RELEASED, CANCELLED,
 )
-# What an agency may still say once the declaration is closed.
-_AFTER_RELEASE = (RELEASED,)
-_AFTER_WITHDRAWAL = (RECEIVED, CANCELLED)
+# How an agency acknowledges a cancellation (after withdrawal, or when routed away).
+_ACKNOWLEDGEMENTS = (RECEIVED, CANCELLED)
 
 # Overall statuses (SPEC §3, lifecycle step 4).
 SUBMITTED = "submitted"
@@ -290,10 +289,14 @@ class Declaration(Aggregate):
             return False
         if status not in AGENCY_STATUSES or status == PENDING:
             raise ValueError(f"not an agency status: {status!r}")
-        self._check_agency_may_speak(agency, answers_version, acknowledging=status in _AFTER_WITHDRAWAL)
-        if self.withdrawn and status not in _AFTER_WITHDRAWAL:
+        acknowledging = status in _ACKNOWLEDGEMENTS
+        self._check_agency_may_speak(agency, answers_version, acknowledging=acknowledging)
+        routed_away = not self.agencies[agency]["routed"]
+        if status == CANCELLED and not (routed_away or self.withdrawn):
+            raise DeclarationError(f"{agency} may only acknowledge a cancellation the hub sent")
+        if self.withdrawn and not acknowledging:
             raise DeclarationClosed(f"the declaration is withdrawn; {agency} cannot set it {status}")
-        if self.outcome == RELEASED and status not in _AFTER_RELEASE:
+        if self.outcome == RELEASED and status != RELEASED and not (routed_away and acknowledging):
             raise DeclarationClosed(f"the declaration is released; {agency} cannot set it {status}")
         self._responded(agency, message_id, status, code, text, responded_at)
         self._settle(agency)

@@ -48,11 +48,26 @@ class GroupCommit:
             follow = self._leading
             self._leading = True
         if follow:
-            write.wakeup.wait()  # each writer is woken exactly once, never the whole crowd
+            try:
+                write.wakeup.wait()  # each writer is woken exactly once, never the whole crowd
+            except BaseException:
+                self._withdraw(write)  # interrupted (Ctrl-C): leave no orphan behind in the queue
+                raise
         if not write.done:
             self._lead()
         if write.error is not None:
             raise write.error
+
+    def _withdraw(self, write: _Write) -> None:
+        with self._lock:
+            if write not in self._queue:
+                return  # already taken into a batch; its leader settles it
+            self._queue.remove(write)
+            if write.wakeup.is_set():  # it had just been made the next leader: pass that on
+                if self._queue:
+                    self._queue[0].wakeup.set()
+                else:
+                    self._leading = False
 
     def _lead(self) -> None:
         """Commit the queue's head batch (which holds the leader's own write), then hand over."""
@@ -72,21 +87,28 @@ class GroupCommit:
 
 
 def commit(save: SaveEvents, batch: list[_Write]) -> None:
-    """Save a batch in one transaction; if that fails, save each write alone to isolate the fault."""
+    """Save a batch in one transaction; if that fails, save each write alone to isolate the fault.
+
+    Every write leaves settled: saved, or with its own error. An interrupt on the way is
+    the error of every write not yet settled, and is raised again.
+    """
     try:
-        save(*(event for write in batch for event in write.events))
-    except Exception as error:  # noqa: BLE001 - isolated and re-raised to its writer
-        if len(batch) == 1:
-            batch[0].error = error
-        else:
-            for write in batch:
-                try:
-                    save(*write.events)
-                except Exception as alone:  # noqa: BLE001 - handed to the writer that owns it
-                    write.error = alone
+        try:
+            save(*(event for write in batch for event in write.events))
+        except Exception as error:  # noqa: BLE001 - isolated and handed to its writer
+            if len(batch) == 1:
+                batch[0].error = error
+            else:
+                for write in batch:
+                    try:
+                        save(*write.events)
+                    except Exception as alone:  # noqa: BLE001 - handed to the writer that owns it
+                        write.error = alone
+                    write.done = True
     except BaseException as error:
         for write in batch:
-            write.error = error
+            if not write.done:
+                write.error = error
         raise
     finally:
         for write in batch:
@@ -94,45 +116,55 @@ def commit(save: SaveEvents, batch: list[_Write]) -> None:
 
 
 class AsyncGroupCommit:
-    """Group commit for one event loop: writes queue on the loop, one thread saves each batch.
+    """Group commit for event loops: writes queue up, one thread saves batch after batch.
 
-    Requests cross to a thread once per batch instead of once each, and while a
-    batch commits the next one gathers.
+    Requests cross to that thread once per batch instead of once each, and while
+    a batch commits the next one gathers. Each write's future is resolved on its
+    own loop, so several loops may share one committer.
     """
 
     def __init__(self, save: SaveEvents, max_batch: int = 500) -> None:
         self._save = save
         self._max_batch = max_batch
+        self._lock = threading.Lock()
         self._pending: list[tuple[_Write, asyncio.Future[None]]] = []
-        self._committing = False
+        self._draining = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
 
     async def save(self, events: Sequence[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        write, done = _Write(events), loop.create_future()
-        self._pending.append((write, done))
-        if not self._committing:
-            self._next(loop)
-        await done
+        write, settled = _Write(events), asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._pending.append((write, settled))
+            start, self._draining = not self._draining, True
+        if start:
+            self._executor.submit(self._drain)
+        await settled
         if write.error is not None:
             raise write.error
 
-    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._pending[: self._max_batch]
-        del self._pending[: len(batch)]
-        self._committing = True
-        saving = loop.run_in_executor(self._executor, commit, self._save, [write for write, _ in batch])
-        saving.add_done_callback(lambda outcome: self._finished(loop, batch, outcome))
-
-    def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[_Write, asyncio.Future[None]]],
-                  outcome: asyncio.Future[None]) -> None:
-        failure = None if outcome.cancelled() else outcome.exception()
-        for _, done in batch:
-            if not done.done():
-                done.set_exception(failure) if failure else done.set_result(None)
-        self._committing = False
-        if self._pending:
-            self._next(loop)
+    def _drain(self) -> None:
+        """On the commit thread: save batches until nothing is pending."""
+        while True:
+            with self._lock:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: len(batch)]
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                commit(self._save, [write for write, _ in batch])
+            except BaseException:  # noqa: BLE001 - already handed to every write of the batch
+                pass
+            for _, settled in batch:
+                try:
+                    settled.get_loop().call_soon_threadsafe(_settle, settled)
+                except RuntimeError:
+                    pass  # that loop has closed: nobody is waiting any more
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def _settle(settled: asyncio.Future[None]) -> None:
+    if not settled.done():
+        settled.set_result(None)

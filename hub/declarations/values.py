@@ -19,14 +19,17 @@ import pycountry
 from stdnum import imo as stdnum_imo
 from stdnum import iso6346
 from stdnum.cn import uscc as stdnum_uscc
-from stdnum.exceptions import InvalidChecksum, InvalidLength, ValidationError
+from stdnum.exceptions import InvalidChecksum, InvalidLength
 
-_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
-_LOCODE = re.compile(r"[A-Z]{2}[A-Z2-9]{3}")
-_HS_CODE = re.compile(r"\d{6}(\d{2}){0,2}")
-_UN_NUMBER = re.compile(r"\d{4}")
-_CALL_SIGN = re.compile(r"[A-Z0-9]{3,7}")
-_CUSTOMS_OFFICE = re.compile(r"\d{4}|[A-Z]{2}[A-Z0-9]{6}")
+_DECIMAL = re.compile(r"-?\d+(\.\d+)?", re.ASCII)
+_LOCODE = re.compile(r"[A-Z]{2}[A-Z2-9]{3}", re.ASCII)
+_HS_CODE = re.compile(r"\d{6}(\d{2}){0,2}", re.ASCII)
+_UN_NUMBER = re.compile(r"\d{4}", re.ASCII)
+_CALL_SIGN = re.compile(r"[A-Z0-9]{3,7}", re.ASCII)
+_CUSTOMS_OFFICE = re.compile(r"\d{4}|[A-Z]{2}[A-Z0-9]{6}", re.ASCII)
+# ISO 8601 in the extended calendar form only: no week dates, no basic (compact) form.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?", re.ASCII)
 IMDG_CLASSES = frozenset(
     "1.1 1.2 1.3 1.4 1.5 1.6 2.1 2.2 2.3 3 4.1 4.2 4.3 5.1 5.2 6.1 6.2 7 8 9".split()
 )
@@ -59,7 +62,7 @@ def _checked(validate, value: str, what: str) -> str:
         raise ValueError(f"{value!r} is not a valid {what}: the check digit is wrong") from None
     except InvalidLength:
         raise ValueError(f"{value!r} is not a valid {what}: wrong length") from None
-    except ValidationError:
+    except ValueError:  # stdnum's ValidationError, or a plain ValueError on odd characters
         raise ValueError(f"{value!r} is not a valid {what}") from None
 
 
@@ -188,7 +191,7 @@ def decimal(value: str, *, positive: bool = False, max_places: int = 6, max_digi
 
 @cache
 def _plain_decimal(max_places: int) -> re.Pattern[str]:
-    return re.compile(rf"\d+(\.\d{{1,{max_places}}})?")
+    return re.compile(rf"\d+(\.\d{{1,{max_places}}})?", re.ASCII)
 
 
 def decimal_string(value: str, *, positive: bool = False, max_places: int = 6, max_digits: int = 18) -> str:
@@ -203,7 +206,7 @@ def decimal_string(value: str, *, positive: bool = False, max_places: int = 6, m
 def calendar_date(value: str, *, earliest: date = date(1900, 1, 1), latest: date | None = None) -> str:
     """An ISO 8601 calendar date, YYYY-MM-DD."""
     try:
-        if len(value) != 10:
+        if not _DATE.fullmatch(value):
             raise ValueError
         day = date.fromisoformat(value)
     except ValueError:
@@ -216,9 +219,9 @@ def calendar_date(value: str, *, earliest: date = date(1900, 1, 1), latest: date
 def timestamp(value: str) -> datetime:
     """An ISO 8601 date and time with a UTC offset (`2026-12-01T08:00:00+08:00`)."""
     try:
-        moment = datetime.fromisoformat(value)
-        if "T" not in value.upper():
+        if not _DATE_TIME.fullmatch(value):
             raise ValueError
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO 8601 date and time") from None
     if moment.tzinfo is None:
