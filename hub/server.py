@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import signal
 import sys
@@ -14,8 +13,6 @@ from hub.api.app import create_app
 from hub.api.auth import resolve_secret
 from hub.bootstrap import Settings, build_hub
 from hub.worker import Supervised
-
-log = logging.getLogger("tradehub")
 
 
 def app_from_environment():  # a uvicorn factory, for worker processes
