@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -166,3 +167,38 @@ def test_serve_refuses_a_weak_secret_unless_told_it_is_a_demo(tmp_path: Path):
                          ).status_code == 200
     finally:
         demo.stop()
+
+
+def _projection_worker(parent: int) -> int | None:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                command = cmdline.read()
+        except OSError:
+            continue
+        if ppid == parent and b"worker\0project" in command:
+            return int(pid)
+    return None
+
+
+def test_serve_restarts_a_killed_projection_worker_and_the_board_catches_up(server: Server):
+    import signal
+
+    headers = {"Authorization": f"Bearer {server.token('--role', 'admin')}"}
+    first = _projection_worker(server.process.pid)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    declaration_id = httpx.post(f"{server.url}/v1/declarations", json=samples.goods(),
+                                headers=headers).json()["id"]
+    deadline = time.monotonic() + 30
+    listed: list[str] = []
+    while time.monotonic() < deadline and declaration_id not in listed:
+        time.sleep(0.2)
+        listed = [item["id"] for item in httpx.get(f"{server.url}/v1/declarations", headers=headers
+                                                   ).json()["items"]]
+    assert declaration_id in listed
+    second = _projection_worker(server.process.pid)
+    assert second is not None and second != first
