@@ -86,3 +86,34 @@ def test_the_shipped_examples_are_valid():
     result = tradehub("validate", *map(str, examples))
     assert result.returncode == 0, result.stdout
     assert len(result.stdout.splitlines()) == len(examples)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--role", "trader"], "needs --party"),
+    (["--role", "officer", "--agency", "police"], "needs --agency"),
+    (["--role", "admin", "--ttl", "soon"], "--ttl must look like"),
+    (["--role", "admin", "--ttl", "0s"], "lifetime must be positive"),
+])
+def test_token_issue_refuses_bad_requests_by_name(tmp_path: Path, args: list[str], message: str):
+    import os
+
+    env = dict(os.environ, TRADEHUB_SECRET="s" * 40, TRADEHUB_DATA_DIR=str(tmp_path))
+    result = tradehub("token", "issue", *args, env=env)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_token_issue_without_any_secret_says_what_to_do(tmp_path: Path):
+    import os
+
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path))
+    env.pop("TRADEHUB_SECRET", None)
+    result = tradehub("token", "issue", "--role", "admin", env=env)
+    assert result.returncode == 2 and "TRADEHUB_SECRET is not set" in result.stderr
+
+
+def test_a_bad_body_cap_setting_is_refused(tmp_path: Path):
+    import os
+
+    env = dict(os.environ, TRADEHUB_MAX_BODY_BYTES="lots")
+    result = tradehub("validate", str(write(tmp_path, "good.json", samples.goods())), env=env)
+    assert result.returncode == 2 and "TRADEHUB_MAX_BODY_BYTES" in result.stderr
