@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+
+import psycopg
+from eventsourcing.persistence import PersistenceError
+from psycopg_pool import PoolTimeout
 
 from hub.api.auth import SecretError, issue_token, resolve_secret
 from hub.bootstrap import ConfigurationError, Settings, routing_rules
@@ -183,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ingest(args)
     except (ConfigurationError, RoutingError, SecretError, ClientError) as error:
         print(f"tradehub: {error}", file=sys.stderr)
+        return 2
+    except (PersistenceError, psycopg.Error, PoolTimeout, sqlite3.Error) as error:
+        print(f"tradehub: the store is unavailable: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

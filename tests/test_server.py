@@ -202,3 +202,12 @@ def test_serve_restarts_a_killed_projection_worker_and_the_board_catches_up(serv
     assert declaration_id in listed
     second = _projection_worker(server.process.pid)
     assert second is not None and second != first
+
+
+def test_serve_with_an_unreachable_database_says_so(tmp_path: Path):
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path / "var"), TRADEHUB_SECRET=SECRET,
+               TRADEHUB_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    result = tradehub("serve", "--port", str(free_port()), env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("tradehub: the store is unavailable")
+    assert "Traceback" not in result.stderr
