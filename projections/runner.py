@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -78,14 +77,6 @@ class ProjectionRunner:
     def lag(self) -> dict[str, int]:
         head = self.app.recorder.max_notification_id() or 0
         return {view.name: head - self.database.position(view.name) for view in self.views}
-
-    def wait(self, position: int, timeout: float = 10.0) -> None:
-        """Block until every view has passed `position` (read-your-writes for tests and tools)."""
-        deadline = time.monotonic() + timeout
-        while any(self.database.position(view.name) < position for view in self.views):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"views did not reach position {position} in {timeout}s")
-            time.sleep(0.01)
 
     def start(self) -> None:
         """Follow the log on a thread of this process."""
