@@ -74,8 +74,10 @@ class ProjectionRunner:
                 total += self.step(view)
         return total
 
-    def lag(self) -> dict[str, int]:
-        head = self.app.recorder.max_notification_id() or 0
+    def lag(self, head: int | None = None) -> dict[str, int]:
+        """Events each view is behind `head` (default: the log's last position)."""
+        if head is None:
+            head = self.app.recorder.max_notification_id() or 0
         return {view.name: head - self.database.position(view.name) for view in self.views}
 
     def start(self) -> None:

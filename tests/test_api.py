@@ -275,7 +275,7 @@ def test_an_unexpected_failure_is_a_500_problem_without_a_traceback(hub, monkeyp
     def broken(*_, **__):
         raise RuntimeError("the disk is on fire")
 
-    monkeypatch.setattr(hub.declarations, "history", broken)
+    monkeypatch.setattr(hub.declarations, "with_history", broken)
     client = TestClient(create_app(hub), raise_server_exceptions=False)
     declaration_id = client.post("/v1/declarations", json=samples.goods(),
                                  headers=Api(hub).as_("admin")).json()["id"]

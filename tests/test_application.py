@@ -138,3 +138,13 @@ def test_payloads_are_encrypted_at_rest_with_a_cipher_key(store):
         assert app.get(declaration_id).document["containers"] == ["HLXU8000014"]
     finally:
         app.close()
+
+
+def test_with_history_replays_the_same_declaration_as_get(app: Declarations):
+    declaration_id = app.submit(samples.goods()).declaration.id
+    app.record_response(declaration_id, "customs", "c-1", "accepted", "2026-12-01T09:00:00Z")
+    declaration, events = app.with_history(declaration_id)
+    stored = app.get(declaration_id)
+    assert (declaration.version, declaration.status, declaration.agencies) == (
+        stored.version, stored.status, stored.agencies)
+    assert events == app.history(declaration_id)

@@ -181,9 +181,7 @@ def create_app(hub: Hub) -> FastAPI:
             declaration = hub.declarations.get(declaration_id)
         except DeclarationNotFound:
             declaration = None
-        if declaration is None or not who.may_see(declaration):
-            raise ProblemError(404, "not-found", "No such declaration", f"no declaration {declaration_id}")
-        return declaration
+        return seen_by(who, declaration, declaration_id)
 
     def changeable(who: Caller, declaration_id: str) -> Declaration:
         declaration = visible(who, declaration_id)
@@ -282,8 +280,11 @@ def create_app(hub: Hub) -> FastAPI:
              responses=documented(401, 404), tags=["declarations"])
     def history(declaration_id: str, who: Authenticated) -> Response:
         """Every event of the declaration, oldest first."""
-        declaration = visible(who, declaration_id)
-        events = hub.declarations.history(declaration.id)
+        try:
+            declaration, events = hub.declarations.with_history(declaration_id)
+        except DeclarationNotFound:
+            declaration, events = None, []
+        seen_by(who, declaration, declaration_id)
         for event in events:
             if "document" in event:
                 event["document"] = _document_for(who, event["document"])
@@ -298,7 +299,7 @@ def create_app(hub: Hub) -> FastAPI:
         checks: dict[str, Any] = {}
         try:
             checks["log_position"] = hub.declarations.recorder.max_notification_id() or 0
-            checks["view_lag"] = hub.runner.lag()
+            checks["view_lag"] = hub.runner.lag(head=checks["log_position"])
             checks["view_errors"] = hub.views.failures()
         except Exception as error:  # noqa: BLE001 - reported, not raised
             checks["store"] = f"unavailable: {error}"
@@ -316,6 +317,13 @@ def create_app(hub: Hub) -> FastAPI:
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+def seen_by(who: Caller, declaration: Declaration | None, declaration_id: str) -> Declaration:
+    """The declaration, if the caller may see it; unknown and hidden ids both get the same 404."""
+    if declaration is None or not who.may_see(declaration):
+        raise ProblemError(404, "not-found", "No such declaration", f"no declaration {declaration_id}")
+    return declaration
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -157,10 +157,17 @@ class Declarations(Application):
 
     def history(self, declaration_id: UUID | str) -> list[dict[str, Any]]:
         """The declaration's events, oldest first, as plain data."""
+        return self.with_history(declaration_id)[1]
+
+    def with_history(self, declaration_id: UUID | str) -> tuple[Declaration, list[dict[str, Any]]]:
+        """The declaration and its events, from one read of its stream."""
         events = list(self.events.get(_uuid(declaration_id)))
         if not events:
             raise DeclarationNotFound(f"no declaration {declaration_id}")
-        return [_describe(event) for event in events]
+        declaration = None
+        for event in events:
+            declaration = event.mutate(declaration)
+        return declaration, [_describe(event) for event in events]
 
     def _retrying(self, declaration_id: UUID | str, command: Callable[[Declaration], bool]) -> Declaration:
         for _ in range(_RETRIES):
