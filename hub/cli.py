@@ -90,6 +90,12 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{units[unit]: int(number)})
 
 
+def _processes(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradehub", description="Single-window hub for trade and port declarations."
@@ -102,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API and its projections")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="API worker processes")
+    serve.add_argument("--workers", type=_processes, default=1,
+                       help="API worker processes (on PostgreSQL, one per core serves the most)")
     serve.add_argument("--demo", action="store_true",
                        help="local demo: without TRADEHUB_SECRET, generate one in the data directory")
     serve.add_argument("--access-log", action="store_true")
@@ -147,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--count", type=int, default=6000, help="declarations at peak, over all rounds")
     http.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
     http.add_argument("--clients", type=int, default=32, help="concurrent connections at peak")
-    http.add_argument("--workers", type=int, default=1, help="API worker processes")
+    http.add_argument("--workers", type=_processes, default=os.cpu_count() or 1,
+                      help="API worker processes (default: one per core)")
     http.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
     http.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     return parser

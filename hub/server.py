@@ -33,14 +33,16 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
     projections.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down; exit through `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Nothing in the hub uses the client's address, so X-Forwarded-* is not worth parsing per request.
     try:
         if workers > 1:
             # Worker processes rebuild the hub from the environment.
             os.environ["TRADEHUB_SECRET"] = secret
             uvicorn.run("hub.server:app_from_environment", factory=True, host=host, port=port,
-                        workers=workers, access_log=access_log, log_level="info")
+                        workers=workers, access_log=access_log, log_level="info", proxy_headers=False)
         else:
-            uvicorn.run(create_app(hub), host=host, port=port, access_log=access_log, log_level="info")
+            uvicorn.run(create_app(hub), host=host, port=port, access_log=access_log, log_level="info",
+                        proxy_headers=False)
     finally:
         projections.stop()
         hub.close()

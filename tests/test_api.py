@@ -81,6 +81,8 @@ def test_a_chunked_body_over_the_cap_is_413_too(api: Api):
 
     response = api.client.post("/v1/declarations", content=chunks(), headers=trader(api))
     assert response.status_code == 413
+    metrics = api.client.get("/metrics").text
+    assert 'tradehub_http_requests_total{method="POST",route="/v1/declarations",status="413"} 1.0' in metrics
 
 
 def test_a_trader_cannot_declare_for_another_party(api: Api):

@@ -117,3 +117,9 @@ def test_a_bad_body_cap_setting_is_refused(tmp_path: Path):
     env = dict(os.environ, TRADEHUB_MAX_BODY_BYTES="lots")
     result = tradehub("validate", str(write(tmp_path, "good.json", samples.goods())), env=env)
     assert result.returncode == 2 and "TRADEHUB_MAX_BODY_BYTES" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_serve_refuses_a_number_of_workers_that_is_not_one_or_more(workers: str):
+    result = tradehub("serve", "--workers", workers)
+    assert result.returncode == 2 and "--workers" in result.stderr and "not a number of processes" in result.stderr

@@ -58,13 +58,16 @@ class Server:
             self.process.wait()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("postgres, 2 workers", marks=pytest.mark.postgres)])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """`serve` on each store; with two API processes the races cross processes, not just threads."""
     env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path / "var"), TRADEHUB_SECRET=SECRET)
     env.pop("TRADEHUB_DATABASE_URL", None)
-    if request.param == "postgres":
+    if request.param.startswith("postgres"):
         env["TRADEHUB_DATABASE_URL"] = request.getfixturevalue("postgres_database")
-    running = Server(env, free_port())
+    flags = ("--workers", "2") if request.param.endswith("2 workers") else ()
+    running = Server(env, free_port(), *flags)
     yield running
     running.stop()
 

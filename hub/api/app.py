@@ -46,7 +46,7 @@ from hub.declarations.groupcommit import AsyncGroupCommit
 from projections.status_board import Filters, InvalidQuery, counts_by_status, list_declarations
 
 from .auth import Caller, InvalidToken, TokenVerifier
-from .middleware import BodyLimit, RequestMetrics
+from .middleware import Edge
 from .problems import Problem, ProblemError, documented, problem
 
 log = logging.getLogger("tradehub.api")
@@ -148,7 +148,10 @@ def create_app(hub: Hub) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(_BoardCollector(hub))
     app = FastAPI(title="Trade hub", version="1", summary="Single window for trade and port declarations",
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None,
+                  # No OpenTelemetry here: its per-request check of the providers costs more than
+                  # the JSON parsing of a declaration. Prometheus at /metrics is the hub's telemetry.
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.verify = TokenVerifier(settings.secret)
     # Commands block on the store (and group commit gathers them), so they run on threads;
     # a plain executor costs less per call than anyio's worker-thread machinery.
@@ -314,8 +317,7 @@ def create_app(hub: Hub) -> FastAPI:
 
     _install_error_handlers(app)
     _install_openapi(app)
-    app.add_middleware(RequestMetrics, registry=registry)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Edge, limit=settings.max_body_bytes, registry=registry)
     return app
 
 
