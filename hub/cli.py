@@ -17,7 +17,7 @@ from psycopg_pool import PoolTimeout
 from hub.api.auth import SecretError, issue_token, resolve_secret
 from hub.bootstrap import ConfigurationError, Settings, routing_rules
 from hub.client import ClientError
-from hub.declarations import InvalidDeclaration, RoutingError, validate_document
+from hub.declarations import AGENCIES, InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
 
 
@@ -105,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("validate", help="check declaration files offline")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
+    show = commands.add_parser("render", help="print the XML each routed agency would get, storing nothing")
+    show.add_argument("file", type=Path, metavar="FILE")
+    show.add_argument("--agency", choices=AGENCIES, help="only this agency's messages")
+    show.add_argument("--out", type=Path, metavar="DIR", help="write one file per message here")
+
     serve = commands.add_parser("serve", help="run the HTTP API and its projections")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -167,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "validate":
             return validate(args.files, settings)
+        if args.command == "render":
+            from hub.render import render
+
+            return render(args.file, settings, agency=args.agency, out=args.out)
         if args.command == "serve":
             from hub.server import serve
 

@@ -25,7 +25,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,6 +43,7 @@ from hub.declarations import (
 from hub.declarations.documents import KINDS, GoodsDeclaration, MalformedJSON, VesselCall, json_path, load_json
 from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
 from hub.declarations.groupcommit import AsyncGroupCommit
+from hub.declarations.values import text
 from projections.status_board import Filters, InvalidQuery, counts_by_status, list_declarations
 
 from .auth import Caller, InvalidToken, TokenVerifier
@@ -120,7 +121,8 @@ class AmendmentRequest(_Strict):
 
 
 class WithdrawalRequest(_Strict):
-    reason: str = Field(min_length=1, max_length=512)
+    # Free text that travels in agency messages: one line, no control characters.
+    reason: Annotated[str, AfterValidator(lambda value: text(value, 512))] = Field(min_length=1, max_length=512)
     expected_version: int | None = Field(default=None, ge=1)
 
 

@@ -88,7 +88,7 @@ class Party(_Strict):
             return None
         if info.data.get("country") == "CN":
             return values.uscc(value)
-        return values.text(value, 35)
+        return values.text(value, 17)  # WCO party identifiers are an..17 (the EORI length)
 
 
 class Document(_Strict):
@@ -96,9 +96,12 @@ class Document(_Strict):
     number: Reference
 
 
+VesselName = Annotated[str, _text(35)]  # as WCO transport means and FAL forms carry it
+
+
 class Vessel(_Strict):
     imo: ImoNumber
-    name: Name
+    name: VesselName
     voyage: Reference
 
 
@@ -174,7 +177,7 @@ class GoodsDeclaration(_Strict):
 
 class CallVessel(_Strict):
     imo: ImoNumber
-    name: Name
+    name: VesselName
     call_sign: Annotated[str, AfterValidator(values.call_sign)]
     flag: Country
 

@@ -169,7 +169,7 @@ def unit(value: str) -> str:
     return code
 
 
-def decimal(value: str, *, positive: bool = False, max_places: int = 6, max_digits: int = 18) -> Decimal:
+def decimal(value: str, *, positive: bool = False, max_places: int = 6, max_digits: int = 16) -> Decimal:
     """An exact decimal written as a string (`"12650.5"`); JSON numbers are refused upstream."""
     if not _DECIMAL.fullmatch(value):
         raise ValueError(f"{value!r} is not a decimal number written like \"1250.50\"")
@@ -194,7 +194,7 @@ def _plain_decimal(max_places: int) -> re.Pattern[str]:
     return re.compile(rf"\d+(\.\d{{1,{max_places}}})?", re.ASCII)
 
 
-def decimal_string(value: str, *, positive: bool = False, max_places: int = 6, max_digits: int = 18) -> str:
+def decimal_string(value: str, *, positive: bool = False, max_places: int = 6, max_digits: int = 16) -> str:
     """`decimal`, as the string given: a fast path for the common well-formed case."""
     if (_plain_decimal(max_places).fullmatch(value) and value[0] != "0"
             and len(value) - ("." in value) <= max_digits):

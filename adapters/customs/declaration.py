@@ -1,0 +1,358 @@
+"""Outbound customs messages: the hub's declarations as WCO DEC-DMS:2, in a MetaData envelope.
+
+Pure functions of a `Change`. What goes where (see xsd/customs/README.md):
+
+- `FunctionalReferenceID` is the hub's message id, `ID` the declaration id, and
+  an `AdditionalInformation` statement (code VERSION) its version;
+- goods (`TypeCode` IMA/EXA): parties as the shipment's consignor and consignee,
+  the declarant, office, vessel as border transport means, ports, containers as
+  transport equipment, the bill of lading as a previous document, each item as a
+  `GovernmentAgencyGoodsItem`, documents as `AdditionalDocument`;
+- vessel calls go to customs as a conveyance report (`TypeCode` CRI arrival,
+  CRE departure): the ship, its voyage and ports, crew and passenger *counts*
+  (never their names: personal data goes to border and maritime only) and each
+  dangerous-goods entry as a goods item;
+- an amendment is function 13, type COR: the whole replacement declaration, an
+  `Amendment` (change reason 21) pointing at every changed field;
+- a withdrawal is function 13, type INV, with the reason (change reason 1).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from lxml import etree
+
+from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, Change, Message, message_id
+from adapters.xml import Schema, check_outbound
+
+from .pointers import Pointer, pointer_to
+
+AGENCY = "customs"
+MD = "urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"
+DEC = "urn:wco:datamodel:WCO:DEC-DMS:2"
+DS = "urn:wco:datamodel:WCO:Declaration_DS:DMS:2"
+DECLARATION_SCHEMA = Schema("customs/declaration.xsd", f"{{{MD}}}MetaData")
+
+RESPONSIBLE_COUNTRY = "CN"
+RESPONSIBLE_AGENCY = "Trade hub customs profile"
+PROFILE_VERSION = "1"
+
+# UN/ECE Recommendation 19 modes of transport.
+MODE_CODES = {"sea": "1", "rail": "2", "road": "3", "air": "4", "postal": "5", "fixed_installation": "7",
+              "inland_waterway": "8"}
+# UN/EDIFACT 1001 document names.
+DOCUMENT_CODES = {
+    "certificate_of_origin": "861", "health_certificate": "852", "phytosanitary_certificate": "851",
+    "veterinary_certificate": "853", "import_licence": "911", "export_licence": "811",
+    "commercial_invoice": "380", "packing_list": "271", "dangerous_goods_declaration": "890", "other": "ZZZ",
+}
+IMO_NUMBER = "10"  # WCO transport means identification type: IMO ship number
+BILL_OF_LADING = "705"
+CHANGE_REASON_CORRECTION = "21"
+CHANGE_REASON_CANCELLATION = "1"
+HUB_STATEMENT = "ZZZ"  # statements the hub adds, as mutually defined
+REASON_STATEMENT = "AES"  # free-text reason of an amendment or invalidation, as WCO uses it
+
+NAMES = {AMENDMENT: "amendment", CANCELLATION: "invalidation"}
+ORIGINAL_NAMES = {"goods": "declaration", "vessel_call": "conveyance-report"}
+
+
+def customs_messages(change: Change, action: str) -> list[Message]:
+    """The customs message for `change`: an original, an amendment or an invalidation."""
+    name = ORIGINAL_NAMES[change.kind] if action == ORIGINAL else NAMES[action]
+    ident = message_id(change.declaration_id, change.version, AGENCY, name)
+    function = "9" if action == ORIGINAL else "13"
+    root = _build(change, action, ident, function)
+    body = check_outbound(root, DECLARATION_SCHEMA)
+    return [Message(AGENCY, name, ident, change.declaration_id, change.version, function, change.time, body)]
+
+
+# ---- building ------------------------------------------------------------------------------
+
+_MD = {name: f"{{{MD}}}{name}" for name in (
+    "MetaData", "WCODataModelVersionCode", "WCOTypeName", "ResponsibleCountryCode", "ResponsibleAgencyName",
+    "AgencyAssignedCustomizationVersionCode")}
+
+
+class _Tags(dict):
+    """DEC-DMS:2 tags in Clark notation, made once."""
+
+    def __missing__(self, name: str) -> str:
+        self[name] = tag = f"{{{DEC}}}{name}"
+        return tag
+
+
+T = _Tags()
+_DATE_TIME_STRING = f"{{{DS}}}DateTimeString"
+_SubElement = etree.SubElement
+
+
+def _add(parent: etree._Element, name: str, text: str | None = None, **attributes: str) -> etree._Element:
+    element = _SubElement(parent, T[name], attributes) if attributes else _SubElement(parent, T[name])
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _build(change: Change, action: str, ident: str, function: str) -> etree._Element:
+    root = etree.Element(_MD["MetaData"], nsmap={"md": MD, None: DEC, "ds": DS})
+    for name, text in (("WCODataModelVersionCode", "3.6"), ("WCOTypeName", "DEC"),
+                       ("ResponsibleCountryCode", RESPONSIBLE_COUNTRY),
+                       ("ResponsibleAgencyName", RESPONSIBLE_AGENCY),
+                       ("AgencyAssignedCustomizationVersionCode", PROFILE_VERSION)):
+        _SubElement(root, _MD[name]).text = text
+    document = change.document
+    declaration = _SubElement(root, T["Declaration"])
+    _add(declaration, "FunctionCode", function)
+    _add(declaration, "FunctionalReferenceID", ident)
+    _add(declaration, "ID", change.declaration_id)
+    issued = _add(declaration, "IssueDateTime")
+    _SubElement(issued, _DATE_TIME_STRING, formatCode="304").text = change.time.strftime("%Y%m%d%H%M%SZ")
+    goods = document["kind"] == "goods"
+    if action == CANCELLATION:
+        _add(declaration, "TypeCode", "INV")
+        _statement(declaration, "VERSION", str(change.version))
+        _reason(declaration, change.reason or "withdrawn by the declarant")
+        _add(_add(declaration, "Amendment"), "ChangeReasonCode", CHANGE_REASON_CANCELLATION)
+        _party(declaration, "Declarant", document["declarant"])
+        return root
+    if action == AMENDMENT:
+        _add(declaration, "TypeCode", "COR")
+    elif goods:
+        _add(declaration, "TypeCode", "IMA" if document["direction"] == "import" else "EXA")
+    else:
+        _add(declaration, "TypeCode", "CRI" if document["direction"] == "arrival" else "CRE")
+    if goods:
+        _goods_header(declaration, document)
+    else:
+        _add(declaration, "GoodsItemQuantity", str(len(document.get("dangerous_goods", []))))
+    for entry in document.get("documents", []):
+        additional = _add(declaration, "AdditionalDocument")
+        _add(additional, "ID", entry["number"])
+        _add(additional, "TypeCode", DOCUMENT_CODES[entry["type"]])
+    _statements(declaration, change)
+    if action == AMENDMENT:
+        _reason(declaration, "replaced by the declarant: " + ", ".join(_changed_fields(change)))
+        # One Amendment per changed field, as WCO amendments are written.
+        for chain in _changed_pointers(change) or [(Pointer("42A"),)]:
+            amendment = _add(declaration, "Amendment")
+            _add(amendment, "ChangeReasonCode", CHANGE_REASON_CORRECTION)
+            _pointers(amendment, chain)
+    if goods:
+        _goods_body(declaration, document)
+    else:
+        _vessel_call_body(declaration, document)
+    return root
+
+
+def _goods_header(declaration: etree._Element, document: dict[str, Any]) -> None:
+    items = document["items"]
+    _add(declaration, "GoodsItemQuantity", str(len(items)))
+    _add(declaration, "DeclarationOfficeID", document["customs_office"])
+    currencies = {item["currency"] for item in items}
+    total = _total(item["value"] for item in items)
+    if len(currencies) == 1 and total:
+        _add(declaration, "InvoiceAmount", total, currencyID=currencies.pop())
+    gross = _total(item["gross_kg"] for item in items)
+    if gross:
+        _add(declaration, "TotalGrossMassMeasure", gross, unitCode="KGM")
+
+
+def _statements(declaration: etree._Element, change: Change) -> None:
+    document = change.document
+    _statement(declaration, "VERSION", str(change.version))
+    if document["kind"] == "goods":
+        vessel = document["transport"].get("vessel")
+        if vessel:
+            _statement(declaration, "VOYAGE", vessel["voyage"])
+        if document["direction"] == "export":
+            _statement(declaration, "DISCHARGE-PORT", document["port_of_discharge"])
+        return
+    _statement(declaration, "VOYAGE", document["voyage"])
+    _statement(declaration, "CALL-SIGN", document["vessel"]["call_sign"])
+    for key, code in (("eta", "ETA"), ("etd", "ETD"), ("next_port", "NEXT-PORT")):
+        if document.get(key):
+            _statement(declaration, code, document[key])
+    _statement(declaration, "CREW-COUNT", str(len(document["crew"])))
+    _statement(declaration, "PASSENGER-COUNT", str(len(document.get("passengers", []))))
+
+
+def _statement(declaration: etree._Element, code: str, text: str) -> None:
+    statement = _add(declaration, "AdditionalInformation")
+    _add(statement, "StatementCode", code)
+    _add(statement, "StatementDescription", text)
+    _add(statement, "StatementTypeCode", HUB_STATEMENT)
+
+
+def _reason(declaration: etree._Element, text: str) -> None:
+    statement = _add(declaration, "AdditionalInformation")
+    _add(statement, "StatementDescription", " ".join(text.split())[:512].rstrip())
+    _add(statement, "StatementTypeCode", REASON_STATEMENT)
+    # The reason explains the declaration's amendment (42A / 06A), as WCO samples point it.
+    _pointers(statement, (Pointer("42A", 1), Pointer("06A", 1)))
+
+
+def _pointers(parent: etree._Element, chain: tuple[Pointer, ...]) -> None:
+    for step in chain:
+        pointer = _add(parent, "Pointer")
+        if step.sequence is not None:
+            _add(pointer, "SequenceNumeric", str(step.sequence))
+        _add(pointer, "DocumentSectionCode", step.section)
+        if step.tag:
+            _add(pointer, "TagID", step.tag)
+
+
+def _goods_body(declaration: etree._Element, document: dict[str, Any]) -> None:
+    transport = document["transport"]
+    vessel = transport.get("vessel")
+    mode = MODE_CODES[transport["mode"]]
+    if vessel:
+        _transport_means(declaration, "BorderTransportMeans", vessel, mode)
+    _party(declaration, "Declarant", document["declarant"])
+    shipment = _add(declaration, "GoodsShipment")
+    _party(shipment, "Consignee", document["consignee"])
+    importing = document["direction"] == "import"
+    consignment = _add(shipment, "Consignment")
+    _add(consignment, "ContainerCode", "1" if document.get("containers") else "0")
+    _add(_add(consignment, "ArrivalTransportMeans" if importing else "DepartureTransportMeans"), "ModeCode", mode)
+    _location(consignment, document["port_of_discharge" if importing else "port_of_loading"])
+    _add(_add(consignment, "LoadingLocation"), "ID", document["port_of_loading"])
+    for position, container in enumerate(document.get("containers", []), 1):
+        _equipment(consignment, position, container)
+    _party(shipment, "Consignor", document["consignor"])
+    _add(_add(shipment, "Destination"), "CountryCode", document["port_of_discharge"][:2])
+    _add(_add(shipment, "ExportCountry"), "ID", document["port_of_loading"][:2])
+    for position, item in enumerate(document["items"], 1):
+        goods_item = _add(shipment, "GovernmentAgencyGoodsItem")
+        _add(goods_item, "SequenceNumeric", str(position))
+        commodity = _add(goods_item, "Commodity")
+        _add(commodity, "Description", item["description"])
+        classification = _add(commodity, "Classification")
+        _add(classification, "ID", item["hs_code"])
+        _add(classification, "IdentificationTypeCode", "HS")
+        if item.get("un_number"):
+            _add(_add(commodity, "DangerousGoods"), "UNDGID", item["un_number"])
+        measure = _add(commodity, "GoodsMeasure")
+        _add(measure, "GrossMassMeasure", item["gross_kg"], unitCode="KGM")
+        _add(measure, "NetNetWeightMeasure", item["net_kg"], unitCode="KGM")
+        _add(measure, "TariffQuantity", item["quantity"], unitCode=item["unit"])
+        _add(_add(commodity, "InvoiceLine"), "ItemChargeAmount", item["value"], currencyID=item["currency"])
+        origin = _add(goods_item, "Origin")
+        _add(origin, "CountryCode", item["origin"])
+        _add(origin, "TypeCode", "1")  # non-preferential origin
+    if transport.get("bill_of_lading"):
+        previous = _add(shipment, "PreviousDocument")
+        _add(previous, "CategoryCode", "N")
+        _add(previous, "ID", transport["bill_of_lading"])
+        _add(previous, "TypeCode", BILL_OF_LADING)
+    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", document["reference"])
+
+
+def _vessel_call_body(declaration: etree._Element, document: dict[str, Any]) -> None:
+    vessel = document["vessel"]
+    _transport_means(declaration, "BorderTransportMeans", vessel, MODE_CODES["sea"], flag=vessel["flag"])
+    _party(declaration, "Declarant", document["declarant"])
+    shipment = _add(declaration, "GoodsShipment")
+    consignment = _add(shipment, "Consignment")
+    cargo = document.get("dangerous_goods", [])
+    _add(consignment, "ContainerCode", "1" if any(entry.get("container") for entry in cargo) else "0")
+    arriving = document["direction"] == "arrival"
+    _add(_add(consignment, "ArrivalTransportMeans" if arriving else "DepartureTransportMeans"), "ModeCode",
+         MODE_CODES["sea"])
+    _location(consignment, document["port_of_call"])
+    if document.get("last_port"):
+        _add(_add(consignment, "LoadingLocation"), "ID", document["last_port"])
+    for position, entry in enumerate(cargo, 1):
+        goods_item = _add(shipment, "GovernmentAgencyGoodsItem")
+        _add(goods_item, "SequenceNumeric", str(position))
+        commodity = _add(goods_item, "Commodity")
+        _add(commodity, "Description", entry["description"])
+        _add(_add(commodity, "DangerousGoods"), "UNDGID", entry["un_number"])
+        if entry.get("gross_kg"):
+            _add(_add(commodity, "GoodsMeasure"), "GrossMassMeasure", entry["gross_kg"], unitCode="KGM")
+        if entry.get("container"):
+            _equipment(commodity, 1, entry["container"])
+
+
+def _transport_means(parent: etree._Element, name: str, vessel: dict[str, Any], mode: str,
+                     flag: str | None = None) -> None:
+    means = _add(parent, name)
+    _add(means, "Name", vessel["name"])
+    _add(means, "ID", vessel["imo"])
+    _add(means, "IdentificationTypeCode", IMO_NUMBER)
+    if flag:
+        _add(means, "RegistrationNationalityCode", flag)
+    _add(means, "ModeCode", mode)
+
+
+def _location(consignment: etree._Element, locode: str) -> None:
+    location = _add(consignment, "GoodsLocation")
+    _add(location, "ID", locode)
+    address = _add(location, "Address")
+    _add(address, "TypeCode", "U")  # identified by UN/LOCODE
+    _add(address, "CountryCode", locode[:2])
+
+
+def _equipment(parent: etree._Element, position: int, container: str) -> None:
+    equipment = _add(parent, "TransportEquipment")
+    _add(equipment, "SequenceNumeric", str(position))
+    _add(equipment, "ID", container)
+
+
+def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
+    element = _add(parent, name)
+    _add(element, "Name", party["name"])
+    identifier = party.get("id")
+    if identifier:
+        if len(identifier) == 18:
+            # A USCC: WCO party ids are an..17, and a USCC's 18th character is a check character
+            # computed from the other 17, so the 17 carry it whole (GB 32100-2015).
+            _add(element, "ID", identifier[:17], schemeID="USCC",
+                 schemeName="unified social credit code without its check character")
+        else:
+            _add(element, "ID", identifier)
+    country = party.get("country")
+    if country:
+        _add(_add(element, "Address"), "CountryCode", country)
+
+
+def _total(values: Any) -> str:
+    """The sum as WCO writes it, or "" when it has more digits than a WCO amount or measure holds."""
+    text = format(sum((Decimal(value) for value in values), Decimal(0)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text if len(text.replace(".", "").lstrip("0")) <= 16 else ""
+
+
+# ---- what an amendment changed -------------------------------------------------------------
+
+def _changed_fields(change: Change) -> list[str]:
+    before = _leaves(change.previous_document or {})
+    after = _leaves(change.document)
+    return sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+
+
+def _changed_pointers(change: Change) -> list[tuple[Pointer, ...]]:
+    chains: list[tuple[Pointer, ...]] = []
+    for path in _changed_fields(change):
+        chain = pointer_to(path, change.document)
+        if chain is not None and chain not in chains:
+            chains.append(chain)
+    return chains
+
+
+def _leaves(value: Any, path: str = "$") -> dict[str, Any]:
+    """Every scalar of a JSON document by its JSON path."""
+    if isinstance(value, dict):
+        leaves: dict[str, Any] = {}
+        for key, inner in value.items():
+            leaves.update(_leaves(inner, f"{path}.{key}"))
+        return leaves
+    if isinstance(value, list):
+        leaves = {}
+        for index, inner in enumerate(value):
+            leaves.update(_leaves(inner, f"{path}[{index}]"))
+        return leaves
+    return {path: value}

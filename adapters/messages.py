@@ -1,0 +1,155 @@
+"""What the agency mappings take and give: changes in, messages out, replies back.
+
+A `Change` is one declaration event the agencies must hear about (submitted,
+amended, withdrawn), with everything a mapping needs and nothing it must look
+up: mappings are pure functions of it. A `Message` is one XML message for one
+agency, already validated against the hub's schema. A `Reply` is an agency's
+answer, parsed from XML that passed the gate, ready to become a hub command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID, uuid5
+
+from hub.declarations import Declaration
+
+# Fixed forever: message ids derive from it, so a resend carries the same id.
+MESSAGE_NAMESPACE = UUID("0f6a3c52-8d1e-5b7f-a4c9-2e5d7b1a9c38")
+
+SUBMITTED, AMENDED, WITHDRAWN = "submitted", "amended", "withdrawn"
+
+# What an agency must be told about a change.
+ORIGINAL, AMENDMENT, CANCELLATION = "original", "amendment", "cancellation"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A declaration event, as the mappings see it."""
+
+    event: Literal["submitted", "amended", "withdrawn"]
+    declaration_id: str
+    version: int
+    time: datetime  # the event's time, in UTC: messages are issued at it, never at the clock's
+    document: dict[str, Any]  # the document in effect after the event
+    routes: dict[str, str]  # agency -> why it is routed, after the event
+    previous_document: dict[str, Any] | None = None  # before an amendment
+    previous_routes: dict[str, str] = field(default_factory=dict)  # before the event
+    reason: str = ""  # why it was withdrawn
+
+    @property
+    def kind(self) -> str:
+        return self.document["kind"]
+
+    def action_for(self, agency: str) -> str | None:
+        """What `agency` must be told: an original, an amendment, a cancellation, or nothing."""
+        now, before = agency in self.routes, agency in self.previous_routes
+        if self.event == SUBMITTED:
+            return ORIGINAL if now else None
+        if self.event == WITHDRAWN:
+            return CANCELLATION if before else None
+        if now:
+            return AMENDMENT if before else ORIGINAL
+        return CANCELLATION if before else None
+
+
+def change_of(event: Any, before: Declaration | None) -> Change | None:
+    """The change a stored declaration event makes, given the declaration just before it.
+
+    Events the agencies need not hear about (their own answers, holds) give None.
+    """
+    common = {"declaration_id": str(event.originator_id), "version": event.originator_version,
+              "time": _utc(event.timestamp)}
+    if isinstance(event, Declaration.Submitted):
+        return Change(SUBMITTED, document=event.document, routes=dict(event.routes), **common)
+    if before is None:
+        raise ValueError(f"{type(event).__name__} needs the declaration as it was before it")
+    previous_routes = {name: state["reason"] for name, state in before.routed_agencies.items()}
+    if isinstance(event, Declaration.Amended):
+        return Change(AMENDED, document=event.document, routes=dict(event.routes),
+                      previous_document=before.document, previous_routes=previous_routes, **common)
+    if isinstance(event, Declaration.Withdrawn):
+        return Change(WITHDRAWN, document=before.document, routes={}, previous_routes=previous_routes,
+                      reason=event.reason, **common)
+    return None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def message_id(declaration_id: str, version: int, agency: str, name: str) -> str:
+    """Deterministic: the same declaration version always gives an agency the same id."""
+    return uuid5(MESSAGE_NAMESPACE, f"{declaration_id}:{version}:{agency}:{name}").hex
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outbound XML message, valid against the hub's schema for it."""
+
+    agency: str
+    name: str  # what it is, e.g. "declaration", "amendment", "invalidation"
+    message_id: str
+    declaration_id: str
+    version: int
+    function_code: str
+    issued_at: datetime
+    body: bytes
+
+    @property
+    def filename(self) -> str:
+        return f"{self.agency}-{self.name}.xml"
+
+
+@dataclass(frozen=True)
+class ReplyError:
+    """One error an agency reported, with the declaration field it points at when known."""
+
+    code: str
+    text: str = ""
+    field: str = ""  # a JSON path into the declaration document, e.g. "$.items[1].hs_code"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An agency's answer about one declaration.
+
+    `status` is the agency status the hub records (see the domain model), or
+    None for a notice that changes no status. `inspection` is "pass" or
+    "fail" when the reply carries an inspection result.
+    """
+
+    agency: str
+    message_id: str  # the reply's own id: the hub applies each once
+    declaration_id: str  # as the reply names it; resolving it is the consumer's job
+    version: int | None  # the declaration version it answers, when it says
+    answers: str  # the id of the hub message it answers, when it says
+    issued_at: str  # ISO 8601, UTC
+    code: str  # the agency's own code for the outcome, e.g. WCO "03"
+    status: str | None
+    text: str = ""
+    errors: tuple[ReplyError, ...] = ()
+    inspection: str | None = None
+
+    def apply(self, declarations: Any) -> Any:
+        """Apply the reply through the hub's application (`Declarations`): once per message id."""
+        if self.inspection is not None:
+            declarations.record_inspection(
+                self.declaration_id, self.agency, self.message_id, self.inspection, self.issued_at,
+                findings=self.text, answers_version=self.version)
+        if self.status is not None:
+            return declarations.record_response(
+                self.declaration_id, self.agency, self.message_id + ("" if self.inspection is None else ":status"),
+                self.status, self.issued_at, code=self.code, text=self.summary, answers_version=self.version)
+        return None
+
+    @property
+    def summary(self) -> str:
+        """The text, then each error, as one line for people."""
+        parts = [self.text] if self.text else []
+        for error in self.errors:
+            where = f" at {error.field}" if error.field else ""
+            parts.append(f"{error.code}{where}" + (f": {error.text}" if error.text else ""))
+        return "; ".join(parts)

@@ -1,0 +1,67 @@
+"""Two independent validators, lxml and xmlschema, agree on every golden message, valid or broken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from adapters.xml import Schema, _validator
+
+from .messaging import GOLDEN, second_validator
+
+# The outbound schema for each agency folder of golden files.
+OUTBOUND = {
+    "customs": "customs/declaration.xsd",
+}
+
+GOLDEN_FILES = sorted(GOLDEN.glob("*/*.xml"))
+
+
+def schema_for(path: Path) -> str:
+    agency = path.parent.name
+    assert agency in OUTBOUND, f"golden files for {agency} need their schema listed in OUTBOUND"
+    return OUTBOUND[agency]
+
+
+def lxml_says(schema_name: str, root: etree._Element) -> bool:
+    return _validator(Schema(schema_name, root.tag)).validate(root)
+
+
+def test_there_are_golden_files_for_every_agency_with_a_schema():
+    assert {path.parent.name for path in GOLDEN_FILES} == set(OUTBOUND)
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_both_validators_accept_the_golden_message(path: Path):
+    schema_name = schema_for(path)
+    root = etree.parse(str(path)).getroot()
+    assert lxml_says(schema_name, root)
+    second_validator(schema_name).validate(root)  # raises with a readable path if it disagrees
+
+
+@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_both_validators_refuse_the_same_broken_message(path: Path):
+    schema_name = schema_for(path)
+    breakages = {
+        "an identifier that is not one": lambda root: _first_named(root, "FunctionalReferenceID").__setattr__(
+            "text", "not an id"),
+        "an element out of place": lambda root: _first_named(root, "ID").addprevious(
+            etree.Element(_first_named(root, "ID").tag)),
+        "a required element missing": lambda root: _drop(_first_named(root, "FunctionCode")),
+    }
+    for name, breakage in breakages.items():
+        root = etree.parse(str(path)).getroot()
+        breakage(root)
+        assert not lxml_says(schema_name, root), name
+        assert not second_validator(schema_name).is_valid(root), name
+
+
+def _first_named(root: etree._Element, local: str) -> etree._Element:
+    return next(element for element in root.iter() if isinstance(element.tag, str)
+                and etree.QName(element).localname == local)
+
+
+def _drop(element: etree._Element) -> None:
+    element.getparent().remove(element)
