@@ -138,7 +138,7 @@ class Reply:
         if self.inspection is not None:
             declarations.record_inspection(
                 self.declaration_id, self.agency, self.message_id, self.inspection, self.issued_at,
-                findings=self.text, answers_version=self.version)
+                findings=self.summary, answers_version=self.version)
         if self.status is not None:
             return declarations.record_response(
                 self.declaration_id, self.agency, self.message_id + ("" if self.inspection is None else ":status"),

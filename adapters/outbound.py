@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from hub.declarations import AGENCIES, RoutingRules
 
 from .customs import customs_messages
+from .inspection import inspection_messages
 from .messages import Change, Message
 
 # (change, action, routing rules) -> messages. The rules are the ones the hub routes with, for
@@ -16,6 +17,7 @@ Mapping = Callable[[Change, str, RoutingRules], list[Message]]
 # Agencies whose messages the hub builds; the others arrive with their adapters.
 MAPPINGS: dict[str, Mapping] = {
     "customs": lambda change, action, _rules: customs_messages(change, action),
+    "inspection": inspection_messages,
 }
 
 

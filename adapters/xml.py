@@ -21,6 +21,7 @@ and tests) and a reason a person can act on.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from importlib.resources import files
@@ -51,6 +52,7 @@ class Refused(ValueError):
     """An inbound message the gate turned away; nothing downstream ever sees it."""
 
     def __init__(self, code: str, reason: str) -> None:
+        reason = " ".join(reason.split())  # one line: it goes into logs and dead-letter headers
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
@@ -75,13 +77,27 @@ class Schema:
 # lxml parsers and schema validators are not safe to share between threads.
 _local = threading.local()
 
+# libxml2 errors that mean the bytes are not in the encoding they claim, or in none libxml2 knows.
+_ENCODING_ERRORS = frozenset({
+    etree.ErrorTypes.ERR_UNKNOWN_ENCODING, etree.ErrorTypes.ERR_UNSUPPORTED_ENCODING,
+    etree.ErrorTypes.ERR_ENCODING_NAME, etree.ErrorTypes.ERR_INVALID_ENCODING, etree.ErrorTypes.WAR_ENCODING_MISMATCH,
+})
+# A declaration readable as ASCII cannot truthfully name a 16- or 32-bit encoding; libxml2 then decodes the
+# rest as that encoding and reports only the garbage that results ("Blank needed here").
+_ASCII_DECLARES_WIDE = re.compile(
+    rb"(?:\xef\xbb\xbf)?<\?xml\s[^>]{0,200}?encoding\s*=\s*[\"'](?:utf-?16|utf-?32|ucs-?2|ucs-?4|iso-10646-ucs-[24])",
+    re.IGNORECASE,
+)
+
 
 def _hardened_parser() -> etree.XMLParser:
     parser = getattr(_local, "parser", None)
     if parser is None:
+        # Never collect_ids=False: lxml sets libxml2's XML_SKIP_IDS bit for it, and libxml2 (2.14 at least)
+        # then loads the external DTD subset and external parameter entities, load_dtd=False notwithstanding.
         parser = _local.parser = etree.XMLParser(
             resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-            huge_tree=False, collect_ids=False, remove_comments=True, remove_pis=True,
+            huge_tree=False, remove_comments=True, remove_pis=True,
         )
     return parser
 
@@ -112,16 +128,19 @@ def admit(data: bytes, schema: Schema, *, limit: int = MAX_MESSAGE_BYTES) -> etr
     """The root element of an inbound message that passed every check, or `Refused`."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise Refused(BAD_ENCODING, "a message is bytes on the wire, not already-decoded text")
-    if len(data) > limit:
-        raise Refused(TOO_LARGE, f"{len(data)} bytes; the limit is {limit}")
-    if not bytes(data).strip():
+    size = memoryview(data).nbytes  # not len(): a memoryview's length counts items, which may be wider than bytes
+    if size > limit:
+        raise Refused(TOO_LARGE, f"{size} bytes; the limit is {limit}")
+    data = bytes(data)
+    if not data.strip():
         raise Refused(EMPTY, "the message has no content")
+    parser = _hardened_parser()
     try:
-        root = etree.fromstring(bytes(data), _hardened_parser())
+        root = etree.fromstring(data, parser)
     except LookupError as error:  # an encoding declaration libxml2 does not know
         raise Refused(BAD_ENCODING, f"unknown encoding: {error}") from None
     except etree.XMLSyntaxError as error:
-        raise _syntax_refusal(error) from None
+        raise _syntax_refusal(error, data, parser.error_log) from None
     except ValueError as error:
         raise Refused(NOT_WELL_FORMED, str(error)) from None
     tree = root.getroottree()
@@ -141,12 +160,51 @@ def admit(data: bytes, schema: Schema, *, limit: int = MAX_MESSAGE_BYTES) -> etr
     return root
 
 
-def _syntax_refusal(error: etree.XMLSyntaxError) -> Refused:
+def _syntax_refusal(error: etree.XMLSyntaxError, data: bytes, log: etree._ListErrorLog) -> Refused:
+    # Classify by libxml2's error codes and the fixed start of its messages, never by words anywhere in a
+    # message: messages quote the sender's names (a mismatched <encoding> tag is not an encoding problem).
     message = str(error.msg or error)
-    lowered = message.lower()
-    if "excessive depth" in lowered or "depth" in lowered and "huge" in lowered:
+    if _declares_doctype(data):  # e.g. billion laughs, which libxml2 stops before lxml returns a tree
+        return Refused(DOCTYPE, f"a document type declaration is not allowed (no DTDs, no entities); {message}")
+    if message.lower().startswith("excessive depth in document"):
         return Refused(TOO_DEEP, f"elements are nested too deeply ({message})")
-    if "encoding" in lowered or "unsupported" in lowered and "char" in lowered:
+    if (error.code in _ENCODING_ERRORS or any(entry.type in _ENCODING_ERRORS for entry in log)
+            or message.startswith("Input is not proper UTF-8")  # libxml2 before 2.12
+            or _ASCII_DECLARES_WIDE.match(data)):
         return Refused(BAD_ENCODING, message)
     return Refused(NOT_WELL_FORMED, f"line {error.lineno}, column {error.offset}: {message}")
+
+
+class _SawDoctype(Exception):
+    pass
+
+
+class _SawRoot(Exception):
+    pass
+
+
+class _PrologProbe:
+    """A parser target that stops at the DOCTYPE or at the root element, whichever comes first."""
+
+    def doctype(self, *_) -> None:
+        raise _SawDoctype
+
+    def start(self, *_) -> None:
+        raise _SawRoot
+
+    def close(self) -> None:
+        return None
+
+
+def _declares_doctype(data: bytes) -> bool:
+    """Whether a document that failed to parse has a DOCTYPE, found by parsing its prolog only."""
+    parser = etree.XMLParser(target=_PrologProbe(), resolve_entities=False, no_network=True, load_dtd=False,
+                             huge_tree=False)
+    try:
+        etree.fromstring(data, parser)
+    except _SawDoctype:
+        return True
+    except (_SawRoot, etree.LxmlError, LookupError, ValueError):
+        return False
+    return False
 

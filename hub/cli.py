@@ -155,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="PostgreSQL to measure (default: TRADEHUB_BENCH_DATABASE_URL, "
                              "TRADEHUB_DATABASE_URL, else an embedded PostgreSQL if installed)")
     ingest.add_argument("--only", choices=("sqlite", "postgres"), help="measure one store")
+    xml = suites.add_parser("messages", help="agency messages built per second, against raw lxml")
+    xml.add_argument("--count", type=int, default=2000, help="goods declarations per round")
+    xml.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds")
     http = suites.add_parser("http", help="declarations accepted per second by tradehub serve")
     http.add_argument("--count", type=int, default=6000, help="declarations at peak, over all rounds")
     http.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
@@ -200,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from hub.bench_http import run_http
 
                 return run_http(args)
+            if args.suite == "messages":
+                from hub.bench_messages import run_messages
+
+                return run_messages(args)
             from hub.bench import run_ingest
 
             return run_ingest(args)

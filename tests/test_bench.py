@@ -52,3 +52,12 @@ def test_bench_http_against_a_real_server_reports_rate_ratio_and_latency():
     assert re.search(r"^API peak \(POST accepted\)\s+\d+ declarations/s\s+[\d.]+% of raw\s+p50 [\d.]+ ms"
                      r"\s+p99 [\d.]+ ms$", result.stdout, re.MULTILINE)
     assert re.search(r"^API at half the peak\s+\d+ declarations/s offered\s+p50", result.stdout, re.MULTILINE)
+
+
+def test_bench_messages_reports_hub_and_raw_lxml_rates():
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "messages", "--count", "30", "--rounds", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^raw lxml build \+ serialise\s+\d+ messages/s$", result.stdout, re.MULTILINE)
+    assert re.search(r"^hub map \+ validate \+ write\s+\d+ messages/s\s+[\d.]+% of raw$", result.stdout, re.MULTILINE)
+    assert re.search(r"-> (\d+) messages to customs", result.stdout)

@@ -123,3 +123,55 @@ def test_a_bad_body_cap_setting_is_refused(tmp_path: Path):
 def test_serve_refuses_a_number_of_workers_that_is_not_one_or_more(workers: str):
     result = tradehub("serve", "--workers", workers)
     assert result.returncode == 2 and "--workers" in result.stderr and "not a number of processes" in result.stderr
+
+
+def test_render_writes_one_file_per_message_for_routed_agencies_only(tmp_path: Path):
+    source = write(tmp_path, "goods.json", samples.goods())
+    result = tradehub("render", str(source), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert "customs-declaration.xml" in written
+    assert not any(name.startswith(("border-", "maritime-")) for name in written)  # not routed
+    assert result.stdout.split() == [str(tmp_path / "out" / name) for name in written]
+
+
+def test_render_prints_the_bytes_dispatch_would_send(tmp_path: Path):
+    from lxml import etree
+
+    from adapters.messages import change_of
+    from adapters.outbound import messages_for
+    from hub.declarations import Declarations
+
+    document = samples.goods()
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "render", str(write(tmp_path, "g.json", document)),
+                             "--agency", "customs"], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    (expected,) = messages_for(change_of(app.prepare_submission(document).collect_events()[0], None), app.routing,
+                               ["customs"])
+
+    def timeless(body: bytes) -> bytes:  # the issue time is the event's, and this event happens now
+        root = etree.fromstring(body)
+        for element in root.iter("{*}DateTimeString"):
+            element.text = "20260101000000Z"
+        return etree.tostring(root)
+
+    assert result.stdout.startswith(b"<?xml version='1.0' encoding='UTF-8'?>\n")
+    assert timeless(result.stdout) == timeless(expected.body)
+    assert expected.message_id.encode() in result.stdout and b"customs-declaration.xml" in result.stderr
+
+
+@pytest.mark.parametrize("content, args, message", [
+    (samples.goods(), ["--agency", "border"], "not routed to border; routed to customs"),
+    (samples.goods(items=[]), [], "$.items: must not be empty"),
+    ("{not json", [], "not JSON"),
+])
+def test_render_refuses_what_it_cannot_render(tmp_path: Path, content, args: list[str], message: str):
+    result = tradehub("render", str(write(tmp_path, "d.json", content)), *args)
+    assert result.returncode == 1 and message in result.stderr and result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_render_names_a_missing_file(tmp_path: Path):
+    result = tradehub("render", str(tmp_path / "nowhere.json"))
+    assert result.returncode == 1 and "nowhere.json: cannot read" in result.stderr

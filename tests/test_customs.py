@@ -409,6 +409,7 @@ def test_every_function_code_in_the_table_is_two_digits_and_known_statuses():
     (lambda data: data.replace(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
                                b"<?xml version=\"1.0\"?><!DOCTYPE m [<!ENTITY x \"y\">]>"), "doctype"),
     (lambda data: data.replace(b"MetaData", b"Other"), "unexpected-root"),
+    (lambda data: data.replace(b"20260302101500Z", b"20260230101500Z"), "schema-invalid"),  # no 30 February
 ])
 def test_a_bad_response_is_refused_with_a_stable_code(mutate, code: str):
     with pytest.raises(Refused) as refused:

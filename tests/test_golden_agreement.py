@@ -14,6 +14,7 @@ from .messaging import GOLDEN, second_validator
 # The outbound schema for each agency folder of golden files.
 OUTBOUND = {
     "customs": "customs/declaration.xsd",
+    "inspection": "inspection/declaration.xsd",
 }
 
 GOLDEN_FILES = sorted(GOLDEN.glob("*/*.xml"))

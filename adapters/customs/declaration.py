@@ -24,6 +24,7 @@ from typing import Any
 
 from lxml import etree
 
+from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
 from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, Change, Message, message_id
 from adapters.xml import Schema, check_outbound
 
@@ -39,16 +40,6 @@ RESPONSIBLE_COUNTRY = "CN"
 RESPONSIBLE_AGENCY = "Trade hub customs profile"
 PROFILE_VERSION = "1"
 
-# UN/ECE Recommendation 19 modes of transport.
-MODE_CODES = {"sea": "1", "rail": "2", "road": "3", "air": "4", "postal": "5", "fixed_installation": "7",
-              "inland_waterway": "8"}
-# UN/EDIFACT 1001 document names.
-DOCUMENT_CODES = {
-    "certificate_of_origin": "861", "health_certificate": "852", "phytosanitary_certificate": "851",
-    "veterinary_certificate": "853", "import_licence": "911", "export_licence": "811",
-    "commercial_invoice": "380", "packing_list": "271", "dangerous_goods_declaration": "890", "other": "ZZZ",
-}
-IMO_NUMBER = "10"  # WCO transport means identification type: IMO ship number
 BILL_OF_LADING = "705"
 CHANGE_REASON_CORRECTION = "21"
 CHANGE_REASON_CANCELLATION = "1"
@@ -76,23 +67,35 @@ _MD = {name: f"{{{MD}}}{name}" for name in (
     "AgencyAssignedCustomizationVersionCode")}
 
 
-class _Tags(dict):
-    """DEC-DMS:2 tags in Clark notation, made once."""
-
-    def __missing__(self, name: str) -> str:
-        self[name] = tag = f"{{{DEC}}}{name}"
-        return tag
-
-
-T = _Tags()
+# DEC-DMS:2 tags in Clark notation, made once: the builders below run for every message.
+T = {name: f"{{{DEC}}}{name}" for name in (
+    "AdditionalDocument", "AdditionalInformation", "Address", "Amendment", "ArrivalTransportMeans",
+    "BorderTransportMeans", "CategoryCode", "ChangeReasonCode", "Classification", "Commodity", "Consignee",
+    "Consignment", "Consignor", "ContainerCode", "CountryCode", "DangerousGoods", "Declarant", "Declaration",
+    "DeclarationOfficeID", "DepartureTransportMeans", "Destination", "DocumentSectionCode", "ExportCountry",
+    "FunctionCode", "FunctionalReferenceID", "GoodsItemQuantity", "GoodsLocation", "GoodsMeasure", "GoodsShipment",
+    "GovernmentAgencyGoodsItem", "GrossMassMeasure", "ID", "IdentificationTypeCode", "InvoiceAmount", "InvoiceLine",
+    "IssueDateTime", "ItemChargeAmount", "LoadingLocation", "ModeCode", "Name", "NetNetWeightMeasure", "Origin",
+    "Pointer", "PreviousDocument", "RegistrationNationalityCode", "SequenceNumeric", "StatementCode",
+    "StatementDescription", "StatementTypeCode", "TagID", "TariffQuantity", "TotalGrossMassMeasure",
+    "TraderAssignedReferenceID", "TransportEquipment", "TypeCode", "UCR", "UNDGID", "Description",
+)}
 _DATE_TIME_STRING = f"{{{DS}}}DateTimeString"
+_KILOGRAMS = {"unitCode": "KGM"}
+_USCC_SCHEME = {"schemeID": "USCC", "schemeName": "unified social credit code without its check character"}
 _SubElement = etree.SubElement
 
 
-def _add(parent: etree._Element, name: str, text: str | None = None, **attributes: str) -> etree._Element:
-    element = _SubElement(parent, T[name], attributes) if attributes else _SubElement(parent, T[name])
+def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    element = _SubElement(parent, T[name])
     if text is not None:
         element.text = text
+    return element
+
+
+def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str, str]) -> etree._Element:
+    element = _SubElement(parent, T[name], attributes)
+    element.text = text
     return element
 
 
@@ -154,10 +157,10 @@ def _goods_header(declaration: etree._Element, document: dict[str, Any]) -> None
     currencies = {item["currency"] for item in items}
     total = _total(item["value"] for item in items)
     if len(currencies) == 1 and total:
-        _add(declaration, "InvoiceAmount", total, currencyID=currencies.pop())
+        _add_with(declaration, "InvoiceAmount", total, {"currencyID": currencies.pop()})
     gross = _total(item["gross_kg"] for item in items)
     if gross:
-        _add(declaration, "TotalGrossMassMeasure", gross, unitCode="KGM")
+        _add_with(declaration, "TotalGrossMassMeasure", gross, _KILOGRAMS)
 
 
 def _statements(declaration: etree._Element, change: Change) -> None:
@@ -225,29 +228,34 @@ def _goods_body(declaration: etree._Element, document: dict[str, Any]) -> None:
     _add(_add(shipment, "Destination"), "CountryCode", document["port_of_discharge"][:2])
     _add(_add(shipment, "ExportCountry"), "ID", document["port_of_loading"][:2])
     for position, item in enumerate(document["items"], 1):
-        goods_item = _add(shipment, "GovernmentAgencyGoodsItem")
-        _add(goods_item, "SequenceNumeric", str(position))
-        commodity = _add(goods_item, "Commodity")
-        _add(commodity, "Description", item["description"])
-        classification = _add(commodity, "Classification")
-        _add(classification, "ID", item["hs_code"])
-        _add(classification, "IdentificationTypeCode", "HS")
-        if item.get("un_number"):
-            _add(_add(commodity, "DangerousGoods"), "UNDGID", item["un_number"])
-        measure = _add(commodity, "GoodsMeasure")
-        _add(measure, "GrossMassMeasure", item["gross_kg"], unitCode="KGM")
-        _add(measure, "NetNetWeightMeasure", item["net_kg"], unitCode="KGM")
-        _add(measure, "TariffQuantity", item["quantity"], unitCode=item["unit"])
-        _add(_add(commodity, "InvoiceLine"), "ItemChargeAmount", item["value"], currencyID=item["currency"])
-        origin = _add(goods_item, "Origin")
-        _add(origin, "CountryCode", item["origin"])
-        _add(origin, "TypeCode", "1")  # non-preferential origin
+        _goods_item(shipment, position, item)
     if transport.get("bill_of_lading"):
         previous = _add(shipment, "PreviousDocument")
         _add(previous, "CategoryCode", "N")
         _add(previous, "ID", transport["bill_of_lading"])
         _add(previous, "TypeCode", BILL_OF_LADING)
     _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", document["reference"])
+
+
+def _goods_item(shipment: etree._Element, position: int, item: dict[str, Any], sub: Any = _SubElement) -> None:
+    """One `GovernmentAgencyGoodsItem`: most of a declaration's elements, so built without helpers."""
+    goods_item = sub(shipment, T["GovernmentAgencyGoodsItem"])
+    sub(goods_item, T["SequenceNumeric"]).text = str(position)
+    commodity = sub(goods_item, T["Commodity"])
+    sub(commodity, T["Description"]).text = item["description"]
+    classification = sub(commodity, T["Classification"])
+    sub(classification, T["ID"]).text = item["hs_code"]
+    sub(classification, T["IdentificationTypeCode"]).text = "HS"
+    if item.get("un_number"):
+        sub(sub(commodity, T["DangerousGoods"]), T["UNDGID"]).text = item["un_number"]
+    measure = sub(commodity, T["GoodsMeasure"])
+    sub(measure, T["GrossMassMeasure"], _KILOGRAMS).text = item["gross_kg"]
+    sub(measure, T["NetNetWeightMeasure"], _KILOGRAMS).text = item["net_kg"]
+    sub(measure, T["TariffQuantity"], unitCode=item["unit"]).text = item["quantity"]
+    sub(sub(commodity, T["InvoiceLine"]), T["ItemChargeAmount"], currencyID=item["currency"]).text = item["value"]
+    origin = sub(goods_item, T["Origin"])
+    sub(origin, T["CountryCode"]).text = item["origin"]
+    sub(origin, T["TypeCode"]).text = "1"  # non-preferential origin
 
 
 def _vessel_call_body(declaration: etree._Element, document: dict[str, Any]) -> None:
@@ -271,7 +279,7 @@ def _vessel_call_body(declaration: etree._Element, document: dict[str, Any]) -> 
         _add(commodity, "Description", entry["description"])
         _add(_add(commodity, "DangerousGoods"), "UNDGID", entry["un_number"])
         if entry.get("gross_kg"):
-            _add(_add(commodity, "GoodsMeasure"), "GrossMassMeasure", entry["gross_kg"], unitCode="KGM")
+            _add_with(_add(commodity, "GoodsMeasure"), "GrossMassMeasure", entry["gross_kg"], _KILOGRAMS)
         if entry.get("container"):
             _equipment(commodity, 1, entry["container"])
 
@@ -309,8 +317,7 @@ def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
         if len(identifier) == 18:
             # A USCC: WCO party ids are an..17, and a USCC's 18th character is a check character
             # computed from the other 17, so the 17 carry it whole (GB 32100-2015).
-            _add(element, "ID", identifier[:17], schemeID="USCC",
-                 schemeName="unified social credit code without its check character")
+            _add_with(element, "ID", identifier[:17], _USCC_SCHEME)
         else:
             _add(element, "ID", identifier)
     country = party.get("country")

@@ -30,7 +30,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.messages import Reply, ReplyError
-from adapters.xml import Schema, admit
+from adapters.xml import SCHEMA_INVALID, Refused, Schema, admit
 from hub.declarations.domainmodel import (
     ACCEPTED,
     CANCELLED,
@@ -159,11 +159,18 @@ def _duties(response: etree._Element) -> list[str]:
 
 
 def _timestamp(element: etree._Element) -> str:
-    """WCO format 102 (CCYYMMDD) or 304 (CCYYMMDDHHMMSS and a zone) as ISO 8601."""
+    """WCO format 102 (CCYYMMDD) or 304 (CCYYMMDDHHMMSS and a zone) as ISO 8601.
+
+    The schema checks the shape; only here is 20260230 found not to exist.
+    """
     text = element.text.strip()
-    if len(text) == 8:
-        return datetime.strptime(text, "%Y%m%d").date().isoformat()
-    moment = datetime.strptime(text[:14], "%Y%m%d%H%M%S")
+    try:
+        if len(text) == 8:
+            return datetime.strptime(text, "%Y%m%d").date().isoformat()
+        moment = datetime.strptime(text[:14], "%Y%m%d%H%M%S")
+    except ValueError:
+        raise Refused(SCHEMA_INVALID, f"line {element.sourceline}: {text} is not a date and time that exists") \
+            from None
     zone = text[14:]
     return moment.isoformat() + ("Z" if zone in ("", "Z") else f"{zone}:00")
 

@@ -1,0 +1,318 @@
+"""Outbound inspection messages: the hub's declarations as the inspection agency's declaration.
+
+Pure functions of a `Change` and the routing rules. What goes where (see
+xsd/inspection/README.md):
+
+- goods become a sanitary and phytosanitary declaration (`TypeCode` SPS)
+  listing only the items under inspection, each at its position in the
+  declaration, with its origin, and the health, phytosanitary and veterinary
+  certificates and the certificate of origin as `AdditionalDocument`;
+- vessel calls become a health quarantine declaration (`TypeCode` HQ): the
+  ship, voyage, ports and times, crew and passenger *counts* (never names or
+  identity documents: personal data goes to border and maritime only) and a
+  summary of the dangerous goods on board;
+- an amendment is function 13, type COR: the whole replacement declaration and
+  a statement of the fields that changed;
+- a cancellation is function 13, type INV, with the reason: the declarant
+  withdrew, or an amendment routed inspection away.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+
+from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
+from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, WITHDRAWN, Change, Message, message_id
+from adapters.xml import Schema, check_outbound
+from hub.declarations import RoutingRules
+
+AGENCY = "inspection"
+NS = "urn:tradehub:inspection:1"
+DECLARATION_SCHEMA = Schema("inspection/declaration.xsd", f"{{{NS}}}Declaration")
+
+NAMES = {ORIGINAL: "declaration", AMENDMENT: "amendment", CANCELLATION: "cancellation"}
+CERTIFICATES = ("health_certificate", "phytosanitary_certificate", "veterinary_certificate",
+                "certificate_of_origin")
+CATEGORIES = {"import": "IMP", "export": "EXP", "arrival": "ARR", "departure": "DEP"}
+BILL_OF_LADING = "705"
+# Fields of people on board: an amendment names the list that changed, never an entry of it.
+PERSONAL_LISTS = ("$.crew", "$.passengers")
+
+
+def inspection_messages(change: Change, action: str, rules: RoutingRules) -> list[Message]:
+    """The inspection message for `change`: an original, an amendment or a cancellation."""
+    name = NAMES[action]
+    ident = message_id(change.declaration_id, change.version, AGENCY, name)
+    function = "9" if action == ORIGINAL else "13"
+    root = _build(change, action, ident, function, rules)
+    body = check_outbound(root, DECLARATION_SCHEMA)
+    return [Message(AGENCY, name, ident, change.declaration_id, change.version, function, change.time, body)]
+
+
+def items_under_inspection(document: dict[str, Any], rules: RoutingRules) -> list[int]:
+    """Positions (1-based) of the goods items the inspection agency must look at.
+
+    The items whose HS chapter an inspection rule's `hs_chapters` condition
+    names, when such a condition routed the declaration. When only something
+    else did (a declared health certificate, say), the whole consignment is
+    concerned, so every item is.
+    """
+    chapters: set[str] = set()
+    for rule in rules.rules:
+        if rule.agency != AGENCY or document["kind"] not in rule.kinds:
+            continue
+        for condition in rule.when:
+            if "hs_chapters" in condition and replace(rule, when=(condition,)).explain(document) is not None:
+                chapters.update(condition["hs_chapters"])
+    items = document["items"]
+    if not chapters:
+        return list(range(1, len(items) + 1))
+    return [position for position, item in enumerate(items, 1) if item["hs_code"][:2] in chapters]
+
+
+# ---- building ------------------------------------------------------------------------------
+
+# Tags in Clark notation, made once: the builders below run for every message.
+T = {name: f"{{{NS}}}{name}" for name in (
+    "AdditionalDocument", "AdditionalInformation", "Address", "ArrivalDateTime", "BorderTransportMeans",
+    "CallSignID", "CategoryCode", "Classification", "Commodity", "Consignee", "Consignment", "Consignor",
+    "CountryCode", "CrewQuantity", "DangerousGoods", "DateTimeString", "Declarant", "Declaration",
+    "DepartureDateTime", "Description", "Destination", "ExportCountry", "FunctionCode", "FunctionalReferenceID",
+    "GoodsItemQuantity", "GoodsMeasure", "GoodsShipment", "GovernmentAgencyGoodsItem", "GrossMassMeasure", "ID",
+    "IMDGClassCode", "IdentificationTypeCode", "IssueDateTime", "JourneyID", "LastPortOfCall", "LoadingLocation",
+    "ModeCode", "Name", "NetNetWeightMeasure", "NextPortOfCall", "Origin", "PassengerQuantity", "PortOfCall",
+    "PreviousDocument", "RegistrationNationalityCode", "SequenceNumeric", "StatementCode", "StatementDescription",
+    "TariffQuantity", "TraderAssignedReferenceID", "TransportEquipment", "TypeCode", "UCR", "UNDGID",
+    "UnloadingLocation", "VersionID",
+)}
+_KILOGRAMS = {"unitCode": "KGM"}
+_USCC = {"schemeID": "USCC"}
+_FORMAT_304 = {"formatCode": "304"}
+_SubElement = etree.SubElement
+# Characters XML 1.0 cannot carry at all; whitespace is collapsed separately.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    element = _SubElement(parent, T[name])
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str, str]) -> etree._Element:
+    element = _SubElement(parent, T[name], attributes)
+    element.text = text
+    return element
+
+
+def _line(text: str, limit: int) -> str:
+    """Free text as one line that fits `limit` characters: the schema's Text types."""
+    return " ".join(_NOT_XML.sub("", text).split())[:limit].rstrip()
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+
+
+def _build(change: Change, action: str, ident: str, function: str, rules: RoutingRules) -> etree._Element:
+    document = change.document
+    goods = document["kind"] == "goods"
+    root = etree.Element(T["Declaration"], nsmap={None: NS})
+    _add(root, "FunctionCode", function)
+    _add(root, "FunctionalReferenceID", ident)
+    _add(root, "ID", change.declaration_id)
+    _add(root, "VersionID", str(change.version))
+    _date_time(root, "IssueDateTime", change.time)
+    if action == ORIGINAL:
+        _add(root, "TypeCode", "SPS" if goods else "HQ")
+    else:
+        _add(root, "TypeCode", "COR" if action == AMENDMENT else "INV")
+    _add(root, "CategoryCode", CATEGORIES[document["direction"]])
+    if action == CANCELLATION:
+        _statement(root, "REASON", _cancellation_reason(change))
+        _declarant(root, document["declarant"])
+        return root
+    if goods:
+        _add(root, "GoodsItemQuantity", str(len(document["items"])))
+        for entry in document.get("documents", ()):
+            if entry["type"] in CERTIFICATES:
+                certificate = _add(root, "AdditionalDocument")
+                _add(certificate, "ID", _line(entry["number"], 35))
+                _add(certificate, "TypeCode", DOCUMENT_CODES[entry["type"]])
+    _statement(root, "ROUTING", change.routes[AGENCY])
+    if action == AMENDMENT:
+        _statement(root, "CHANGES", _listing("replaced by the declarant, changing", _changed_fields(change)))
+    if goods:
+        _goods(root, document, items_under_inspection(document, rules))
+    else:
+        _vessel_call(root, document)
+    return root
+
+
+def _cancellation_reason(change: Change) -> str:
+    if change.event == WITHDRAWN:
+        return change.reason if _line(change.reason, 512) else "withdrawn by the declarant"
+    return f"version {change.version} of the declaration is no longer routed to inspection"
+
+
+def _date_time(parent: etree._Element, name: str, moment: datetime) -> None:
+    _add_with(_add(parent, name), "DateTimeString", _timestamp(moment), _FORMAT_304)
+
+
+def _statement(parent: etree._Element, code: str, text: str) -> None:
+    statement = _add(parent, "AdditionalInformation")
+    _add(statement, "StatementCode", code)
+    _add(statement, "StatementDescription", _line(text, 512))
+
+
+def _declarant(parent: etree._Element, declarant: dict[str, Any]) -> None:
+    element = _add(parent, "Declarant")
+    _add(element, "Name", _line(declarant["name"], 70))
+    _add_with(element, "ID", declarant["id"], _USCC)
+
+
+def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
+    element = _add(parent, name)
+    _add(element, "Name", _line(party["name"], 70))
+    identifier = party.get("id")
+    if identifier:
+        # Chinese parties are identified by USCC (documents.Party checks it); others by their own an..17.
+        if party["country"] == "CN":
+            _add_with(element, "ID", identifier, _USCC)
+        else:
+            _add(element, "ID", _line(identifier, 17))
+    _add(_add(element, "Address"), "CountryCode", party["country"])
+
+
+def _location(parent: etree._Element, name: str, locode: str) -> None:
+    _add(_add(parent, name), "ID", locode)
+
+
+def _goods(root: etree._Element, document: dict[str, Any], positions: list[int]) -> None:
+    transport = document["transport"]
+    means = _add(root, "BorderTransportMeans")
+    vessel = transport.get("vessel")
+    if vessel:
+        _add(means, "Name", _line(vessel["name"], 35))
+        _add(means, "ID", vessel["imo"])
+        _add(means, "IdentificationTypeCode", IMO_NUMBER)
+    _add(means, "ModeCode", MODE_CODES[transport["mode"]])
+    if vessel:
+        _add(means, "JourneyID", _line(vessel["voyage"], 35))
+    _declarant(root, document["declarant"])
+    shipment = _add(root, "GoodsShipment")
+    _party(shipment, "Consignee", document["consignee"])
+    consignment = _add(shipment, "Consignment")
+    _location(consignment, "LoadingLocation", document["port_of_loading"])
+    _location(consignment, "UnloadingLocation", document["port_of_discharge"])
+    for position, container in enumerate(document.get("containers", ()), 1):
+        equipment = _add(consignment, "TransportEquipment")
+        _add(equipment, "SequenceNumeric", str(position))
+        _add(equipment, "ID", container)
+    _party(shipment, "Consignor", document["consignor"])
+    _add(_add(shipment, "Destination"), "CountryCode", document["port_of_discharge"][:2])
+    _add(_add(shipment, "ExportCountry"), "ID", document["port_of_loading"][:2])
+    items = document["items"]
+    for position in positions:
+        _goods_item(shipment, position, items[position - 1])
+    bill_of_lading = transport.get("bill_of_lading")
+    if bill_of_lading:
+        previous = _add(shipment, "PreviousDocument")
+        _add(previous, "ID", _line(bill_of_lading, 35))
+        _add(previous, "TypeCode", BILL_OF_LADING)
+    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", _line(document["reference"], 35))
+
+
+def _goods_item(shipment: etree._Element, position: int, item: dict[str, Any], sub: Any = _SubElement) -> None:
+    """One `GovernmentAgencyGoodsItem`: most of a declaration's elements, so built without helpers."""
+    goods_item = sub(shipment, T["GovernmentAgencyGoodsItem"])
+    sub(goods_item, T["SequenceNumeric"]).text = str(position)
+    commodity = sub(goods_item, T["Commodity"])
+    sub(commodity, T["Description"]).text = _line(item["description"], 512)
+    classification = sub(commodity, T["Classification"])
+    sub(classification, T["ID"]).text = item["hs_code"]
+    sub(classification, T["IdentificationTypeCode"]).text = "HS"
+    if item.get("un_number"):
+        sub(sub(commodity, T["DangerousGoods"]), T["UNDGID"]).text = item["un_number"]
+    measure = sub(commodity, T["GoodsMeasure"])
+    sub(measure, T["GrossMassMeasure"], _KILOGRAMS).text = item["gross_kg"]
+    sub(measure, T["NetNetWeightMeasure"], _KILOGRAMS).text = item["net_kg"]
+    sub(measure, T["TariffQuantity"], unitCode=item["unit"]).text = item["quantity"]
+    sub(sub(goods_item, T["Origin"]), T["CountryCode"]).text = item["origin"]
+
+
+def _vessel_call(root: etree._Element, document: dict[str, Any]) -> None:
+    vessel = document["vessel"]
+    means = _add(root, "BorderTransportMeans")
+    _add(means, "Name", _line(vessel["name"], 35))
+    _add(means, "ID", vessel["imo"])
+    _add(means, "IdentificationTypeCode", IMO_NUMBER)
+    _add(means, "RegistrationNationalityCode", vessel["flag"])
+    _add(means, "ModeCode", MODE_CODES["sea"])
+    _add(means, "CallSignID", vessel["call_sign"])
+    _add(means, "JourneyID", _line(document["voyage"], 35))
+    for key, name in (("eta", "ArrivalDateTime"), ("etd", "DepartureDateTime")):
+        if document.get(key):
+            _date_time(means, name, datetime.fromisoformat(document[key]))
+    _add(means, "CrewQuantity", str(len(document["crew"])))
+    _add(means, "PassengerQuantity", str(len(document.get("passengers", ()))))
+    _declarant(root, document["declarant"])
+    _location(root, "PortOfCall", document["port_of_call"])
+    for key, name in (("last_port", "LastPortOfCall"), ("next_port", "NextPortOfCall")):
+        if document.get(key):
+            _location(root, name, document[key])
+    for position, entry in enumerate(document.get("dangerous_goods", ()), 1):
+        goods = _add(root, "DangerousGoods")
+        _add(goods, "SequenceNumeric", str(position))
+        _add(goods, "UNDGID", entry["un_number"])
+        _add(goods, "IMDGClassCode", entry["imdg_class"])
+
+
+# ---- what an amendment changed -------------------------------------------------------------
+
+def _changed_fields(change: Change) -> list[str]:
+    before = _leaves(change.previous_document or {})
+    after = _leaves(change.document)
+    return sorted({_public(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path)})
+
+
+def _public(path: str) -> str:
+    """A changed field's path, or only its list's when the list is of people."""
+    for prefix in PERSONAL_LISTS:
+        if path.startswith(prefix + "["):
+            return prefix
+    return path
+
+
+def _leaves(value: Any, path: str = "$") -> dict[str, Any]:
+    """Every scalar of a JSON document by its JSON path."""
+    if isinstance(value, dict):
+        leaves: dict[str, Any] = {}
+        for key, inner in value.items():
+            leaves.update(_leaves(inner, f"{path}.{key}"))
+        return leaves
+    if isinstance(value, list):
+        leaves = {}
+        for index, inner in enumerate(value):
+            leaves.update(_leaves(inner, f"{path}[{index}]"))
+        return leaves
+    return {path: value}
+
+
+def _listing(lead: str, fields: list[str], limit: int = 512) -> str:
+    """`lead` and as many fields as fit in `limit` characters, then how many more there are."""
+    text = lead
+    for shown, field in enumerate(fields):
+        rest = len(fields) - shown - 1
+        entry = f" {field}" if shown == 0 else f", {field}"
+        tail = f" and {rest} more" if rest else ""
+        if len(text) + len(entry) + len(tail) > limit:
+            return f"{text} and {len(fields) - shown} more"
+        text += entry
+    return text
