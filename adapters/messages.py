@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import blake2b
 from typing import Any, Literal
-from uuid import UUID, uuid5
 
 from hub.declarations import Declaration
 
 # Fixed forever: message ids derive from it, so a resend carries the same id.
-MESSAGE_NAMESPACE = UUID("0f6a3c52-8d1e-5b7f-a4c9-2e5d7b1a9c38")
+MESSAGE_PERSONALISATION = b"tradehub-msg-v1"
 
 SUBMITTED, AMENDED, WITHDRAWN = "submitted", "amended", "withdrawn"
 
@@ -81,8 +81,9 @@ def _utc(moment: datetime) -> datetime:
 
 
 def message_id(declaration_id: str, version: int, agency: str, name: str) -> str:
-    """Deterministic: the same declaration version always gives an agency the same id."""
-    return uuid5(MESSAGE_NAMESPACE, f"{declaration_id}:{version}:{agency}:{name}").hex
+    """Deterministic: the same declaration version always gives an agency the same id (32 hex digits)."""
+    key = f"{declaration_id}:{version}:{agency}:{name}".encode()
+    return blake2b(key, digest_size=16, person=MESSAGE_PERSONALISATION).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -419,3 +419,34 @@ def test_a_bad_response_is_refused_with_a_stable_code(mutate, code: str):
 
 def test_the_response_schema_is_the_one_the_gate_uses():
     assert RESPONSE_SCHEMA.path.exists() and DECLARATION_SCHEMA.path.exists()
+
+
+def test_responses_become_hub_commands_applied_once():
+    from hub.declarations import Declarations
+
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    document = example("goods-import.json")
+    declaration = app.submit(document).declaration
+    message = only(submitted(document))
+    lookup = lambda declaration_id: app.get(declaration_id).document  # noqa: E731
+
+    (received,) = parse_responses(response("02", message.declaration_id, message.message_id, reply_id="r-2"),
+                                  lookup)
+    received.apply(app)
+    received.apply(app)  # delivered twice: applied once
+    stored = app.get(declaration.id)
+    assert stored.agencies["customs"]["status"] == "received" and stored.version == 2
+
+    error = """<r:Error><r:ValidationCode>T0112</r:ValidationCode>
+      <r:Pointer><r:DocumentSectionCode>42A</r:DocumentSectionCode></r:Pointer>
+      <r:Pointer><r:DocumentSectionCode>67A</r:DocumentSectionCode></r:Pointer>
+      <r:Pointer><r:SequenceNumeric>1</r:SequenceNumeric><r:DocumentSectionCode>68A</r:DocumentSectionCode></r:Pointer>
+      <r:Pointer><r:DocumentSectionCode>23A</r:DocumentSectionCode></r:Pointer>
+      <r:Pointer><r:DocumentSectionCode>79A</r:DocumentSectionCode><r:TagID>112</r:TagID></r:Pointer></r:Error>"""
+    (rejected,) = parse_responses(response("03", message.declaration_id, message.message_id, reply_id="r-3",
+                                           errors=error), lookup)
+    rejected.apply(app)
+    stored = app.get(declaration.id)
+    assert stored.status == "rejected"
+    assert stored.agencies["customs"]["code"] == "03"
+    assert "T0112 at $.items[0].value" in stored.agencies["customs"]["text"]

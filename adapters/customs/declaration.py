@@ -19,6 +19,7 @@ Pure functions of a `Change`. What goes where (see xsd/customs/README.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +27,7 @@ from lxml import etree
 
 from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
 from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, Change, Message, message_id
-from adapters.xml import Schema, check_outbound
+from adapters.xml import Schema, Stencil, check_outbound
 
 from .pointers import Pointer, pointer_to
 
@@ -80,7 +81,6 @@ T = {name: f"{{{DEC}}}{name}" for name in (
     "StatementDescription", "StatementTypeCode", "TagID", "TariffQuantity", "TotalGrossMassMeasure",
     "TraderAssignedReferenceID", "TransportEquipment", "TypeCode", "UCR", "UNDGID", "Description",
 )}
-_DATE_TIME_STRING = f"{{{DS}}}DateTimeString"
 _KILOGRAMS = {"unitCode": "KGM"}
 _USCC_SCHEME = {"schemeID": "USCC", "schemeName": "unified social credit code without its check character"}
 _SubElement = etree.SubElement
@@ -93,40 +93,50 @@ def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._E
     return element
 
 
-def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str, str]) -> etree._Element:
-    element = _SubElement(parent, T[name], attributes)
+def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str, str],
+              namespace: str = DEC) -> etree._Element:
+    element = _SubElement(parent, T[name] if namespace == DEC else f"{{{namespace}}}{name}", attributes)
     element.text = text
     return element
 
 
-def _build(change: Change, action: str, ident: str, function: str) -> etree._Element:
-    root = etree.Element(_MD["MetaData"], nsmap={"md": MD, None: DEC, "ds": DS})
+def _header(holder: etree._Element, values: Mapping[str, str]) -> None:
+    """The envelope and the declaration's identifying elements, up to its TypeCode."""
+    root = _SubElement(holder, _MD["MetaData"], nsmap={"md": MD, None: DEC, "ds": DS})
     for name, text in (("WCODataModelVersionCode", "3.6"), ("WCOTypeName", "DEC"),
                        ("ResponsibleCountryCode", RESPONSIBLE_COUNTRY),
                        ("ResponsibleAgencyName", RESPONSIBLE_AGENCY),
                        ("AgencyAssignedCustomizationVersionCode", PROFILE_VERSION)):
         _SubElement(root, _MD[name]).text = text
-    document = change.document
     declaration = _SubElement(root, T["Declaration"])
-    _add(declaration, "FunctionCode", function)
-    _add(declaration, "FunctionalReferenceID", ident)
-    _add(declaration, "ID", change.declaration_id)
-    issued = _add(declaration, "IssueDateTime")
-    _SubElement(issued, _DATE_TIME_STRING, formatCode="304").text = change.time.strftime("%Y%m%d%H%M%SZ")
+    _add(declaration, "FunctionCode", values["function"])
+    _add(declaration, "FunctionalReferenceID", values["message_id"])
+    _add(declaration, "ID", values["declaration_id"])
+    _add_with(_add(declaration, "IssueDateTime"), "DateTimeString", values["issued"], {"formatCode": "304"},
+              namespace=DS)
+    _add(declaration, "TypeCode", values["type"])
+
+
+def _build(change: Change, action: str, ident: str, function: str) -> etree._Element:
+    document = change.document
     goods = document["kind"] == "goods"
     if action == CANCELLATION:
-        _add(declaration, "TypeCode", "INV")
+        type_code = "INV"
+    elif action == AMENDMENT:
+        type_code = "COR"
+    elif goods:
+        type_code = "IMA" if document["direction"] == "import" else "EXA"
+    else:
+        type_code = "CRI" if document["direction"] == "arrival" else "CRE"
+    root = _HEADER.stamp({"function": function, "message_id": ident, "declaration_id": change.declaration_id,
+                          "issued": change.time.strftime("%Y%m%d%H%M%SZ"), "type": type_code})
+    declaration = root[-1]
+    if action == CANCELLATION:
         _statement(declaration, "VERSION", str(change.version))
         _reason(declaration, change.reason or "withdrawn by the declarant")
         _add(_add(declaration, "Amendment"), "ChangeReasonCode", CHANGE_REASON_CANCELLATION)
         _party(declaration, "Declarant", document["declarant"])
         return root
-    if action == AMENDMENT:
-        _add(declaration, "TypeCode", "COR")
-    elif goods:
-        _add(declaration, "TypeCode", "IMA" if document["direction"] == "import" else "EXA")
-    else:
-        _add(declaration, "TypeCode", "CRI" if document["direction"] == "arrival" else "CRE")
     if goods:
         _goods_header(declaration, document)
     else:
@@ -183,9 +193,13 @@ def _statements(declaration: etree._Element, change: Change) -> None:
 
 
 def _statement(declaration: etree._Element, code: str, text: str) -> None:
+    _STATEMENT.stamp({"code": code, "text": text}, declaration)
+
+
+def _statement_elements(declaration: etree._Element, values: Mapping[str, str]) -> None:
     statement = _add(declaration, "AdditionalInformation")
-    _add(statement, "StatementCode", code)
-    _add(statement, "StatementDescription", text)
+    _add(statement, "StatementCode", values["code"])
+    _add(statement, "StatementDescription", values["text"])
     _add(statement, "StatementTypeCode", HUB_STATEMENT)
 
 
@@ -228,7 +242,7 @@ def _goods_body(declaration: etree._Element, document: dict[str, Any]) -> None:
     _add(_add(shipment, "Destination"), "CountryCode", document["port_of_discharge"][:2])
     _add(_add(shipment, "ExportCountry"), "ID", document["port_of_loading"][:2])
     for position, item in enumerate(document["items"], 1):
-        _goods_item(shipment, position, item)
+        _ITEM_STENCILS["un_number" in item].stamp({**item, "position": str(position)}, shipment)
     if transport.get("bill_of_lading"):
         previous = _add(shipment, "PreviousDocument")
         _add(previous, "CategoryCode", "N")
@@ -237,25 +251,25 @@ def _goods_body(declaration: etree._Element, document: dict[str, Any]) -> None:
     _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", document["reference"])
 
 
-def _goods_item(shipment: etree._Element, position: int, item: dict[str, Any], sub: Any = _SubElement) -> None:
-    """One `GovernmentAgencyGoodsItem`: most of a declaration's elements, so built without helpers."""
-    goods_item = sub(shipment, T["GovernmentAgencyGoodsItem"])
-    sub(goods_item, T["SequenceNumeric"]).text = str(position)
-    commodity = sub(goods_item, T["Commodity"])
-    sub(commodity, T["Description"]).text = item["description"]
-    classification = sub(commodity, T["Classification"])
-    sub(classification, T["ID"]).text = item["hs_code"]
-    sub(classification, T["IdentificationTypeCode"]).text = "HS"
-    if item.get("un_number"):
-        sub(sub(commodity, T["DangerousGoods"]), T["UNDGID"]).text = item["un_number"]
-    measure = sub(commodity, T["GoodsMeasure"])
-    sub(measure, T["GrossMassMeasure"], _KILOGRAMS).text = item["gross_kg"]
-    sub(measure, T["NetNetWeightMeasure"], _KILOGRAMS).text = item["net_kg"]
-    sub(measure, T["TariffQuantity"], unitCode=item["unit"]).text = item["quantity"]
-    sub(sub(commodity, T["InvoiceLine"]), T["ItemChargeAmount"], currencyID=item["currency"]).text = item["value"]
-    origin = sub(goods_item, T["Origin"])
-    sub(origin, T["CountryCode"]).text = item["origin"]
-    sub(origin, T["TypeCode"]).text = "1"  # non-preferential origin
+def _goods_item(shipment: etree._Element, values: Mapping[str, str]) -> None:
+    """One `GovernmentAgencyGoodsItem`, from `values` with the item's fields and its "position"."""
+    goods_item = _add(shipment, "GovernmentAgencyGoodsItem")
+    _add(goods_item, "SequenceNumeric", values["position"])
+    commodity = _add(goods_item, "Commodity")
+    _add(commodity, "Description", values["description"])
+    classification = _add(commodity, "Classification")
+    _add(classification, "ID", values["hs_code"])
+    _add(classification, "IdentificationTypeCode", "HS")
+    if "un_number" in values:
+        _add(_add(commodity, "DangerousGoods"), "UNDGID", values["un_number"])
+    measure = _add(commodity, "GoodsMeasure")
+    _add_with(measure, "GrossMassMeasure", values["gross_kg"], _KILOGRAMS)
+    _add_with(measure, "NetNetWeightMeasure", values["net_kg"], _KILOGRAMS)
+    _add_with(measure, "TariffQuantity", values["quantity"], {"unitCode": values["unit"]})
+    _add_with(_add(commodity, "InvoiceLine"), "ItemChargeAmount", values["value"], {"currencyID": values["currency"]})
+    origin = _add(goods_item, "Origin")
+    _add(origin, "CountryCode", values["origin"])
+    _add(origin, "TypeCode", "1")  # non-preferential origin
 
 
 def _vessel_call_body(declaration: etree._Element, document: dict[str, Any]) -> None:
@@ -304,9 +318,13 @@ def _location(consignment: etree._Element, locode: str) -> None:
 
 
 def _equipment(parent: etree._Element, position: int, container: str) -> None:
+    _EQUIPMENT.stamp({"position": str(position), "container": container}, parent)
+
+
+def _equipment_elements(parent: etree._Element, values: Mapping[str, str]) -> None:
     equipment = _add(parent, "TransportEquipment")
-    _add(equipment, "SequenceNumeric", str(position))
-    _add(equipment, "ID", container)
+    _add(equipment, "SequenceNumeric", values["position"])
+    _add(equipment, "ID", values["container"])
 
 
 def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
@@ -363,3 +381,15 @@ def _leaves(value: Any, path: str = "$") -> dict[str, Any]:
             leaves.update(_leaves(inner, f"{path}[{index}]"))
         return leaves
     return {path: value}
+
+
+# Repeated structures, goods items above all, are stamped from stencils rather than built element by
+# element (see adapters.xml.Stencil): the mapping then costs no more than building the tree by hand.
+_ITEM_KEYS = ("position", "description", "hs_code", "gross_kg", "net_kg", "quantity", "unit", "value", "currency",
+              "origin")
+_CONTEXT = etree.Element(T["GoodsShipment"], nsmap={None: DEC})
+_STATEMENT = Stencil(_CONTEXT, _statement_elements, ("code", "text"))
+_EQUIPMENT = Stencil(_CONTEXT, _equipment_elements, ("position", "container"))
+_HEADER = Stencil(etree.Element("holder"), _header, ("function", "message_id", "declaration_id", "issued", "type"))
+_ITEM_STENCILS = {dangerous: Stencil(_CONTEXT, _goods_item, _ITEM_KEYS + (("un_number",) if dangerous else ()))
+                  for dangerous in (False, True)}

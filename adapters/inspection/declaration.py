@@ -20,6 +20,7 @@ xsd/inspection/README.md):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from lxml import etree
 
 from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
 from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, WITHDRAWN, Change, Message, message_id
-from adapters.xml import Schema, check_outbound
+from adapters.xml import Schema, Stencil, check_outbound
 from hub.declarations import RoutingRules
 
 AGENCY = "inspection"
@@ -220,7 +221,9 @@ def _goods(root: etree._Element, document: dict[str, Any], positions: list[int])
     _add(_add(shipment, "ExportCountry"), "ID", document["port_of_loading"][:2])
     items = document["items"]
     for position in positions:
-        _goods_item(shipment, position, items[position - 1])
+        item = items[position - 1]
+        values = {**item, "position": str(position), "description": _line(item["description"], 512)}
+        _ITEM_STENCILS["un_number" in item].stamp(values, shipment)
     bill_of_lading = transport.get("bill_of_lading")
     if bill_of_lading:
         previous = _add(shipment, "PreviousDocument")
@@ -229,22 +232,32 @@ def _goods(root: etree._Element, document: dict[str, Any], positions: list[int])
     _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", _line(document["reference"], 35))
 
 
-def _goods_item(shipment: etree._Element, position: int, item: dict[str, Any], sub: Any = _SubElement) -> None:
-    """One `GovernmentAgencyGoodsItem`: most of a declaration's elements, so built without helpers."""
-    goods_item = sub(shipment, T["GovernmentAgencyGoodsItem"])
-    sub(goods_item, T["SequenceNumeric"]).text = str(position)
-    commodity = sub(goods_item, T["Commodity"])
-    sub(commodity, T["Description"]).text = _line(item["description"], 512)
-    classification = sub(commodity, T["Classification"])
-    sub(classification, T["ID"]).text = item["hs_code"]
-    sub(classification, T["IdentificationTypeCode"]).text = "HS"
-    if item.get("un_number"):
-        sub(sub(commodity, T["DangerousGoods"]), T["UNDGID"]).text = item["un_number"]
-    measure = sub(commodity, T["GoodsMeasure"])
-    sub(measure, T["GrossMassMeasure"], _KILOGRAMS).text = item["gross_kg"]
-    sub(measure, T["NetNetWeightMeasure"], _KILOGRAMS).text = item["net_kg"]
-    sub(measure, T["TariffQuantity"], unitCode=item["unit"]).text = item["quantity"]
-    sub(sub(goods_item, T["Origin"]), T["CountryCode"]).text = item["origin"]
+def _goods_item(shipment: etree._Element, values: Mapping[str, str]) -> None:
+    """One `GovernmentAgencyGoodsItem`, from `values` with the item's fields and its "position"."""
+    goods_item = _add(shipment, "GovernmentAgencyGoodsItem")
+    _add(goods_item, "SequenceNumeric", values["position"])
+    commodity = _add(goods_item, "Commodity")
+    _add(commodity, "Description", values["description"])
+    classification = _add(commodity, "Classification")
+    _add(classification, "ID", values["hs_code"])
+    _add(classification, "IdentificationTypeCode", "HS")
+    if "un_number" in values:
+        _add(_add(commodity, "DangerousGoods"), "UNDGID", values["un_number"])
+    measure = _add(commodity, "GoodsMeasure")
+    _add_with(measure, "GrossMassMeasure", values["gross_kg"], _KILOGRAMS)
+    _add_with(measure, "NetNetWeightMeasure", values["net_kg"], _KILOGRAMS)
+    _add_with(measure, "TariffQuantity", values["quantity"], {"unitCode": values["unit"]})
+    _add(_add(goods_item, "Origin"), "CountryCode", values["origin"])
+
+
+# Goods items are most of a declaration's elements, so they are stamped from stencils: with and
+# without dangerous goods.
+_ITEM_KEYS = ("position", "description", "hs_code", "gross_kg", "net_kg", "quantity", "unit", "origin")
+_ITEM_STENCILS = {
+    dangerous: Stencil(etree.Element(T["GoodsShipment"], nsmap={None: NS}), _goods_item,
+                       _ITEM_KEYS + (("un_number",) if dangerous else ()))
+    for dangerous in (False, True)
+}
 
 
 def _vessel_call(root: etree._Element, document: dict[str, Any]) -> None:
