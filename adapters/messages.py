@@ -1,14 +1,16 @@
 """What the agency mappings take and give: changes in, messages out, replies back.
 
 A `Change` is one declaration event the agencies must hear about (submitted,
-amended, withdrawn), with everything a mapping needs and nothing it must look
-up: mappings are pure functions of it. A `Message` is one XML message for one
+amended, withdrawn, or an answer that lets the goods out of the port), with
+everything a mapping needs and nothing it must look up: mappings are pure
+functions of it. A `Message` is one XML message for one
 agency, already validated against the hub's schema. A `Reply` is an agency's
 answer, parsed from XML that passed the gate, ready to become a hub command.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import blake2b
@@ -20,16 +22,22 @@ from hub.declarations import Declaration
 MESSAGE_PERSONALISATION = b"tradehub-msg-v1"
 
 SUBMITTED, AMENDED, WITHDRAWN = "submitted", "amended", "withdrawn"
+# An agency's answer left customs and inspection (where routed) both released: gate-out is allowed.
+GATE_OUT = "gate_out"
 
 # What an agency must be told about a change.
 ORIGINAL, AMENDMENT, CANCELLATION = "original", "amendment", "cancellation"
+RELEASE_NOTICE = "release_notice"
+
+# Who must have released goods before the port lets them out (SPEC §4).
+GATE_OUT_AGENCIES = ("customs", "inspection")
 
 
 @dataclass(frozen=True)
 class Change:
     """A declaration event, as the mappings see it."""
 
-    event: Literal["submitted", "amended", "withdrawn"]
+    event: Literal["submitted", "amended", "withdrawn", "gate_out"]
     declaration_id: str
     version: int
     time: datetime  # the event's time, in UTC: messages are issued at it, never at the clock's
@@ -38,14 +46,17 @@ class Change:
     previous_document: dict[str, Any] | None = None  # before an amendment
     previous_routes: dict[str, str] = field(default_factory=dict)  # before the event
     reason: str = ""  # why it was withdrawn
+    agencies: dict[str, dict[str, Any]] = field(default_factory=dict)  # each agency's state after the event
 
     @property
     def kind(self) -> str:
         return self.document["kind"]
 
     def action_for(self, agency: str) -> str | None:
-        """What `agency` must be told: an original, an amendment, a cancellation, or nothing."""
+        """What `agency` must be told: an original, an amendment, a cancellation, a release notice, or nothing."""
         now, before = agency in self.routes, agency in self.previous_routes
+        if self.event == GATE_OUT:
+            return RELEASE_NOTICE if agency == "port" and now else None
         if self.event == SUBMITTED:
             return ORIGINAL if now else None
         if self.event == WITHDRAWN:
@@ -58,7 +69,7 @@ class Change:
 def change_of(event: Any, before: Declaration | None) -> Change | None:
     """The change a stored declaration event makes, given the declaration just before it.
 
-    Events the agencies need not hear about (their own answers, holds) give None.
+    Events the agencies need not hear about (most answers, holds) give None.
     """
     common = {"declaration_id": str(event.originator_id), "version": event.originator_version,
               "time": _utc(event.timestamp)}
@@ -67,6 +78,12 @@ def change_of(event: Any, before: Declaration | None) -> Change | None:
     if before is None:
         raise ValueError(f"{type(event).__name__} needs the declaration as it was before it")
     previous_routes = {name: state["reason"] for name, state in before.routed_agencies.items()}
+    if isinstance(event, Declaration.AgencyResponded | Declaration.InspectionRecorded):
+        after = event.mutate(copy.deepcopy(before))
+        if gate_out_allowed(after) and not gate_out_allowed(before):
+            return Change(GATE_OUT, document=after.document, routes=previous_routes, previous_routes=previous_routes,
+                          agencies=copy.deepcopy(after.agencies), **common)
+        return None
     if isinstance(event, Declaration.Amended):
         return Change(AMENDED, document=event.document, routes=dict(event.routes),
                       previous_document=before.document, previous_routes=previous_routes, **common)
@@ -74,6 +91,14 @@ def change_of(event: Any, before: Declaration | None) -> Change | None:
         return Change(WITHDRAWN, document=before.document, routes={}, previous_routes=previous_routes,
                       reason=event.reason, **common)
     return None
+
+
+def gate_out_allowed(declaration: Declaration) -> bool:
+    """Goods may leave the port: every routed agency of GATE_OUT_AGENCIES has released them."""
+    routed = declaration.routed_agencies
+    deciders = [agency for agency in GATE_OUT_AGENCIES if agency in routed]
+    return (declaration.kind == "goods" and "port" in routed and not declaration.withdrawn and bool(deciders)
+            and all(routed[agency]["status"] == "released" for agency in deciders))
 
 
 def _utc(moment: datetime) -> datetime:

@@ -1,0 +1,88 @@
+"""Which declaration events the agencies hear about, and what each agency is told."""
+
+from __future__ import annotations
+
+import copy
+
+from adapters.messages import (
+    AMENDMENT,
+    CANCELLATION,
+    GATE_OUT,
+    ORIGINAL,
+    RELEASE_NOTICE,
+    change_of,
+)
+from hub.declarations import Declarations
+
+from . import samples
+
+FOOD = samples.goods()["items"][0] | {"hs_code": "0306170000"}
+
+
+def replay(app: Declarations, declaration_id) -> list:
+    """The change each stored event makes, in order (None for events no agency hears about)."""
+    changes, before = [], None
+    for event in app.events.get(declaration_id):
+        changes.append(change_of(event, copy.deepcopy(before) if before is not None else None))
+        before = event.mutate(before)
+    return changes
+
+
+def kinds(changes) -> list:
+    return [change.event if change else None for change in changes]
+
+
+def test_the_port_hears_once_customs_and_inspection_have_both_released():
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    declaration = app.submit(samples.goods(items=[FOOD])).declaration
+    assert set(declaration.routed_agencies) == {"customs", "inspection", "port"}
+    app.record_response(declaration.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
+    app.record_response(declaration.id, "port", "p-1", "received", "2026-03-02T10:05:00Z")
+    app.record_response(declaration.id, "inspection", "i-1", "released", "2026-03-02T11:00:00Z")
+    app.record_response(declaration.id, "customs", "c-2", "released", "2026-03-02T12:00:00Z")  # cleared, again
+    changes = replay(app, declaration.id)
+    assert kinds(changes) == ["submitted", None, None, GATE_OUT, None]
+    gate_out = changes[3]
+    assert [agency for agency in ("customs", "inspection", "port", "maritime") if gate_out.action_for(agency)] == [
+        "port"]
+    assert gate_out.action_for("port") == RELEASE_NOTICE
+    assert gate_out.agencies["inspection"]["updated_at"] == "2026-03-02T11:00:00Z"
+
+
+def test_without_inspection_the_customs_release_alone_lets_the_goods_out():
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    declaration = app.submit(samples.goods()).declaration
+    assert "inspection" not in declaration.routed_agencies
+    app.record_response(declaration.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
+    assert kinds(replay(app, declaration.id)) == ["submitted", GATE_OUT]
+
+
+def test_no_release_notice_without_the_port_or_for_a_ship():
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    by_road = app.submit(samples.goods(reference="ROAD", transport={"mode": "road"}, containers=[])).declaration
+    app.record_response(by_road.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
+    assert GATE_OUT not in kinds(replay(app, by_road.id))  # released overall, but there is no port to tell
+    call = app.submit(samples.vessel_call()).declaration
+    for agency in ("customs", "inspection"):
+        app.record_response(call.id, agency, f"{agency}-1", "released", "2026-03-02T10:00:00Z")
+    assert GATE_OUT not in kinds(replay(app, call.id))
+
+
+def test_a_release_after_an_amendment_notifies_the_port_again():
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    declaration = app.submit(samples.goods()).declaration
+    app.record_response(declaration.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
+    app.amend(declaration.id, 2, samples.goods(customs_office="3701"))
+    app.record_response(declaration.id, "customs", "c-2", "released", "2026-03-02T12:00:00Z")
+    changes = replay(app, declaration.id)
+    assert kinds(changes) == ["submitted", GATE_OUT, "amended", GATE_OUT]
+    assert changes[1].version != changes[3].version
+
+
+def test_what_each_agency_is_told_about_an_amendment_that_reroutes():
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    declaration = app.submit(samples.goods()).declaration  # customs, port
+    app.amend(declaration.id, 1, samples.goods(items=[FOOD], transport={"mode": "road"}, containers=[]))
+    amended = replay(app, declaration.id)[1]
+    assert {agency: amended.action_for(agency) for agency in ("customs", "inspection", "port", "border")} == {
+        "customs": AMENDMENT, "inspection": ORIGINAL, "port": CANCELLATION, "border": None}
