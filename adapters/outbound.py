@@ -9,6 +9,7 @@ from hub.declarations import AGENCIES, RoutingRules
 from .customs import customs_messages
 from .inspection import inspection_messages
 from .messages import Change, Message
+from .port import port_messages
 
 # (change, action, routing rules) -> messages. The rules are the ones the hub routes with, for
 # mappings that must know why an agency is involved (which goods items it inspects, say).
@@ -18,6 +19,7 @@ Mapping = Callable[[Change, str, RoutingRules], list[Message]]
 MAPPINGS: dict[str, Mapping] = {
     "customs": lambda change, action, _rules: customs_messages(change, action),
     "inspection": inspection_messages,
+    "port": port_messages,
 }
 
 

@@ -15,6 +15,8 @@ from .messaging import GOLDEN, second_validator
 OUTBOUND = {
     "customs": "customs/declaration.xsd",
     "inspection": "inspection/declaration.xsd",
+    "notices": "notices/notices.xsd",
+    "port": "port/messages.xsd",
 }
 
 GOLDEN_FILES = sorted(GOLDEN.glob("*/*.xml"))
