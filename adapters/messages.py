@@ -29,6 +29,9 @@ GATE_OUT = "gate_out"
 ORIGINAL, AMENDMENT, CANCELLATION = "original", "amendment", "cancellation"
 RELEASE_NOTICE = "release_notice"
 
+# Lists of people: their entries are personal data, so a change inside one is named by the list alone.
+PERSONAL_LISTS = ("$.crew", "$.passengers")
+
 # Who must have released goods before the port lets them out (SPEC §4).
 GATE_OUT_AGENCIES = ("customs", "inspection")
 
@@ -47,10 +50,19 @@ class Change:
     previous_routes: dict[str, str] = field(default_factory=dict)  # before the event
     reason: str = ""  # why it was withdrawn
     agencies: dict[str, dict[str, Any]] = field(default_factory=dict)  # each agency's state after the event
+    # agency -> the version whose messages it held before the event (its last original or amendment): a
+    # mapping names them by it, as Trafic2000 deletes forms by the LARefId they were sent with
+    previous_versions: dict[str, int] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
         return self.document["kind"]
+
+    def changed_fields(self) -> list[str]:
+        """JSON paths of what an amendment changed, sorted; a change to a person is named by its list."""
+        before = _leaves(self.previous_document or {})
+        after = _leaves(self.document)
+        return sorted({_public(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path)})
 
     def action_for(self, agency: str) -> str | None:
         """What `agency` must be told: an original, an amendment, a cancellation, a release notice, or nothing."""
@@ -78,6 +90,7 @@ def change_of(event: Any, before: Declaration | None) -> Change | None:
     if before is None:
         raise ValueError(f"{type(event).__name__} needs the declaration as it was before it")
     previous_routes = {name: state["reason"] for name, state in before.routed_agencies.items()}
+    previous_versions = {name: state["since_version"] for name, state in before.routed_agencies.items()}
     if isinstance(event, Declaration.AgencyResponded | Declaration.InspectionRecorded):
         after = event.mutate(copy.deepcopy(before))
         if gate_out_allowed(after) and not gate_out_allowed(before):
@@ -86,11 +99,47 @@ def change_of(event: Any, before: Declaration | None) -> Change | None:
         return None
     if isinstance(event, Declaration.Amended):
         return Change(AMENDED, document=event.document, routes=dict(event.routes),
-                      previous_document=before.document, previous_routes=previous_routes, **common)
+                      previous_document=before.document, previous_routes=previous_routes,
+                      previous_versions=previous_versions, **common)
     if isinstance(event, Declaration.Withdrawn):
         return Change(WITHDRAWN, document=before.document, routes={}, previous_routes=previous_routes,
-                      reason=event.reason, **common)
+                      previous_versions=previous_versions, reason=event.reason, **common)
     return None
+
+
+def _public(path: str) -> str:
+    for prefix in PERSONAL_LISTS:
+        if path.startswith(prefix + "["):
+            return prefix
+    return path
+
+
+def _leaves(value: Any, path: str = "$") -> dict[str, Any]:
+    """Every scalar of a JSON document by its JSON path."""
+    if isinstance(value, dict):
+        leaves: dict[str, Any] = {}
+        for key, inner in value.items():
+            leaves.update(_leaves(inner, f"{path}.{key}"))
+        return leaves
+    if isinstance(value, list):
+        leaves = {}
+        for index, inner in enumerate(value):
+            leaves.update(_leaves(inner, f"{path}[{index}]"))
+        return leaves
+    return {path: value}
+
+
+def listing(lead: str, fields: list[str], limit: int = 512) -> str:
+    """`lead` and as many fields as fit in `limit` characters, then how many more there are."""
+    text = lead
+    for shown, field_path in enumerate(fields):
+        rest = len(fields) - shown - 1
+        entry = f" {field_path}" if shown == 0 else f", {field_path}"
+        tail = f" and {rest} more" if rest else ""
+        if len(text) + len(entry) + len(tail) > limit:
+            return f"{text} and {len(fields) - shown} more"
+        text += entry
+    return text
 
 
 def gate_out_allowed(declaration: Declaration) -> bool:

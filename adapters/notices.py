@@ -25,15 +25,14 @@ the kind of notice alone, so it stays a safe file name whatever the ids hold.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from lxml import etree
 
 from adapters.codes import IMO_NUMBER
 from adapters.messages import Message, message_id
-from adapters.xml import InvalidMessage, Schema, check_outbound
+from adapters.xml import Schema, check_outbound, one_line, wco_recorded_time
 from hub.declarations import AGENCIES
 
 NS = "urn:tradehub:notices:1"
@@ -65,7 +64,7 @@ def recognition_notice(declaration_id: str, version: int, to_agency: str, inspec
     _add(element, "FunctionalReferenceID", inspection["message_id"])
     _add(element, "ResultCode", inspection["result"])
     _recorded_time(element, "InspectionDateTime", inspection["inspected_at"], "the inspection")
-    findings = _line(inspection.get("findings", ""), 512)
+    findings = one_line(inspection.get("findings", ""), 512)
     if findings:
         _statement(element, findings)
     body = check_outbound(root, RECOGNITION_NOTICE_SCHEMA)
@@ -104,7 +103,7 @@ def _alert_notice(name: str, function: str, alert: Mapping[str, str], declaratio
     element = _add(root, "Alert")
     _add(element, "ID", alert["alert_id"])
     subject(element, alert["subject"])
-    _add(element, "RaisedBy", _line(alert["raised_by"], 70))
+    _add(element, "RaisedBy", one_line(alert["raised_by"], 70))
     _recorded_time(element, "RaisedDateTime", alert["raised_at"], "the alert")
     _statement(element, alert["reason"])
     body = check_outbound(root, ALERT_NOTICE_SCHEMA)
@@ -127,8 +126,6 @@ T = {name: f"{{{NS}}}{name}" for name in (
     "StatementDescription", "TransportEquipment", "VersionID",
 )}
 _SubElement = etree.SubElement
-# Characters XML 1.0 cannot carry at all; whitespace is collapsed separately.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _add(parent: etree._Element, name: str, text: str | None = None, attributes: dict[str, str] | None = None,
@@ -137,11 +134,6 @@ def _add(parent: etree._Element, name: str, text: str | None = None, attributes:
     if text is not None:
         element.text = text
     return element
-
-
-def _line(text: str, limit: int) -> str:
-    """Free text as one line that fits `limit` characters: the schema's Text types."""
-    return " ".join(_NOT_XML.sub("", text).split())[:limit].rstrip()
 
 
 def _header(tag: str, function: str, ident: str, declaration_id: str, version: int,
@@ -157,26 +149,12 @@ def _header(tag: str, function: str, ident: str, declaration_id: str, version: i
 
 
 def _statement(parent: etree._Element, text: str) -> None:
-    _add(_add(parent, "AdditionalInformation"), "StatementDescription", _line(text, 512))
+    _add(_add(parent, "AdditionalInformation"), "StatementDescription", one_line(text, 512))
 
 
 def _recorded_time(parent: etree._Element, name: str, text: str, what: str) -> None:
-    """A time the hub recorded (ISO 8601), as WCO format 304 in UTC, or 102 when it is a date alone.
-
-    A time without a zone is UTC, as the hub writes them; anything that is not
-    ISO 8601 is a bug upstream, and fails loudly rather than reach an agency.
-    """
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidMessage(f"{what} has time {text!r}, which is not an ISO 8601 date or time") from None
-        value = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
-        code = "304"
-    else:
-        value, code = day.strftime("%Y%m%d"), "102"
+    """A time the hub recorded (ISO 8601), as WCO writes it; an unreadable one fails loudly, never goes out."""
+    value, code = wco_recorded_time(text, what)
     _add(_add(parent, name), "DateTimeString", value, {"formatCode": code})
 
 

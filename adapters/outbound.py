@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterable
 
 from hub.declarations import AGENCIES, RoutingRules
 
+from .border import border_messages
 from .customs import customs_messages
 from .inspection import inspection_messages
+from .maritime import maritime_messages
 from .messages import Change, Message
 from .port import port_messages
 
@@ -15,10 +17,12 @@ from .port import port_messages
 # mappings that must know why an agency is involved (which goods items it inspects, say).
 Mapping = Callable[[Change, str, RoutingRules], list[Message]]
 
-# Agencies whose messages the hub builds; the others arrive with their adapters.
+# Every agency's messages, by agency.
 MAPPINGS: dict[str, Mapping] = {
     "customs": lambda change, action, _rules: customs_messages(change, action),
     "inspection": inspection_messages,
+    "maritime": maritime_messages,
+    "border": border_messages,
     "port": port_messages,
 }
 
@@ -32,7 +36,3 @@ def messages_for(change: Change, rules: RoutingRules, agencies: Iterable[str] = 
             messages.extend(MAPPINGS[agency](change, action, rules))
     return messages
 
-
-def unmapped(change: Change, agencies: Iterable[str] = AGENCIES) -> list[str]:
-    """Agencies `change` concerns whose messages the hub cannot build yet."""
-    return [agency for agency in agencies if change.action_for(agency) is not None and agency not in MAPPINGS]

@@ -26,6 +26,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from importlib.resources import files
 from pathlib import Path
 
@@ -124,6 +125,57 @@ def check_outbound(root: etree._Element, schema: Schema) -> bytes:
         where = f"line {error.line}: {error.message}" if error else f"root {root.tag}, expected {schema.root}"
         raise InvalidMessage(f"outbound message fails {schema.name}: {where}")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+# Characters XML 1.0 cannot carry at all; whitespace is collapsed separately.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def one_line(text: str, limit: int) -> str:
+    """Free text as one line of at most `limit` characters that XML can carry: what the Text types admit."""
+    if len(text) <= limit and text.isprintable() and "  " not in text and text.strip(" ") == text:
+        return text  # the common case, checked in C: lists of people call this for every name
+    return " ".join(_NOT_XML.sub("", text).split())[:limit].rstrip()
+
+
+def wco_time(moment: datetime) -> str:
+    """A moment as WCO date-time format 304 in UTC: CCYYMMDDHHMMSSZ."""
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+
+
+def wco_recorded_time(text: str, what: str) -> tuple[str, str]:
+    """A time the hub recorded (ISO 8601) as (value, WCO format code): 304 in UTC, or 102 for a date alone.
+
+    A time without a zone is UTC, as the hub writes them; anything that is not
+    ISO 8601 is a bug upstream, and fails loudly rather than reach an agency.
+    """
+    try:
+        return date.fromisoformat(text).strftime("%Y%m%d"), "102"
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidMessage(f"{what} has time {text!r}, which is not an ISO 8601 date or time") from None
+    return wco_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC)), "304"
+
+
+def iso_time(text: str, where: str) -> str:
+    """An inbound WCO format 304 time (CCYYMMDDHHMMSS, then Z or +hhmm) as ISO 8601 in UTC.
+
+    The schema checks the shape; only here is 30 February found not to exist.
+    """
+    try:
+        moment = datetime.strptime(text.replace("Z", "+0000"), "%Y%m%d%H%M%S%z")
+    except ValueError:
+        raise Refused(SCHEMA_INVALID, f"{where} {text} is not a date and time that exists") from None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def text_at(parent: etree._Element, path: str) -> str:
+    """The stripped text at `path` under `parent`, or "" when there is none."""
+    element = parent.find(path)
+    return (element.text or "").strip() if element is not None else ""
 
 
 class Stencil:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from adapters.messages import change_of
-from adapters.outbound import messages_for, unmapped
+from adapters.outbound import messages_for
 from adapters.xml import InvalidMessage
 from hub.bootstrap import Settings, routing_rules
 from hub.declarations import AGENCIES, Declarations, InvalidDeclaration
@@ -42,9 +42,6 @@ def render(path: Path, settings: Settings, *, agency: str | None = None, out: Pa
         messages = messages_for(change, rules, wanted)
     except InvalidMessage as error:  # a mapping bug: say so plainly, never print a half message
         return _fail(f"{path}: the hub built an invalid message, which is a bug: {error}", status=2)
-    for name in unmapped(change, wanted):
-        print(f"{path}: {name} is routed ({change.routes[name]}), but this hub does not build its messages yet",
-              file=sys.stderr)
     if out is None:
         for message in messages:
             print(f"{path}: {message.filename} (message {message.message_id})", file=sys.stderr)

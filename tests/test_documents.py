@@ -98,6 +98,7 @@ def test_item_field_rules(field, value, reason):
     ({"direction": "arrival"}, "$.eta", "required for an arrival"),
     ({"etd": "2026-12-03T18:30:00"}, "$.etd", "UTC offset"),
     ({"etd": "tomorrow"}, "$.etd", "ISO 8601"),
+    ({"etd": "3001-01-01T00:00:00Z"}, "$.etd", "outside the years 2000-2999"),
     ({"eta": "2026-12-04T00:00:00Z"}, "$.etd", "after the ETA"),
     ({"crew": []}, "$.crew", "must not be empty"),
     ({"vessel": {"imo": "9321484", "name": "X", "call_sign": "DJNP2", "flag": "DE"}},

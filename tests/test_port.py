@@ -412,7 +412,7 @@ def test_a_release_notice_is_never_built_on_a_guess():
         port_messages(replace(change, routes={"port": "sea"}), RELEASE_NOTICE, RULES)
     unreadable = copy.deepcopy(change.agencies)
     unreadable["customs"]["updated_at"] = "yesterday"
-    with pytest.raises(InvalidMessage, match="customs released the goods at 'yesterday'"):
+    with pytest.raises(InvalidMessage, match="customs's release has time 'yesterday'"):
         port_messages(replace(change, agencies=unreadable), RELEASE_NOTICE, RULES)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
-from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, Change, Message, message_id
+from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, Change, Message, listing, message_id
 from adapters.xml import Schema, Stencil, check_outbound
 
 from .pointers import Pointer, pointer_to
@@ -147,7 +147,7 @@ def _build(change: Change, action: str, ident: str, function: str) -> etree._Ele
         _add(additional, "TypeCode", DOCUMENT_CODES[entry["type"]])
     _statements(declaration, change)
     if action == AMENDMENT:
-        _reason(declaration, "replaced by the declarant: " + ", ".join(_changed_fields(change)))
+        _reason(declaration, listing("replaced by the declarant:", change.changed_fields()))
         # One Amendment per changed field, as WCO amendments are written.
         for chain in _changed_pointers(change) or [(Pointer("42A"),)]:
             amendment = _add(declaration, "Amendment")
@@ -353,34 +353,13 @@ def _total(values: Any) -> str:
 
 # ---- what an amendment changed -------------------------------------------------------------
 
-def _changed_fields(change: Change) -> list[str]:
-    before = _leaves(change.previous_document or {})
-    after = _leaves(change.document)
-    return sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
-
-
 def _changed_pointers(change: Change) -> list[tuple[Pointer, ...]]:
     chains: list[tuple[Pointer, ...]] = []
-    for path in _changed_fields(change):
+    for path in change.changed_fields():
         chain = pointer_to(path, change.document)
         if chain is not None and chain not in chains:
             chains.append(chain)
     return chains
-
-
-def _leaves(value: Any, path: str = "$") -> dict[str, Any]:
-    """Every scalar of a JSON document by its JSON path."""
-    if isinstance(value, dict):
-        leaves: dict[str, Any] = {}
-        for key, inner in value.items():
-            leaves.update(_leaves(inner, f"{path}.{key}"))
-        return leaves
-    if isinstance(value, list):
-        leaves = {}
-        for index, inner in enumerate(value):
-            leaves.update(_leaves(inner, f"{path}[{index}]"))
-        return leaves
-    return {path: value}
 
 
 # Repeated structures, goods items above all, are stamped from stencils rather than built element by

@@ -19,17 +19,25 @@ xsd/inspection/README.md):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from lxml import etree
 
 from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
-from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, WITHDRAWN, Change, Message, message_id
-from adapters.xml import Schema, Stencil, check_outbound
+from adapters.messages import (
+    AMENDMENT,
+    CANCELLATION,
+    ORIGINAL,
+    WITHDRAWN,
+    Change,
+    Message,
+    listing,
+    message_id,
+)
+from adapters.xml import Schema, Stencil, check_outbound, one_line, wco_time
 from hub.declarations import RoutingRules
 
 AGENCY = "inspection"
@@ -42,7 +50,6 @@ CERTIFICATES = ("health_certificate", "phytosanitary_certificate", "veterinary_c
 CATEGORIES = {"import": "IMP", "export": "EXP", "arrival": "ARR", "departure": "DEP"}
 BILL_OF_LADING = "705"
 # Fields of people on board: an amendment names the list that changed, never an entry of it.
-PERSONAL_LISTS = ("$.crew", "$.passengers")
 
 
 def inspection_messages(change: Change, action: str, rules: RoutingRules) -> list[Message]:
@@ -95,8 +102,6 @@ _KILOGRAMS = {"unitCode": "KGM"}
 _USCC = {"schemeID": "USCC"}
 _FORMAT_304 = {"formatCode": "304"}
 _SubElement = etree.SubElement
-# Characters XML 1.0 cannot carry at all; whitespace is collapsed separately.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
@@ -110,15 +115,6 @@ def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str
     element = _SubElement(parent, T[name], attributes)
     element.text = text
     return element
-
-
-def _line(text: str, limit: int) -> str:
-    """Free text as one line that fits `limit` characters: the schema's Text types."""
-    return " ".join(_NOT_XML.sub("", text).split())[:limit].rstrip()
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
 
 
 def _build(change: Change, action: str, ident: str, function: str, rules: RoutingRules) -> etree._Element:
@@ -144,11 +140,11 @@ def _build(change: Change, action: str, ident: str, function: str, rules: Routin
         for entry in document.get("documents", ()):
             if entry["type"] in CERTIFICATES:
                 certificate = _add(root, "AdditionalDocument")
-                _add(certificate, "ID", _line(entry["number"], 35))
+                _add(certificate, "ID", one_line(entry["number"], 35))
                 _add(certificate, "TypeCode", DOCUMENT_CODES[entry["type"]])
     _statement(root, "ROUTING", change.routes[AGENCY])
     if action == AMENDMENT:
-        _statement(root, "CHANGES", _listing("replaced by the declarant, changing", _changed_fields(change)))
+        _statement(root, "CHANGES", listing("replaced by the declarant, changing", change.changed_fields()))
     if goods:
         _goods(root, document, items_under_inspection(document, rules))
     else:
@@ -158,36 +154,36 @@ def _build(change: Change, action: str, ident: str, function: str, rules: Routin
 
 def _cancellation_reason(change: Change) -> str:
     if change.event == WITHDRAWN:
-        return change.reason if _line(change.reason, 512) else "withdrawn by the declarant"
+        return change.reason if one_line(change.reason, 512) else "withdrawn by the declarant"
     return f"version {change.version} of the declaration is no longer routed to inspection"
 
 
 def _date_time(parent: etree._Element, name: str, moment: datetime) -> None:
-    _add_with(_add(parent, name), "DateTimeString", _timestamp(moment), _FORMAT_304)
+    _add_with(_add(parent, name), "DateTimeString", wco_time(moment), _FORMAT_304)
 
 
 def _statement(parent: etree._Element, code: str, text: str) -> None:
     statement = _add(parent, "AdditionalInformation")
     _add(statement, "StatementCode", code)
-    _add(statement, "StatementDescription", _line(text, 512))
+    _add(statement, "StatementDescription", one_line(text, 512))
 
 
 def _declarant(parent: etree._Element, declarant: dict[str, Any]) -> None:
     element = _add(parent, "Declarant")
-    _add(element, "Name", _line(declarant["name"], 70))
+    _add(element, "Name", one_line(declarant["name"], 70))
     _add_with(element, "ID", declarant["id"], _USCC)
 
 
 def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
     element = _add(parent, name)
-    _add(element, "Name", _line(party["name"], 70))
+    _add(element, "Name", one_line(party["name"], 70))
     identifier = party.get("id")
     if identifier:
         # Chinese parties are identified by USCC (documents.Party checks it); others by their own an..17.
         if party["country"] == "CN":
             _add_with(element, "ID", identifier, _USCC)
         else:
-            _add(element, "ID", _line(identifier, 17))
+            _add(element, "ID", one_line(identifier, 17))
     _add(_add(element, "Address"), "CountryCode", party["country"])
 
 
@@ -200,12 +196,12 @@ def _goods(root: etree._Element, document: dict[str, Any], positions: list[int])
     means = _add(root, "BorderTransportMeans")
     vessel = transport.get("vessel")
     if vessel:
-        _add(means, "Name", _line(vessel["name"], 35))
+        _add(means, "Name", one_line(vessel["name"], 35))
         _add(means, "ID", vessel["imo"])
         _add(means, "IdentificationTypeCode", IMO_NUMBER)
     _add(means, "ModeCode", MODE_CODES[transport["mode"]])
     if vessel:
-        _add(means, "JourneyID", _line(vessel["voyage"], 35))
+        _add(means, "JourneyID", one_line(vessel["voyage"], 35))
     _declarant(root, document["declarant"])
     shipment = _add(root, "GoodsShipment")
     _party(shipment, "Consignee", document["consignee"])
@@ -222,14 +218,14 @@ def _goods(root: etree._Element, document: dict[str, Any], positions: list[int])
     items = document["items"]
     for position in positions:
         item = items[position - 1]
-        values = {**item, "position": str(position), "description": _line(item["description"], 512)}
+        values = {**item, "position": str(position), "description": one_line(item["description"], 512)}
         _ITEM_STENCILS["un_number" in item].stamp(values, shipment)
     bill_of_lading = transport.get("bill_of_lading")
     if bill_of_lading:
         previous = _add(shipment, "PreviousDocument")
-        _add(previous, "ID", _line(bill_of_lading, 35))
+        _add(previous, "ID", one_line(bill_of_lading, 35))
         _add(previous, "TypeCode", BILL_OF_LADING)
-    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", _line(document["reference"], 35))
+    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", one_line(document["reference"], 35))
 
 
 def _goods_item(shipment: etree._Element, values: Mapping[str, str]) -> None:
@@ -263,13 +259,13 @@ _ITEM_STENCILS = {
 def _vessel_call(root: etree._Element, document: dict[str, Any]) -> None:
     vessel = document["vessel"]
     means = _add(root, "BorderTransportMeans")
-    _add(means, "Name", _line(vessel["name"], 35))
+    _add(means, "Name", one_line(vessel["name"], 35))
     _add(means, "ID", vessel["imo"])
     _add(means, "IdentificationTypeCode", IMO_NUMBER)
     _add(means, "RegistrationNationalityCode", vessel["flag"])
     _add(means, "ModeCode", MODE_CODES["sea"])
     _add(means, "CallSignID", vessel["call_sign"])
-    _add(means, "JourneyID", _line(document["voyage"], 35))
+    _add(means, "JourneyID", one_line(document["voyage"], 35))
     for key, name in (("eta", "ArrivalDateTime"), ("etd", "DepartureDateTime")):
         if document.get(key):
             _date_time(means, name, datetime.fromisoformat(document[key]))
@@ -289,43 +285,3 @@ def _vessel_call(root: etree._Element, document: dict[str, Any]) -> None:
 
 # ---- what an amendment changed -------------------------------------------------------------
 
-def _changed_fields(change: Change) -> list[str]:
-    before = _leaves(change.previous_document or {})
-    after = _leaves(change.document)
-    return sorted({_public(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path)})
-
-
-def _public(path: str) -> str:
-    """A changed field's path, or only its list's when the list is of people."""
-    for prefix in PERSONAL_LISTS:
-        if path.startswith(prefix + "["):
-            return prefix
-    return path
-
-
-def _leaves(value: Any, path: str = "$") -> dict[str, Any]:
-    """Every scalar of a JSON document by its JSON path."""
-    if isinstance(value, dict):
-        leaves: dict[str, Any] = {}
-        for key, inner in value.items():
-            leaves.update(_leaves(inner, f"{path}.{key}"))
-        return leaves
-    if isinstance(value, list):
-        leaves = {}
-        for index, inner in enumerate(value):
-            leaves.update(_leaves(inner, f"{path}[{index}]"))
-        return leaves
-    return {path: value}
-
-
-def _listing(lead: str, fields: list[str], limit: int = 512) -> str:
-    """`lead` and as many fields as fit in `limit` characters, then how many more there are."""
-    text = lead
-    for shown, field in enumerate(fields):
-        rest = len(fields) - shown - 1
-        entry = f" {field}" if shown == 0 else f", {field}"
-        tail = f" and {rest} more" if rest else ""
-        if len(text) + len(entry) + len(tail) > limit:
-            return f"{text} and {len(fields) - shown} more"
-        text += entry
-    return text

@@ -22,9 +22,8 @@ as EMSWe's `PurposeCode` uses them, so conformance to EMSWe later is a renaming.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import datetime
 from functools import cache, partial
 from typing import Any
 
@@ -40,9 +39,10 @@ from adapters.messages import (
     WITHDRAWN,
     Change,
     Message,
+    listing,
     message_id,
 )
-from adapters.xml import InvalidMessage, Schema, Stencil, check_outbound
+from adapters.xml import Schema, Stencil, check_outbound, one_line, wco_recorded_time, wco_time
 from hub.declarations import RoutingRules
 from hub.declarations.domainmodel import RELEASED
 
@@ -61,7 +61,6 @@ RELEASE_NOTICE_NAME = "release-notice"
 CATEGORIES = {"import": "IMP", "export": "EXP", "arrival": "ARR", "departure": "DEP"}
 BILL_OF_LADING = "705"
 # Fields of people on board: a replacement names the list that changed, never an entry of it.
-PERSONAL_LISTS = ("$.crew", "$.passengers")
 
 
 def port_messages(change: Change, action: str, rules: RoutingRules) -> list[Message]:
@@ -80,7 +79,7 @@ def port_messages(change: Change, action: str, rules: RoutingRules) -> list[Mess
     function = FUNCTION_CODES[action]
     root = _HEADERS[schema.root].stamp({
         "function": function, "message_id": ident, "declaration_id": change.declaration_id,
-        "version": str(change.version), "issued": _timestamp(change.time),
+        "version": str(change.version), "issued": wco_time(change.time),
         "category": CATEGORIES[change.document["direction"]]})
     document = change.document
     if action == RELEASE_NOTICE:
@@ -91,7 +90,7 @@ def port_messages(change: Change, action: str, rules: RoutingRules) -> list[Mess
     else:
         _statement(root, "ROUTING", change.routes[AGENCY])
         if action == AMENDMENT:
-            _statement(root, "CHANGES", _listing("replaced by the declarant, changing", _changed_fields(change)))
+            _statement(root, "CHANGES", listing("replaced by the declarant, changing", change.changed_fields()))
         if change.kind == "goods":
             _cargo(root, document)
         else:
@@ -119,8 +118,6 @@ _KILOGRAMS = {"unitCode": "KGM"}
 _USCC = {"schemeID": "USCC"}
 _FORMAT_304 = {"formatCode": "304"}
 _SubElement = etree.SubElement
-# Characters XML 1.0 cannot carry at all; whitespace is collapsed separately.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
@@ -134,15 +131,6 @@ def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str
     element = _SubElement(parent, T[name], attributes)
     element.text = text
     return element
-
-
-def _line(text: str, limit: int) -> str:
-    """Free text as one line that fits `limit` characters: the schema's Text types."""
-    return " ".join(_NOT_XML.sub("", text).split())[:limit].rstrip()
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
 
 
 def _header(tag: str, holder: etree._Element, values: Mapping[str, str]) -> None:
@@ -159,31 +147,31 @@ def _header(tag: str, holder: etree._Element, values: Mapping[str, str]) -> None
 def _statement(parent: etree._Element, code: str, text: str) -> None:
     statement = _add(parent, "AdditionalInformation")
     _add(statement, "StatementCode", code)
-    _add(statement, "StatementDescription", _line(text, 512))
+    _add(statement, "StatementDescription", one_line(text, 512))
 
 
 def _cancellation_reason(change: Change) -> str:
     if change.event == WITHDRAWN:
-        return change.reason if _line(change.reason, 512) else "withdrawn by the declarant"
+        return change.reason if one_line(change.reason, 512) else "withdrawn by the declarant"
     return f"version {change.version} of the declaration is no longer routed to the port"
 
 
 def _declarant(parent: etree._Element, declarant: dict[str, Any]) -> None:
     element = _add(parent, "Declarant")
-    _add(element, "Name", _line(declarant["name"], 70))
+    _add(element, "Name", one_line(declarant["name"], 70))
     _add_with(element, "ID", declarant["id"], _USCC)
 
 
 def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
     element = _add(parent, name)
-    _add(element, "Name", _line(party["name"], 70))
+    _add(element, "Name", one_line(party["name"], 70))
     identifier = party.get("id")
     if identifier:
         # Chinese parties are identified by USCC (documents.Party checks it); others by their own an..17.
         if party["country"] == "CN":
             _add_with(element, "ID", identifier, _USCC)
         else:
-            _add(element, "ID", _line(identifier, 17))
+            _add(element, "ID", one_line(identifier, 17))
     _add(_add(element, "Address"), "CountryCode", party["country"])
 
 
@@ -192,26 +180,12 @@ def _location(parent: etree._Element, name: str, locode: str) -> None:
 
 
 def _date_time(parent: etree._Element, name: str, moment: datetime) -> None:
-    _add_with(_add(parent, name), "DateTimeString", _timestamp(moment), _FORMAT_304)
+    _add_with(_add(parent, name), "DateTimeString", wco_time(moment), _FORMAT_304)
 
 
 def _recorded_time(parent: etree._Element, name: str, text: str, what: str) -> None:
-    """A time the hub recorded from an agency, as WCO format 304 in UTC, or 102 when it is a date alone.
-
-    The hub records agencies' times as ISO 8601 (a time without a zone is UTC,
-    as the hub writes them). Anything else is a bug upstream, and no release
-    may reach the port with a time nobody can read.
-    """
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidMessage(f"{what} at {text!r}, which is not an ISO 8601 date or time") from None
-        value, code = _timestamp(moment if moment.tzinfo else moment.replace(tzinfo=UTC)), "304"
-    else:
-        value, code = day.strftime("%Y%m%d"), "102"
+    """A time the hub recorded (ISO 8601), as WCO writes it; an unreadable one fails loudly, never goes out."""
+    value, code = wco_recorded_time(text, what)
     _add_with(_add(parent, name), "DateTimeString", value, {"formatCode": code})
 
 
@@ -219,12 +193,12 @@ def _transport_means(root: etree._Element, transport: dict[str, Any]) -> None:
     means = _add(root, "BorderTransportMeans")
     vessel = transport.get("vessel")
     if vessel:
-        _add(means, "Name", _line(vessel["name"], 35))
+        _add(means, "Name", one_line(vessel["name"], 35))
         _add(means, "ID", vessel["imo"])
         _add(means, "IdentificationTypeCode", IMO_NUMBER)
     _add(means, "ModeCode", MODE_CODES[transport["mode"]])
     if vessel:
-        _add(means, "JourneyID", _line(vessel["voyage"], 35))
+        _add(means, "JourneyID", one_line(vessel["voyage"], 35))
 
 
 def _consignment(shipment: etree._Element, document: dict[str, Any]) -> None:
@@ -234,7 +208,7 @@ def _consignment(shipment: etree._Element, document: dict[str, Any]) -> None:
     bill_of_lading = document["transport"].get("bill_of_lading")
     if bill_of_lading:
         contract = _add(consignment, "TransportContractDocument")
-        _add(contract, "ID", _line(bill_of_lading, 35))
+        _add(contract, "ID", one_line(bill_of_lading, 35))
         _add(contract, "TypeCode", BILL_OF_LADING)
     for position, container in enumerate(document.get("containers", ()), 1):
         _EQUIPMENT.stamp({"position": str(position), "container": container}, consignment)
@@ -254,12 +228,12 @@ def _cargo(root: etree._Element, document: dict[str, Any]) -> None:
     _consignment(shipment, document)
     _party(shipment, "Consignor", document["consignor"])
     for position, item in enumerate(document["items"], 1):
-        values = {"position": str(position), "description": _line(item["description"], 512),
+        values = {"position": str(position), "description": one_line(item["description"], 512),
                   "gross_kg": item["gross_kg"]}
         if "un_number" in item:
             values["un_number"] = item["un_number"]
         _ITEM_STENCILS["un_number" in item].stamp(values, shipment)
-    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", _line(document["reference"], 35))
+    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", one_line(document["reference"], 35))
 
 
 def _goods_item(parent: etree._Element, values: Mapping[str, str]) -> None:
@@ -276,13 +250,13 @@ def _goods_item(parent: etree._Element, values: Mapping[str, str]) -> None:
 def _visit(root: etree._Element, document: dict[str, Any]) -> None:
     vessel = document["vessel"]
     means = _add(root, "BorderTransportMeans")
-    _add(means, "Name", _line(vessel["name"], 35))
+    _add(means, "Name", one_line(vessel["name"], 35))
     _add(means, "ID", vessel["imo"])
     _add(means, "IdentificationTypeCode", IMO_NUMBER)
     _add(means, "RegistrationNationalityCode", vessel["flag"])
     _add(means, "ModeCode", MODE_CODES["sea"])
     _add(means, "CallSignID", vessel["call_sign"])
-    _add(means, "JourneyID", _line(document["voyage"], 35))
+    _add(means, "JourneyID", one_line(document["voyage"], 35))
     for key, name in (("eta", "ArrivalDateTime"), ("etd", "DepartureDateTime")):
         if document.get(key):
             _date_time(means, name, datetime.fromisoformat(document[key]))
@@ -295,7 +269,7 @@ def _visit(root: etree._Element, document: dict[str, Any]) -> None:
             _location(root, name, document[key])
     for position, entry in enumerate(document.get("dangerous_goods", ()), 1):
         optional = tuple(key for key in _DANGEROUS_GOODS_OPTIONAL if entry.get(key))
-        values = {"position": str(position), "description": _line(entry["description"], 512),
+        values = {"position": str(position), "description": one_line(entry["description"], 512),
                   "un_number": entry["un_number"], "imdg_class": entry["imdg_class"]}
         values.update((key, entry[key]) for key in optional)
         _dangerous_goods_stencil(optional).stamp(values, root)
@@ -330,8 +304,8 @@ def _release_notice(root: etree._Element, change: Change) -> None:
         _add(status, "AgencyCode", agency)
         if state.get("code"):
             _add(status, "NameCode", state["code"])
-        _recorded_time(status, "ReleaseDateTime", state["updated_at"], f"{agency} released the goods")
-        text = _line(state.get("text", ""), 512)
+        _recorded_time(status, "ReleaseDateTime", state["updated_at"], f"{agency}'s release")
+        text = one_line(state.get("text", ""), 512)
         if text:
             _add(status, "StatementDescription", text)
     document = change.document
@@ -340,52 +314,10 @@ def _release_notice(root: etree._Element, change: Change) -> None:
     shipment = _add(root, "GoodsShipment")
     _party(shipment, "Consignee", document["consignee"])
     _consignment(shipment, document)
-    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", _line(document["reference"], 35))
+    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", one_line(document["reference"], 35))
 
 
 # ---- what an amendment changed -------------------------------------------------------------
-
-def _changed_fields(change: Change) -> list[str]:
-    before = _leaves(change.previous_document or {})
-    after = _leaves(change.document)
-    return sorted({_public(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path)})
-
-
-def _public(path: str) -> str:
-    """A changed field's path, or only its list's when the list is of people."""
-    for prefix in PERSONAL_LISTS:
-        if path.startswith(prefix + "["):
-            return prefix
-    return path
-
-
-def _leaves(value: Any, path: str = "$") -> dict[str, Any]:
-    """Every scalar of a JSON document by its JSON path."""
-    if isinstance(value, dict):
-        leaves: dict[str, Any] = {}
-        for key, inner in value.items():
-            leaves.update(_leaves(inner, f"{path}.{key}"))
-        return leaves
-    if isinstance(value, list):
-        leaves = {}
-        for index, inner in enumerate(value):
-            leaves.update(_leaves(inner, f"{path}[{index}]"))
-        return leaves
-    return {path: value}
-
-
-def _listing(lead: str, fields: list[str], limit: int = 512) -> str:
-    """`lead` and as many fields as fit in `limit` characters, then how many more there are."""
-    text = lead
-    for shown, field in enumerate(fields):
-        rest = len(fields) - shown - 1
-        entry = f" {field}" if shown == 0 else f", {field}"
-        tail = f" and {rest} more" if rest else ""
-        if len(text) + len(entry) + len(tail) > limit:
-            return f"{text} and {len(fields) - shown} more"
-        text += entry
-    return text
-
 
 # Repeated structures are stamped from stencils (see adapters.xml.Stencil): containers, goods items (with
 # and without a UN number) and dangerous goods on board (one stencil per set of optional fields present).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from importlib import resources
@@ -216,8 +216,12 @@ def calendar_date(value: str, *, earliest: date = date(1900, 1, 1), latest: date
     return value
 
 
+# Ship movements the hub can report: agency formats (IMO FAL as Trafic2000 writes it) stop at 2999.
+_EARLIEST_MOVEMENT, _LATEST_MOVEMENT = datetime(2000, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: str) -> datetime:
-    """An ISO 8601 date and time with a UTC offset (`2026-12-01T08:00:00+08:00`)."""
+    """An ISO 8601 date and time with a UTC offset (`2026-12-01T08:00:00+08:00`), in 2000-2999."""
     try:
         if not _DATE_TIME.fullmatch(value):
             raise ValueError
@@ -226,4 +230,6 @@ def timestamp(value: str) -> datetime:
         raise ValueError(f"{value!r} is not an ISO 8601 date and time") from None
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset (add Z or +08:00, say)")
+    if not _EARLIEST_MOVEMENT <= moment < _LATEST_MOVEMENT:
+        raise ValueError(f"{value} is outside the years 2000-2999")
     return moment
