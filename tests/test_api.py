@@ -141,14 +141,14 @@ def test_withdrawal_then_no_amendment(api: Api):
     assert refused.status_code == 409 and refused.json()["type"] == "urn:tradehub:problem:refused"
 
 
-@pytest.mark.parametrize("reason, message", [("", "at least 1"), ("   ", "blank"), ("two\nlines", "control")])
+@pytest.mark.parametrize("reason, message", [("", "at least 1"), ("   ", "must not be blank"), ("two\nlines", "contains control")])
 def test_withdrawal_needs_a_one_line_reason(api: Api, reason: str, message: str):
     declaration_id = submit(api).json()["id"]
     response = api.client.post(f"/v1/declarations/{declaration_id}/withdrawal", headers=trader(api),
                                json={"reason": reason})
     assert response.status_code == 422
     (error,) = response.json()["errors"]
-    assert error["path"] == "$.reason" and message in error["message"]
+    assert error["path"] == "$.reason" and message in error["message"] and "Value error" not in error["message"]
 
 
 def test_no_withdrawal_after_release(api: Api):

@@ -357,7 +357,8 @@ def _envelope(model: type[_Strict], raw: Any) -> Any:
     try:
         return model.model_validate(raw)
     except PydanticValidationError as error:
-        errors = [{"path": json_path(e["loc"]), "message": e["msg"]} for e in error.errors()]
+        errors = [{"path": json_path(e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
+                  for e in error.errors()]
         raise ProblemError(422, "invalid-request", "Invalid request", errors=errors) from None
 
 
