@@ -62,6 +62,11 @@ def test_every_failing_field_is_named_at_once():
      "at most 17 characters"),
     ({"transport": {"mode": "sea", "vessel": {"imo": "9321483", "name": "N" * 36, "voyage": "1"},
                     "bill_of_lading": "B1"}}, "$.transport.vessel.name", "at most 35 characters"),
+    # stdnum takes any three word characters as the owner code; ISO 6346 (and every agency schema) letters only.
+    ({"containers": ["000U0000003"]}, "$.containers[0]", "owner code must be three letters"),
+    # WCO numbers containers, and points at documents, with a SequenceNumeric of at most five digits.
+    ({"containers": ["HLXU8000014"] * 100000}, "$.containers", "at most 99999 entries"),
+    ({"documents": [{"type": "other", "number": "1"}] * 100000}, "$.documents", "at most 99999 entries"),
 ])
 def test_goods_field_rules(change, path, reason):
     errors = errors_of(samples.goods(**change))
@@ -107,6 +112,9 @@ def test_item_field_rules(field, value, reason):
      "$.vessel.call_sign", "call sign"),
     ({"dangerous_goods": [{"un_number": "1203", "imdg_class": "10", "description": "x"}]},
      "$.dangerous_goods[0].imdg_class", "IMDG"),
+    # Customs gets each entry as a WCO goods item, of which a declaration holds at most 999.
+    ({"dangerous_goods": [{"un_number": "1203", "imdg_class": "3", "description": "x"}] * 1000},
+     "$.dangerous_goods", "at most 999 entries"),
 ])
 def test_vessel_call_field_rules(change, path, reason):
     errors = errors_of(samples.vessel_call(**change))

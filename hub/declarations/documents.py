@@ -161,10 +161,12 @@ class GoodsDeclaration(_Strict):
     port_of_loading: Locode
     port_of_discharge: Locode
     transport: Transport
-    containers: Annotated[list[ContainerNumber], AfterValidator(_unique)] = []
+    # WCO numbers containers, and points at documents, with a SequenceNumeric of n..5.
+    containers: Annotated[list[ContainerNumber], Field(max_length=99999), AfterValidator(_unique)] = []
     items: Annotated[list[Item], Field(min_length=1, max_length=999)]
     documents: Annotated[
-        list[Document], AfterValidator(lambda docs: _unique(docs, lambda d: f"{d.type} {d.number}"))
+        list[Document], Field(max_length=99999),
+        AfterValidator(lambda docs: _unique(docs, lambda d: f"{d.type} {d.number}")),
     ] = []
 
     @field_validator("port_of_discharge")
@@ -229,7 +231,8 @@ class VesselCall(_Strict):
     next_port: Locode | None = None
     crew: Annotated[list[CrewMember], Field(min_length=1, max_length=9999)]
     passengers: Annotated[list[Passenger], Field(max_length=99999)] = []
-    dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=9999)] = []
+    # Customs gets each entry as a WCO goods item, of which a declaration holds at most 999.
+    dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=999)] = []
 
     @field_validator("eta", "etd")
     @classmethod

@@ -26,6 +26,8 @@ _LOCODE = re.compile(r"[A-Z]{2}[A-Z2-9]{3}", re.ASCII)
 _HS_CODE = re.compile(r"\d{6}(\d{2}){0,2}", re.ASCII)
 _UN_NUMBER = re.compile(r"\d{4}", re.ASCII)
 _CALL_SIGN = re.compile(r"[A-Z0-9]{3,7}", re.ASCII)
+# ISO 6346 itself, which stdnum checks only loosely (its owner code is any three \w, digits included).
+_CONTAINER = re.compile(r"[A-Z]{3}[UJZR]\d{7}", re.ASCII)
 _CUSTOMS_OFFICE = re.compile(r"\d{4}|[A-Z]{2}[A-Z0-9]{6}", re.ASCII)
 # ISO 8601 in the extended calendar form only: no week dates, no basic (compact) form.
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -80,8 +82,11 @@ def imo_number(value: str) -> str:
 
 @_remember
 def container_number(value: str) -> str:
-    """ISO 6346 freight container number: owner code, category, serial, check digit."""
-    return _checked(iso6346.validate, value, "ISO 6346 container number")
+    """ISO 6346 freight container number: owner code (three letters), category, serial, check digit."""
+    number = _checked(iso6346.validate, value, "ISO 6346 container number")
+    if not _CONTAINER.fullmatch(number):
+        raise ValueError(f"{value!r} is not a valid ISO 6346 container number: the owner code must be three letters")
+    return number
 
 
 @_remember
