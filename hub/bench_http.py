@@ -180,8 +180,9 @@ def _server(database: str, workers: int, data_dir: Path) -> Iterator[tuple[int, 
     secret, port = secrets.token_urlsafe(48), _free_port()
     env = dict(os.environ, TRADEHUB_DATABASE_URL=database, TRADEHUB_SECRET=secret,
                TRADEHUB_DATA_DIR=str(data_dir))
+    # The API tier alone: dispatch, a separate worker that can run elsewhere, is measured by its own bench.
     process = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port),
-                                "--workers", str(workers)], env=env,
+                                "--workers", str(workers), "--no-dispatch"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         if not wait_until_healthy(f"http://127.0.0.1:{port}", lambda: process.poll() is None):

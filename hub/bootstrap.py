@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from psycopg.conninfo import conninfo_to_dict
 
 from hub.declarations import Declarations, RoutingRules
+from messaging.dispatch import MESSAGES_TABLE
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
 from projections.runner import ProjectionRunner
 from projections.status_board import StatusBoard
@@ -34,6 +35,7 @@ class Settings:
     cipher_key: str = ""
     secret: str = ""
     max_body_bytes: int = 4 * 1024 * 1024
+    broker_url: str = ""  # NATS JetStream (nats://); empty: serve starts an embedded nats-server
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -47,6 +49,7 @@ class Settings:
             cipher_key=environ.get("TRADEHUB_CIPHER_KEY", ""),
             secret=environ.get("TRADEHUB_SECRET", ""),
             max_body_bytes=int(limit),
+            broker_url=_broker_url(environ.get("TRADEHUB_BROKER_URL", "")),
         )
 
     @property
@@ -60,6 +63,14 @@ class Settings:
             # As elsewhere: sqlite:///relative/path, sqlite:////absolute/path.
             return Path(unquote(self.database_url.removeprefix("sqlite:///")))
         return self.data_dir / "hub.sqlite"
+
+
+def _broker_url(url: str) -> str:
+    if url and not url.startswith(("nats://", "tls://")):
+        raise ConfigurationError(
+            f"TRADEHUB_BROKER_URL must be a NATS URL (nats://host:4222), got {url.split(':', 1)[0]!r}: "
+            "this hub dispatches over NATS JetStream (RabbitMQ is not supported yet)")
+    return url
 
 
 def persistence_env(settings: Settings, schema: str = "") -> dict[str, str]:
@@ -145,4 +156,5 @@ def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
     declarations = build_declarations(settings, schema=schema)
     views = build_views(settings, schema=schema)
     runner = ProjectionRunner(declarations, views, [StatusBoard(declarations)])
+    views.create(MESSAGES_TABLE)  # the API lists what dispatch records, whichever process starts first
     return Hub(settings, declarations, views, runner)

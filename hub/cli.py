@@ -19,6 +19,7 @@ from hub.bootstrap import ConfigurationError, Settings, routing_rules
 from hub.client import ClientError
 from hub.declarations import AGENCIES, InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
+from messaging.embedded import BrokerUnavailable
 
 
 def validate(files: Sequence[Path], settings: Settings) -> int:
@@ -115,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=_processes, default=1,
                        help="API worker processes (on PostgreSQL, one per core serves the most)")
+    serve.add_argument("--no-dispatch", dest="dispatching", action="store_false",
+                       help="do not dispatch agency messages here (run tradehub worker dispatch elsewhere)")
     serve.add_argument("--demo", action="store_true",
                        help="local demo: without TRADEHUB_SECRET, generate one in the data directory")
     serve.add_argument("--access-log", action="store_true")
@@ -141,7 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("id", metavar="ID")
 
     worker = commands.add_parser("worker", help="run one part of the hub as its own process")
-    worker.add_argument("part", choices=("project",), help="project: follow the log into the views")
+    worker.add_argument("part", choices=("project", "dispatch"),
+                        help="project: follow the log into the views; dispatch: send agencies their messages")
+    worker.add_argument("--agency", choices=AGENCIES, action="append",
+                        help="dispatch only this agency's messages (repeatable; default all)")
 
     commands.add_parser("openapi", help="print the HTTP API's OpenAPI document")
 
@@ -183,10 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hub.server import serve
 
             return serve(settings, host=args.host, port=args.port, demo=args.demo, workers=args.workers,
-                         access_log=args.access_log)
+                         access_log=args.access_log, dispatching=args.dispatching)
         if args.command == "worker":
-            from hub.worker import run_projections
+            from hub.worker import run_dispatch, run_projections
 
+            if args.part == "dispatch":
+                return run_dispatch(settings, args.agency or AGENCIES)
             return run_projections(settings)
         if args.command == "openapi":
             return print_openapi()
@@ -210,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hub.bench import run_ingest
 
             return run_ingest(args)
-    except (ConfigurationError, RoutingError, SecretError, ClientError) as error:
+    except (ConfigurationError, RoutingError, SecretError, ClientError, BrokerUnavailable) as error:
         print(f"tradehub: {error}", file=sys.stderr)
         return 2
     except (PersistenceError, psycopg.Error, PoolTimeout, sqlite3.Error) as error:

@@ -13,6 +13,7 @@ from hub.api.app import create_app
 from hub.api.auth import resolve_secret
 from hub.bootstrap import Settings, build_hub
 from hub.worker import Supervised
+from messaging.embedded import EmbeddedNats
 
 
 def app_from_environment():  # a uvicorn factory, for worker processes
@@ -20,7 +21,8 @@ def app_from_environment():  # a uvicorn factory, for worker processes
     return create_app(hub)
 
 
-def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool) -> int:
+def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool,
+          dispatching: bool = True) -> int:
     secret = resolve_secret(settings.secret, settings.data_dir, demo=demo)
     settings = dataclasses.replace(settings, secret=secret)
     hub = build_hub(settings)
@@ -29,8 +31,16 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
     if demo and not os.environ.get("TRADEHUB_SECRET"):
         print(f"local demo: tokens are signed with the secret in {settings.data_dir / 'secret'}; "
               "get one with: tradehub token issue --role admin", file=sys.stderr)
+    broker = None
+    if dispatching and not settings.broker_url:
+        broker = EmbeddedNats(settings.data_dir / "nats")
+        os.environ["TRADEHUB_BROKER_URL"] = broker.url  # for the workers, which read the environment
+        print(f"NATS JetStream on {broker.url} (store in {settings.data_dir / 'nats'})", file=sys.stderr)
     projections = Supervised("worker", "project")
     projections.start()
+    dispatch = Supervised("worker", "dispatch") if dispatching else None
+    if dispatch is not None:
+        dispatch.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down; exit through `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Nothing in the hub uses the client's address, so X-Forwarded-* is not worth parsing per request.
@@ -44,6 +54,10 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
             uvicorn.run(create_app(hub), host=host, port=port, access_log=access_log, log_level="info",
                         proxy_headers=False)
     finally:
+        if dispatch is not None:
+            dispatch.stop()
         projections.stop()
         hub.close()
+        if broker is not None:
+            broker.stop()
     return 0

@@ -1,4 +1,4 @@
-"""`tradehub worker project`, and the supervisor `serve` uses to keep it running.
+"""`tradehub worker project|dispatch`, and the supervisor `serve` uses to keep them running.
 
 Projections run in their own process: they then use the machine's other
 core instead of competing with the API for one interpreter lock, and the
@@ -14,9 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from hub.bootstrap import Settings, build_hub
+from hub.bootstrap import ConfigurationError, Settings, build_hub
 
 log = logging.getLogger("tradehub.worker")
 PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
@@ -37,6 +37,34 @@ def run_projections(settings: Settings) -> int:
     try:
         hub.runner.follow()
     finally:
+        hub.close()
+    return 0
+
+
+def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
+    """Dispatch each agency's messages to the broker until SIGTERM or SIGINT (or the parent dies)."""
+    from messaging.broker import JetStreamPublisher
+    from messaging.dispatch import AgencyDispatch
+    from projections.runner import ProjectionRunner
+
+    if not settings.broker_url:
+        raise ConfigurationError("worker dispatch needs TRADEHUB_BROKER_URL (serve sets it for its own workers)")
+    hub = build_hub(settings)
+    if os.environ.get(PARENT_ENV):
+        os.nice(5)  # beside the API on one machine, as the projections: requests come first
+    publisher = JetStreamPublisher(settings.broker_url)
+    runner = ProjectionRunner(hub.declarations, hub.views,
+                              [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    parent = os.environ.get(PARENT_ENV)
+    if parent:
+        threading.Thread(target=_stop_when_orphaned, args=(int(parent), runner.stop),
+                         name="orphan-watch", daemon=True).start()
+    try:
+        runner.follow()
+    finally:
+        publisher.close()
         hub.close()
     return 0
 

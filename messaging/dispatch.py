@@ -42,8 +42,11 @@ class Publisher(Protocol):
     def publish(self, messages: Sequence[Message]) -> int: ...
 
 
+DISPATCH_PREFIX = "dispatch:"
+
+
 def view_name(agency: str) -> str:
-    return f"dispatch:{agency}"
+    return DISPATCH_PREFIX + agency
 
 
 class AgencyDispatch:

@@ -60,6 +60,10 @@ class ViewDatabase:
             for statement in (*TRACKING_TABLES, *statements):
                 cursor.execute(statement)
 
+    def positions(self, prefix: str) -> dict[str, int]:
+        """The tracked position of every view whose name starts with `prefix`."""
+        return dict(self.query("SELECT name, position FROM projection_tracking WHERE name LIKE ?", (prefix + "%",)))
+
     def position(self, name: str) -> int:
         rows = self.query("SELECT position FROM projection_tracking WHERE name = ?", (name,))
         return rows[0][0] if rows else 0

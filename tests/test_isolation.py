@@ -33,6 +33,8 @@ MATRIX = {
     "get": {"owner": 200, "other trader": 404, "routed officer": 200, "unrouted officer": 404, "admin": 200},
     "history": {"owner": 200, "other trader": 404, "routed officer": 200, "unrouted officer": 404,
                 "admin": 200},
+    "messages": {"owner": 200, "other trader": 404, "routed officer": 200, "unrouted officer": 404,
+                 "admin": 200},
     "amend": {"owner": 200, "other trader": 404, "routed officer": 403, "unrouted officer": 404,
               "admin": 200},
     "withdraw": {"owner": 200, "other trader": 404, "routed officer": 403, "unrouted officer": 404,
@@ -67,6 +69,8 @@ def call(api: Api, route: str, declaration_id: str, headers: dict[str, str]):
         return api.client.get(path, headers=headers)
     if route == "history":
         return api.client.get(f"{path}/history", headers=headers)
+    if route == "messages":
+        return api.client.get(f"{path}/messages", headers=headers)
     if route == "amend":
         return api.client.post(f"{path}/amendments", headers=headers, json={
             "expected_version": 1, "declaration": samples.goods(customs_office="3701")})
@@ -121,3 +125,27 @@ def test_an_officer_cannot_widen_its_scope_with_the_agency_filter(api: Api):
     response = api.client.get("/v1/declarations", params={"agency": "customs"},
                               headers=headers_for("unrouted officer"))
     assert response.json()["items"] == []
+
+
+def test_an_officer_sees_only_its_own_agencys_messages(api: Api):
+    from messaging.dispatch import MESSAGES_TABLE
+
+    declaration_id = api.client.post("/v1/declarations", json=samples.vessel_call(),
+                                     headers=headers_for("admin")).json()["id"]
+    api.hub.views.create(MESSAGES_TABLE)
+    with api.hub.views.transaction() as cursor:
+        for agency in ("customs", "border"):
+            cursor.execute("INSERT INTO agency_messages VALUES (?, ?, 1, ?, 'outbound', 'x', '9', ?, '<x/>')",
+                           (f"{agency}-message", declaration_id, agency, "2026-03-02T08:30:15+00:00"))
+    seen = {}
+    for agency in ("customs", "border"):
+        response = api.client.get(f"/v1/declarations/{declaration_id}/messages",
+                                  headers=headers_for_officer(agency))
+        seen[agency] = [message["agency"] for message in response.json()["messages"]]
+    admin = api.client.get(f"/v1/declarations/{declaration_id}/messages", headers=headers_for("admin")).json()
+    assert seen == {"customs": ["customs"], "border": ["border"]}
+    assert sorted(message["agency"] for message in admin["messages"]) == ["border", "customs"]
+
+
+def headers_for_officer(agency: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, 'officer', agency=agency)}"}

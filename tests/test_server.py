@@ -64,6 +64,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """`serve` on each store; with two API processes the races cross processes, not just threads."""
     env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path / "var"), TRADEHUB_SECRET=SECRET)
     env.pop("TRADEHUB_DATABASE_URL", None)
+    env.pop("TRADEHUB_BROKER_URL", None)  # serve starts its own nats-server, as on a fresh machine
     if request.param.startswith("postgres"):
         env["TRADEHUB_DATABASE_URL"] = request.getfixturevalue("postgres_database")
     flags = ("--workers", "2") if request.param.endswith("2 workers") else ()
@@ -115,6 +116,20 @@ def test_r2_concurrent_amendments_over_http_exactly_one_wins(server: Server):
     winner = next(r for r in responses if r.status_code == 200).json()
     assert stored["version"] == 2
     assert stored["document"]["customs_office"] == winner["document"]["customs_office"]
+
+
+def test_serve_dispatches_each_routed_agency_its_messages(server: Server):
+    headers = {"Authorization": f"Bearer {server.token('--role', 'admin')}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        declaration_id = client.post("/v1/declarations", json=samples.goods()).json()["id"]
+        deadline, sent = time.monotonic() + 30, []
+        while time.monotonic() < deadline:
+            sent = sorted(message["agency"] + "-" + message["type"]
+                          for message in client.get(f"/v1/declarations/{declaration_id}/messages").json()["messages"])
+            if len(sent) == 2:
+                break
+            time.sleep(0.2)
+    assert sent == ["customs-declaration", "port-cargo-notice"]
 
 
 def test_cli_submit_status_and_history_against_the_server(server: Server, tmp_path: Path):

@@ -44,6 +44,7 @@ from hub.declarations.documents import KINDS, GoodsDeclaration, MalformedJSON, V
 from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
 from hub.declarations.groupcommit import AsyncGroupCommit
 from hub.declarations.values import text
+from messaging.dispatch import DISPATCH_PREFIX, recorded_messages
 from projections.status_board import Filters, InvalidQuery, counts_by_status, list_declarations
 
 from .auth import Caller, InvalidToken, TokenVerifier
@@ -109,6 +110,21 @@ class HistoryEvent(BaseModel):
 class History(BaseModel):
     declaration_id: UUID
     events: list[HistoryEvent]
+
+
+class AgencyMessage(BaseModel):
+    direction: Literal["outbound", "inbound"]
+    agency: Literal[AGENCIES]  # type: ignore[valid-type]
+    message_id: str
+    type: str = Field(description="what the message is, e.g. declaration, fal5, release-notice")
+    time: datetime = Field(description="the event's time for outbound messages")
+    version: int = Field(description="the declaration version the message reports")
+    body: str = Field(description="the XML, as sent")
+
+
+class AgencyMessages(BaseModel):
+    declaration_id: UUID
+    messages: list[AgencyMessage]
 
 
 class _Strict(BaseModel):
@@ -295,6 +311,16 @@ def create_app(hub: Hub) -> FastAPI:
                 event["document"] = _document_for(who, event["document"])
         return _json({"declaration_id": declaration.id, "events": events})
 
+    @app.get("/v1/declarations/{declaration_id}/messages", response_model=AgencyMessages,
+             responses=documented(401, 404), tags=["declarations"])
+    def messages(declaration_id: str, who: Authenticated) -> Response:
+        """The XML messages exchanged with the agencies, oldest first; an officer sees its agency's only."""
+        declaration = visible(who, declaration_id)
+        rows = recorded_messages(hub.views, str(declaration.id))
+        if who.role == "officer":
+            rows = [row for row in rows if row["agency"] == who.agency]
+        return _json({"declaration_id": declaration.id, "messages": rows})
+
     unauthenticated = {"security": []}
 
     @app.get("/healthz", tags=["operations"], responses={503: {"description": "not healthy"}},
@@ -304,7 +330,7 @@ def create_app(hub: Hub) -> FastAPI:
         checks: dict[str, Any] = {}
         try:
             checks["log_position"] = hub.declarations.recorder.max_notification_id() or 0
-            checks["view_lag"] = hub.runner.lag(head=checks["log_position"])
+            checks["view_lag"] = _lag(hub, checks["log_position"])
             checks["view_errors"] = hub.views.failures()
         except Exception as error:  # noqa: BLE001 - reported, not raised
             checks["store"] = f"unavailable: {error}"
@@ -321,6 +347,15 @@ def create_app(hub: Hub) -> FastAPI:
     _install_openapi(app)
     app.add_middleware(Edge, limit=settings.max_body_bytes, registry=registry)
     return app
+
+
+def _lag(hub: Hub, head: int | None = None) -> dict[str, int]:
+    """Events each view is behind the log, and each agency's dispatch once it has dispatched."""
+    if head is None:
+        head = hub.declarations.recorder.max_notification_id() or 0
+    lag = hub.runner.lag(head=head)
+    lag.update({name: head - position for name, position in hub.views.positions(DISPATCH_PREFIX).items()})
+    return lag
 
 
 def seen_by(who: Caller, declaration: Declaration | None, declaration_id: str) -> Declaration:
@@ -444,7 +479,7 @@ class _BoardCollector:
             gauge.add_metric([status], counts.get(status, 0))
         yield gauge
         lag = GaugeMetricFamily("tradehub_view_lag_events", "Events a view is behind the log", labels=["view"])
-        for view, behind in self.hub.runner.lag().items():
+        for view, behind in _lag(self.hub).items():
             lag.add_metric([view], behind)
         yield lag
 
