@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any
 
 import pycountry
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -58,6 +59,14 @@ def wco() -> etree.XMLSchema:
 @cache
 def trafic2000() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(interop("fal-trafic2000", "T2000_5.2_Charte_5-1.xsd"))))
+
+
+@pytest.fixture(autouse=True)
+def published_schemas() -> None:
+    """Load the published schemas before any example runs: a missing ../shared fails (or skips) at once,
+    instead of failing every example and making hypothesis shrink each one."""
+    wco()
+    trafic2000()
 
 
 # ---- values, each as broad as its checker in hub.declarations.values admits -----------------
