@@ -172,10 +172,29 @@ def iso_time(text: str, where: str) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def builders(tags: Mapping[str, str]) -> tuple[Callable[..., etree._Element], Callable[..., etree._Element]]:
+    """`add(parent, name, text=None)` and `add_with(parent, name, text, attributes)` for a schema's `tags`
+    (local name -> Clark notation): the small helpers every mapping builds its elements with."""
+    sub_element = etree.SubElement
+
+    def add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+        element = sub_element(parent, tags[name])
+        if text is not None:
+            element.text = text
+        return element
+
+    def add_with(parent: etree._Element, name: str, text: str, attributes: dict[str, str]) -> etree._Element:
+        element = sub_element(parent, tags[name], attributes)
+        element.text = text
+        return element
+
+    return add, add_with
+
+
 def text_at(parent: etree._Element, path: str) -> str:
-    """The stripped text at `path` under `parent`, or "" when there is none."""
+    """The text at `path` under `parent` as one line (whitespace collapsed), or "" when there is none."""
     element = parent.find(path)
-    return (element.text or "").strip() if element is not None else ""
+    return " ".join((element.text or "").split()) if element is not None else ""
 
 
 class Stencil:

@@ -27,7 +27,7 @@ from lxml import etree
 
 from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
 from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, Change, Message, listing, message_id
-from adapters.xml import Schema, Stencil, check_outbound
+from adapters.xml import Schema, Stencil, builders, check_outbound
 
 from .pointers import Pointer, pointer_to
 
@@ -86,18 +86,7 @@ _USCC_SCHEME = {"schemeID": "USCC", "schemeName": "unified social credit code wi
 _SubElement = etree.SubElement
 
 
-def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    element = _SubElement(parent, T[name])
-    if text is not None:
-        element.text = text
-    return element
-
-
-def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str, str],
-              namespace: str = DEC) -> etree._Element:
-    element = _SubElement(parent, T[name] if namespace == DEC else f"{{{namespace}}}{name}", attributes)
-    element.text = text
-    return element
+_add, _add_with = builders(T)
 
 
 def _header(holder: etree._Element, values: Mapping[str, str]) -> None:
@@ -112,8 +101,8 @@ def _header(holder: etree._Element, values: Mapping[str, str]) -> None:
     _add(declaration, "FunctionCode", values["function"])
     _add(declaration, "FunctionalReferenceID", values["message_id"])
     _add(declaration, "ID", values["declaration_id"])
-    _add_with(_add(declaration, "IssueDateTime"), "DateTimeString", values["issued"], {"formatCode": "304"},
-              namespace=DS)
+    _SubElement(_add(declaration, "IssueDateTime"), f"{{{DS}}}DateTimeString", {"formatCode": "304"}).text = \
+        values["issued"]
     _add(declaration, "TypeCode", values["type"])
 
 

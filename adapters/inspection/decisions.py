@@ -23,12 +23,10 @@ declaration.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from lxml import etree
 
 from adapters.messages import Reply, ReplyError
-from adapters.xml import SCHEMA_INVALID, Refused, Schema, admit
+from adapters.xml import Schema, admit, iso_time, text_at
 from hub.declarations.domainmodel import CANCELLED, INSPECTION_REQUIRED, RECEIVED, REJECTED, RELEASED
 
 from .declaration import AGENCY, NS
@@ -72,22 +70,17 @@ def parse_decisions(data: bytes) -> list[Reply]:
     return [_reply(decision) for decision in root.iterchildren(_DECISION)]
 
 
-def _text(parent: etree._Element, path: str) -> str:
-    element = parent.find(path)
-    return " ".join((element.text or "").split()) if element is not None else ""
-
-
 def _reply(decision: etree._Element) -> Reply:
-    code = _text(decision, _CODE)
+    code = text_at(decision, _CODE)
     status, result, meaning = DECISIONS[code]
-    statements = [_text(statement, _DESCRIPTION) for statement in decision.iterchildren(_STATEMENT)]
+    statements = [text_at(statement, _DESCRIPTION) for statement in decision.iterchildren(_STATEMENT)]
     return Reply(
         agency=AGENCY,
-        message_id=_text(decision, _REFERENCE),
-        declaration_id=_text(decision, _DECLARATION_ID),
-        version=int(_text(decision, _VERSION)),
-        answers=_text(decision, _ANSWERS),
-        issued_at=_timestamp(_text(decision, _ISSUED)),
+        message_id=text_at(decision, _REFERENCE),
+        declaration_id=text_at(decision, _DECLARATION_ID),
+        version=int(text_at(decision, _VERSION)),
+        answers=text_at(decision, _ANSWERS),
+        issued_at=iso_time(text_at(decision, _ISSUED), "IssueDateTime"),
         code=code,
         status=status,
         text="; ".join([meaning, *statements]),
@@ -99,17 +92,8 @@ def _reply(decision: etree._Element) -> Reply:
 def _remarks(decision: etree._Element) -> list[ReplyError]:
     remarks = []
     for item in decision.iterchildren(_ITEM):
-        field = f"$.items[{int(_text(item, _SEQUENCE)) - 1}]"
+        field = f"$.items[{int(text_at(item, _SEQUENCE)) - 1}]"
         for remark in item.iterchildren(_STATEMENT):
-            remarks.append(ReplyError(code=_text(remark, _STATEMENT_CODE) or "remark",
-                                      text=_text(remark, _DESCRIPTION), field=field))
+            remarks.append(ReplyError(code=text_at(remark, _STATEMENT_CODE) or "remark",
+                                      text=text_at(remark, _DESCRIPTION), field=field))
     return remarks
-
-
-def _timestamp(text: str) -> str:
-    """WCO format 304 (CCYYMMDDHHMMSS, then Z or +hhmm) as ISO 8601 in UTC."""
-    try:
-        moment = datetime.strptime(text, "%Y%m%d%H%M%S%z")
-    except ValueError:  # the schema's pattern cannot know that 30 February does not exist
-        raise Refused(SCHEMA_INVALID, f"IssueDateTime {text} is not a date and time that exists") from None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

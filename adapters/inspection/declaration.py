@@ -37,7 +37,7 @@ from adapters.messages import (
     listing,
     message_id,
 )
-from adapters.xml import Schema, Stencil, check_outbound, one_line, wco_time
+from adapters.xml import Schema, Stencil, builders, check_outbound, one_line, wco_time
 from hub.declarations import RoutingRules
 
 AGENCY = "inspection"
@@ -104,17 +104,7 @@ _FORMAT_304 = {"formatCode": "304"}
 _SubElement = etree.SubElement
 
 
-def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
-    element = _SubElement(parent, T[name])
-    if text is not None:
-        element.text = text
-    return element
-
-
-def _add_with(parent: etree._Element, name: str, text: str, attributes: dict[str, str]) -> etree._Element:
-    element = _SubElement(parent, T[name], attributes)
-    element.text = text
-    return element
+_add, _add_with = builders(T)
 
 
 def _build(change: Change, action: str, ident: str, function: str, rules: RoutingRules) -> etree._Element:

@@ -28,12 +28,10 @@ notice and the declaration.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from lxml import etree
 
 from adapters.messages import Reply, ReplyError
-from adapters.xml import SCHEMA_INVALID, Refused, Schema, admit
+from adapters.xml import Schema, admit, iso_time, text_at
 from hub.declarations.domainmodel import (
     ACCEPTED,
     CANCELLED,
@@ -87,24 +85,19 @@ def parse_port_replies(data: bytes) -> list[Reply]:
     return [_reply(reply) for reply in root.iterchildren(*_KINDS)]
 
 
-def _text(parent: etree._Element, path: str) -> str:
-    element = parent.find(path)
-    return " ".join((element.text or "").split()) if element is not None else ""
-
-
 def _reply(reply: etree._Element) -> Reply:
-    code = _text(reply, _CODE)
+    code = text_at(reply, _CODE)
     status, meaning = OUTCOMES[code]
     if code == "VID":
-        meaning = f"{meaning} {_text(reply, _VISIT_ID)}"
-    statements = [_text(statement, _DESCRIPTION) for statement in reply.iterchildren(_STATEMENT)]
+        meaning = f"{meaning} {text_at(reply, _VISIT_ID)}"
+    statements = [text_at(statement, _DESCRIPTION) for statement in reply.iterchildren(_STATEMENT)]
     return Reply(
         agency=AGENCY,
-        message_id=_text(reply, _REFERENCE),
-        declaration_id=_text(reply, _DECLARATION_ID),
-        version=int(_text(reply, _VERSION)),
-        answers=_text(reply, _ANSWERS),
-        issued_at=_timestamp(_text(reply, _ISSUED)),
+        message_id=text_at(reply, _REFERENCE),
+        declaration_id=text_at(reply, _DECLARATION_ID),
+        version=int(text_at(reply, _VERSION)),
+        answers=text_at(reply, _ANSWERS),
+        issued_at=iso_time(text_at(reply, _ISSUED), "IssueDateTime"),
         code=code,
         status=status,
         text="; ".join([meaning, *statements]),
@@ -115,17 +108,8 @@ def _reply(reply: etree._Element) -> Reply:
 def _remarks(reply: etree._Element) -> list[ReplyError]:
     remarks = []
     for equipment in reply.iterchildren(_EQUIPMENT):
-        field = f"$.containers[{int(_text(equipment, _SEQUENCE)) - 1}]"
+        field = f"$.containers[{int(text_at(equipment, _SEQUENCE)) - 1}]"
         for remark in equipment.iterchildren(_STATEMENT):
-            remarks.append(ReplyError(code=_text(remark, _STATEMENT_CODE) or "remark",
-                                      text=_text(remark, _DESCRIPTION), field=field))
+            remarks.append(ReplyError(code=text_at(remark, _STATEMENT_CODE) or "remark",
+                                      text=text_at(remark, _DESCRIPTION), field=field))
     return remarks
-
-
-def _timestamp(text: str) -> str:
-    """WCO format 304 (CCYYMMDDHHMMSS, then Z or +hhmm) as ISO 8601 in UTC."""
-    try:
-        moment = datetime.strptime(text, "%Y%m%d%H%M%S%z")
-    except ValueError:  # the schema's pattern cannot know that 30 February does not exist
-        raise Refused(SCHEMA_INVALID, f"IssueDateTime {text} is not a date and time that exists") from None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
