@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from lxml import etree
 
-from adapters.messages import Reply, ReplyError
-from adapters.xml import Schema, admit, iso_time, text_at
+from adapters.hub_replies import ReplyReader
+from adapters.messages import Reply
+from adapters.xml import Schema, admit
 from hub.declarations.domainmodel import CANCELLED, INSPECTION_REQUIRED, RECEIVED, REJECTED, RELEASED
 
 from .declaration import AGENCY, NS
@@ -46,22 +47,8 @@ DECISIONS: dict[str, tuple[str | None, str | None, str]] = {
 }
 
 
-def _tag(*names: str) -> str:
-    return "/".join(f"{{{NS}}}{name}" for name in names)
-
-
-_DECISION = _tag("Decision")
-_CODE = _tag("FunctionCode")
-_REFERENCE = _tag("FunctionalReferenceID")
-_ISSUED = _tag("IssueDateTime", "DateTimeString")
-_ANSWERS = _tag("Declaration", "FunctionalReferenceID")
-_DECLARATION_ID = _tag("Declaration", "ID")
-_VERSION = _tag("Declaration", "VersionID")
-_STATEMENT = _tag("AdditionalInformation")
-_DESCRIPTION = _tag("StatementDescription")
-_STATEMENT_CODE = _tag("StatementCode")
-_ITEM = _tag("GovernmentAgencyGoodsItem")
-_SEQUENCE = _tag("SequenceNumeric")
+_READ = ReplyReader(NS)
+_DECISION = _READ.tag("Decision")
 
 
 def parse_decisions(data: bytes) -> list[Reply]:
@@ -71,29 +58,14 @@ def parse_decisions(data: bytes) -> list[Reply]:
 
 
 def _reply(decision: etree._Element) -> Reply:
-    code = text_at(decision, _CODE)
+    code = _READ.code(decision)
     status, result, meaning = DECISIONS[code]
-    statements = [text_at(statement, _DESCRIPTION) for statement in decision.iterchildren(_STATEMENT)]
     return Reply(
         agency=AGENCY,
-        message_id=text_at(decision, _REFERENCE),
-        declaration_id=text_at(decision, _DECLARATION_ID),
-        version=int(text_at(decision, _VERSION)),
-        answers=text_at(decision, _ANSWERS),
-        issued_at=iso_time(text_at(decision, _ISSUED), "IssueDateTime"),
+        **_READ.common(decision),
         code=code,
         status=status,
-        text="; ".join([meaning, *statements]),
-        errors=tuple(_remarks(decision)),
+        text="; ".join([meaning, *_READ.statements(decision)]),
+        errors=_READ.remarks(decision, "GovernmentAgencyGoodsItem", "$.items"),
         inspection=result,
     )
-
-
-def _remarks(decision: etree._Element) -> list[ReplyError]:
-    remarks = []
-    for item in decision.iterchildren(_ITEM):
-        field = f"$.items[{int(text_at(item, _SEQUENCE)) - 1}]"
-        for remark in item.iterchildren(_STATEMENT):
-            remarks.append(ReplyError(code=text_at(remark, _STATEMENT_CODE) or "remark",
-                                      text=text_at(remark, _DESCRIPTION), field=field))
-    return remarks

@@ -37,6 +37,7 @@ from adapters.messages import (
     listing,
     message_id,
 )
+from adapters.parties import add_declarant, add_party
 from adapters.xml import Schema, Stencil, builders, check_outbound, one_line, wco_time
 from hub.declarations import RoutingRules
 
@@ -99,7 +100,6 @@ T = {name: f"{{{NS}}}{name}" for name in (
     "UnloadingLocation", "VersionID",
 )}
 _KILOGRAMS = {"unitCode": "KGM"}
-_USCC = {"schemeID": "USCC"}
 _FORMAT_304 = {"formatCode": "304"}
 _SubElement = etree.SubElement
 
@@ -123,7 +123,7 @@ def _build(change: Change, action: str, ident: str, function: str, rules: Routin
     _add(root, "CategoryCode", CATEGORIES[document["direction"]])
     if action == CANCELLATION:
         _statement(root, "REASON", _cancellation_reason(change))
-        _declarant(root, document["declarant"])
+        add_declarant(_add, _add_with, root, document["declarant"])
         return root
     if goods:
         _add(root, "GoodsItemQuantity", str(len(document["items"])))
@@ -158,25 +158,6 @@ def _statement(parent: etree._Element, code: str, text: str) -> None:
     _add(statement, "StatementDescription", one_line(text, 512))
 
 
-def _declarant(parent: etree._Element, declarant: dict[str, Any]) -> None:
-    element = _add(parent, "Declarant")
-    _add(element, "Name", one_line(declarant["name"], 70))
-    _add_with(element, "ID", declarant["id"], _USCC)
-
-
-def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
-    element = _add(parent, name)
-    _add(element, "Name", one_line(party["name"], 70))
-    identifier = party.get("id")
-    if identifier:
-        # Chinese parties are identified by USCC (documents.Party checks it); others by their own an..17.
-        if party["country"] == "CN":
-            _add_with(element, "ID", identifier, _USCC)
-        else:
-            _add(element, "ID", one_line(identifier, 17))
-    _add(_add(element, "Address"), "CountryCode", party["country"])
-
-
 def _location(parent: etree._Element, name: str, locode: str) -> None:
     _add(_add(parent, name), "ID", locode)
 
@@ -192,9 +173,9 @@ def _goods(root: etree._Element, document: dict[str, Any], positions: list[int])
     _add(means, "ModeCode", MODE_CODES[transport["mode"]])
     if vessel:
         _add(means, "JourneyID", one_line(vessel["voyage"], 35))
-    _declarant(root, document["declarant"])
+    add_declarant(_add, _add_with, root, document["declarant"])
     shipment = _add(root, "GoodsShipment")
-    _party(shipment, "Consignee", document["consignee"])
+    add_party(_add, _add_with, shipment, "Consignee", document["consignee"])
     consignment = _add(shipment, "Consignment")
     _location(consignment, "LoadingLocation", document["port_of_loading"])
     _location(consignment, "UnloadingLocation", document["port_of_discharge"])
@@ -202,7 +183,7 @@ def _goods(root: etree._Element, document: dict[str, Any], positions: list[int])
         equipment = _add(consignment, "TransportEquipment")
         _add(equipment, "SequenceNumeric", str(position))
         _add(equipment, "ID", container)
-    _party(shipment, "Consignor", document["consignor"])
+    add_party(_add, _add_with, shipment, "Consignor", document["consignor"])
     _add(_add(shipment, "Destination"), "CountryCode", document["port_of_discharge"][:2])
     _add(_add(shipment, "ExportCountry"), "ID", document["port_of_loading"][:2])
     items = document["items"]
@@ -261,7 +242,7 @@ def _vessel_call(root: etree._Element, document: dict[str, Any]) -> None:
             _date_time(means, name, datetime.fromisoformat(document[key]))
     _add(means, "CrewQuantity", str(len(document["crew"])))
     _add(means, "PassengerQuantity", str(len(document.get("passengers", ()))))
-    _declarant(root, document["declarant"])
+    add_declarant(_add, _add_with, root, document["declarant"])
     _location(root, "PortOfCall", document["port_of_call"])
     for key, name in (("last_port", "LastPortOfCall"), ("next_port", "NextPortOfCall")):
         if document.get(key):

@@ -42,6 +42,7 @@ from adapters.messages import (
     listing,
     message_id,
 )
+from adapters.parties import add_declarant, add_party
 from adapters.xml import Schema, Stencil, builders, check_outbound, one_line, wco_recorded_time, wco_time
 from hub.declarations import RoutingRules
 from hub.declarations.domainmodel import RELEASED
@@ -86,7 +87,7 @@ def port_messages(change: Change, action: str, rules: RoutingRules) -> list[Mess
         _release_notice(root, change)
     elif action == CANCELLATION:
         _statement(root, "REASON", _cancellation_reason(change))
-        _declarant(root, document["declarant"])
+        add_declarant(_add, _add_with, root, document["declarant"])
     else:
         _statement(root, "ROUTING", change.routes[AGENCY])
         if action == AMENDMENT:
@@ -115,7 +116,6 @@ T = {name: f"{{{NS}}}{name}" for name in (
     "VersionID", "VisitRequest",
 )}
 _KILOGRAMS = {"unitCode": "KGM"}
-_USCC = {"schemeID": "USCC"}
 _FORMAT_304 = {"formatCode": "304"}
 _SubElement = etree.SubElement
 
@@ -144,25 +144,6 @@ def _cancellation_reason(change: Change) -> str:
     if change.event == WITHDRAWN:
         return change.reason if one_line(change.reason, 512) else "withdrawn by the declarant"
     return f"version {change.version} of the declaration is no longer routed to the port"
-
-
-def _declarant(parent: etree._Element, declarant: dict[str, Any]) -> None:
-    element = _add(parent, "Declarant")
-    _add(element, "Name", one_line(declarant["name"], 70))
-    _add_with(element, "ID", declarant["id"], _USCC)
-
-
-def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
-    element = _add(parent, name)
-    _add(element, "Name", one_line(party["name"], 70))
-    identifier = party.get("id")
-    if identifier:
-        # Chinese parties are identified by USCC (documents.Party checks it); others by their own an..17.
-        if party["country"] == "CN":
-            _add_with(element, "ID", identifier, _USCC)
-        else:
-            _add(element, "ID", one_line(identifier, 17))
-    _add(_add(element, "Address"), "CountryCode", party["country"])
 
 
 def _location(parent: etree._Element, name: str, locode: str) -> None:
@@ -212,11 +193,11 @@ def _equipment_elements(parent: etree._Element, values: Mapping[str, str]) -> No
 
 def _cargo(root: etree._Element, document: dict[str, Any]) -> None:
     _transport_means(root, document["transport"])
-    _declarant(root, document["declarant"])
+    add_declarant(_add, _add_with, root, document["declarant"])
     shipment = _add(root, "GoodsShipment")
-    _party(shipment, "Consignee", document["consignee"])
+    add_party(_add, _add_with, shipment, "Consignee", document["consignee"])
     _consignment(shipment, document)
-    _party(shipment, "Consignor", document["consignor"])
+    add_party(_add, _add_with, shipment, "Consignor", document["consignor"])
     for position, item in enumerate(document["items"], 1):
         values = {"position": str(position), "description": one_line(item["description"], 512),
                   "gross_kg": item["gross_kg"]}
@@ -252,7 +233,7 @@ def _visit(root: etree._Element, document: dict[str, Any]) -> None:
             _date_time(means, name, datetime.fromisoformat(document[key]))
     _add(means, "CrewQuantity", str(len(document["crew"])))
     _add(means, "PassengerQuantity", str(len(document.get("passengers", ()))))
-    _declarant(root, document["declarant"])
+    add_declarant(_add, _add_with, root, document["declarant"])
     _location(root, "PortOfCall", document["port_of_call"])
     for key, name in (("last_port", "LastPortOfCall"), ("next_port", "NextPortOfCall")):
         if document.get(key):
@@ -300,9 +281,9 @@ def _release_notice(root: etree._Element, change: Change) -> None:
             _add(status, "StatementDescription", text)
     document = change.document
     _transport_means(root, document["transport"])
-    _declarant(root, document["declarant"])
+    add_declarant(_add, _add_with, root, document["declarant"])
     shipment = _add(root, "GoodsShipment")
-    _party(shipment, "Consignee", document["consignee"])
+    add_party(_add, _add_with, shipment, "Consignee", document["consignee"])
     _consignment(shipment, document)
     _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", one_line(document["reference"], 35))
 

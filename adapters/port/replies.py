@@ -30,8 +30,9 @@ from __future__ import annotations
 
 from lxml import etree
 
-from adapters.messages import Reply, ReplyError
-from adapters.xml import Schema, admit, iso_time, text_at
+from adapters.hub_replies import ReplyReader
+from adapters.messages import Reply
+from adapters.xml import Schema, admit, text_at
 from hub.declarations.domainmodel import (
     ACCEPTED,
     CANCELLED,
@@ -60,23 +61,9 @@ OUTCOMES: dict[str, tuple[str | None, str]] = {
 }
 
 
-def _tag(*names: str) -> str:
-    return "/".join(f"{{{NS}}}{name}" for name in names)
-
-
-_KINDS = (_tag("Acknowledgement"), _tag("Visit"), _tag("Decision"))
-_CODE = _tag("FunctionCode")
-_REFERENCE = _tag("FunctionalReferenceID")
-_ISSUED = _tag("IssueDateTime", "DateTimeString")
-_ANSWERS = _tag("Declaration", "FunctionalReferenceID")
-_DECLARATION_ID = _tag("Declaration", "ID")
-_VERSION = _tag("Declaration", "VersionID")
-_VISIT_ID = _tag("CallTransportEvent", "ID")
-_STATEMENT = _tag("AdditionalInformation")
-_DESCRIPTION = _tag("StatementDescription")
-_STATEMENT_CODE = _tag("StatementCode")
-_EQUIPMENT = _tag("TransportEquipment")
-_SEQUENCE = _tag("SequenceNumeric")
+_READ = ReplyReader(NS)
+_KINDS = (_READ.tag("Acknowledgement"), _READ.tag("Visit"), _READ.tag("Decision"))
+_VISIT_ID = _READ.tag("CallTransportEvent", "ID")
 
 
 def parse_port_replies(data: bytes) -> list[Reply]:
@@ -86,30 +73,15 @@ def parse_port_replies(data: bytes) -> list[Reply]:
 
 
 def _reply(reply: etree._Element) -> Reply:
-    code = text_at(reply, _CODE)
+    code = _READ.code(reply)
     status, meaning = OUTCOMES[code]
     if code == "VID":
         meaning = f"{meaning} {text_at(reply, _VISIT_ID)}"
-    statements = [text_at(statement, _DESCRIPTION) for statement in reply.iterchildren(_STATEMENT)]
     return Reply(
         agency=AGENCY,
-        message_id=text_at(reply, _REFERENCE),
-        declaration_id=text_at(reply, _DECLARATION_ID),
-        version=int(text_at(reply, _VERSION)),
-        answers=text_at(reply, _ANSWERS),
-        issued_at=iso_time(text_at(reply, _ISSUED), "IssueDateTime"),
+        **_READ.common(reply),
         code=code,
         status=status,
-        text="; ".join([meaning, *statements]),
-        errors=tuple(_remarks(reply)),
+        text="; ".join([meaning, *_READ.statements(reply)]),
+        errors=_READ.remarks(reply, "TransportEquipment", "$.containers"),
     )
-
-
-def _remarks(reply: etree._Element) -> list[ReplyError]:
-    remarks = []
-    for equipment in reply.iterchildren(_EQUIPMENT):
-        field = f"$.containers[{int(text_at(equipment, _SEQUENCE)) - 1}]"
-        for remark in equipment.iterchildren(_STATEMENT):
-            remarks.append(ReplyError(code=text_at(remark, _STATEMENT_CODE) or "remark",
-                                      text=text_at(remark, _DESCRIPTION), field=field))
-    return remarks
