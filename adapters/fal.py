@@ -35,7 +35,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.messages import AMENDED, AMENDMENT, CANCELLATION, Change, Message, Reply, ReplyError, message_id
-from adapters.xml import SCHEMA_INVALID, UNEXPECTED_ROOT, Refused, Schema, admit, check_outbound, one_line
+from adapters.xml import SCHEMA_INVALID, Refused, Schema, admit_any, check_outbound, one_line
 from hub.declarations.domainmodel import ACCEPTED, CANCELLED, RECEIVED, REJECTED, RELEASED
 
 VERSION = "5.2"  # Header/@Version, fixed by the published schema: it is the schema's version, not the declaration's
@@ -215,7 +215,7 @@ def parse_replies(data: bytes, agency: str, receipt: Schema, decision: Schema) -
     Trafic2000 forms carry no declaration version, so no reply names one:
     `answers`, the LARefId of the form answered, is what pins the version.
     """
-    root = _admit_one_of(data, (receipt, decision))
+    root = admit_any(data, (receipt, decision))
     header, body = root.find("Header"), root.find("Body")
     if root.tag == receipt.root:
         code = header.get("StatusCode")
@@ -234,17 +234,6 @@ def parse_replies(data: bytes, agency: str, receipt: Schema, decision: Schema) -
     return [Reply(agency=agency, message_id=header.get("LARefId"), declaration_id=body.get("ShipCallId"), version=None,
                   answers=header.get("NCARefId"), issued_at=header.get("SentAt"), code=code, status=status, text=text,
                   errors=errors)]
-
-
-def _admit_one_of(data: bytes, schemas: tuple[Schema, ...]) -> etree._Element:
-    """The gate, for a message that may be any of `schemas`' roots."""
-    for schema in schemas:
-        try:
-            return admit(data, schema)
-        except Refused as refused:
-            if refused.code != UNEXPECTED_ROOT:
-                raise
-    raise Refused(UNEXPECTED_ROOT, f"the root element is none of {', '.join(schema.root for schema in schemas)}")
 
 
 def _reason(reason: etree._Element) -> ReplyError:

@@ -210,15 +210,22 @@ class Reply:
 
     def apply(self, declarations: Any) -> Any:
         """Apply the reply through the hub's application (`Declarations`): once per message id."""
+        declaration, _ = declarations.answer(self.declaration_id, [self])
+        return declaration
+
+    def apply_to(self, declaration: Declaration) -> bool:
+        """Apply the reply to the declaration aggregate, once per message id; whether it changed anything."""
+        changed = False
         if self.inspection is not None:
-            declarations.record_inspection(
-                self.declaration_id, self.agency, self.message_id, self.inspection, self.issued_at,
+            changed = declaration.record_inspection(
+                self.agency, self.message_id, self.inspection, self.issued_at,
                 findings=self.summary, answers_version=self.version)
         if self.status is not None:
-            return declarations.record_response(
-                self.declaration_id, self.agency, self.message_id + ("" if self.inspection is None else ":status"),
-                self.status, self.issued_at, code=self.code, text=self.summary, answers_version=self.version)
-        return None
+            changed = declaration.record_response(
+                self.agency, self.message_id + ("" if self.inspection is None else ":status"),
+                self.status, self.issued_at, code=self.code, text=self.summary,
+                answers_version=self.version) or changed
+        return changed
 
     @property
     def summary(self) -> str:

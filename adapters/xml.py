@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib.resources import files
@@ -242,6 +242,25 @@ class Stencil:
 
 def admit(data: bytes, schema: Schema, *, limit: int = MAX_MESSAGE_BYTES) -> etree._Element:
     """The root element of an inbound message that passed every check, or `Refused`."""
+    return admit_any(data, (schema,), limit=limit)
+
+
+def admit_any(data: bytes, schemas: Sequence[Schema], *, limit: int = MAX_MESSAGE_BYTES) -> etree._Element:
+    """`admit`, for a message that may be any of several schemas' roots: the one its root names applies."""
+    root = _parse_safely(data, limit)
+    schema = next((schema for schema in schemas if schema.root == root.tag), None)
+    if schema is None:
+        expected = " or ".join(schema.root for schema in schemas)
+        raise Refused(UNEXPECTED_ROOT, f"root element is {root.tag}, expected {expected}")
+    validator = _validator(schema)
+    if not validator.validate(root):
+        error = validator.error_log.last_error
+        raise Refused(SCHEMA_INVALID, f"line {error.line}: {error.message}")
+    return root
+
+
+def _parse_safely(data: bytes, limit: int) -> etree._Element:
+    """Steps 1-3 of the gate: the parsed root of a document with no DTD, entity or XInclude."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise Refused(BAD_ENCODING, "a message is bytes on the wire, not already-decoded text")
     size = memoryview(data).nbytes  # not len(): a memoryview's length counts items, which may be wider than bytes
@@ -267,12 +286,6 @@ def admit(data: bytes, schema: Schema, *, limit: int = MAX_MESSAGE_BYTES) -> etr
             raise Refused(ENTITY, f"entity reference {element.text} is not allowed")
         if etree.QName(element).namespace in XINCLUDE_NAMESPACES:
             raise Refused(XINCLUDE, f"XInclude at line {element.sourceline} is not allowed")
-    if root.tag != schema.root:
-        raise Refused(UNEXPECTED_ROOT, f"root element is {root.tag}, expected {schema.root}")
-    validator = _validator(schema)
-    if not validator.validate(root):
-        error = validator.error_log.last_error
-        raise Refused(SCHEMA_INVALID, f"line {error.line}: {error.message}")
     return root
 
 

@@ -1,10 +1,14 @@
 """The broker contract and a publisher for synchronous callers.
 
-NATS JetStream through faststream. Outbound messages go to one subject per
-agency, `tradehub.out.<agency>`, in the stream TRADEHUB_OUTBOUND; each carries
-its deterministic message id as `Nats-Msg-Id`, so a resend inside the
-stream's duplicate window is stored once, and the hub's ids in headers so an
-agency can route it without parsing the XML.
+NATS JetStream through faststream, one subject per agency and direction:
+
+- `tradehub.out.<agency>` (stream TRADEHUB_OUTBOUND): the hub's messages to
+  the agency. Each carries its deterministic message id as `Nats-Msg-Id`, so
+  a resend inside the stream's duplicate window is stored once, and the
+  hub's ids in headers so an agency can route it without parsing the XML.
+- `tradehub.in.<agency>` (TRADEHUB_INBOUND): the agency's answers.
+- `tradehub.dead.<agency>` (TRADEHUB_DEAD): answers the hub refused, each
+  with its reason in headers (messaging.inbound).
 
 Dispatch runs in the projection runner's thread, which is synchronous, so the
 publisher keeps one connected broker on its own event-loop thread and hands it
@@ -21,15 +25,38 @@ from collections.abc import Sequence
 
 from faststream.nats import NatsBroker
 from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
 
 from adapters.messages import Message
 
 OUTBOUND_STREAM = "TRADEHUB_OUTBOUND"
-OUTBOUND_SUBJECTS = "tradehub.out.*"
+INBOUND_STREAM = "TRADEHUB_INBOUND"
+DEAD_STREAM = "TRADEHUB_DEAD"
+# Stream -> the subjects it stores.
+STREAMS = {OUTBOUND_STREAM: "tradehub.out.*", INBOUND_STREAM: "tradehub.in.*", DEAD_STREAM: "tradehub.dead.*"}
 
 
 def outbound_subject(agency: str) -> str:
     return f"tradehub.out.{agency}"
+
+
+def inbound_subject(agency: str) -> str:
+    return f"tradehub.in.{agency}"
+
+
+def dead_subject(agency: str) -> str:
+    return f"tradehub.dead.{agency}"
+
+
+async def ensure_streams(broker: NatsBroker) -> None:
+    """Create the hub's streams, or bring an existing one's subjects up to date; idempotent."""
+    jetstream = broker.connection.jetstream()
+    for name, subjects in STREAMS.items():
+        stream = StreamConfig(name=name, subjects=[subjects])
+        try:
+            await jetstream.update_stream(stream)
+        except NotFoundError:
+            await jetstream.add_stream(stream)
 
 
 def headers_of(message: Message) -> dict[str, str]:
@@ -60,12 +87,7 @@ class JetStreamPublisher:
 
     async def _connect(self) -> None:
         await self._broker.connect()
-        stream = StreamConfig(name=OUTBOUND_STREAM, subjects=[OUTBOUND_SUBJECTS])
-        jetstream = self._broker.connection.jetstream()
-        try:
-            await jetstream.update_stream(stream)
-        except Exception:  # noqa: BLE001 - not there yet: create it
-            await jetstream.add_stream(stream)
+        await ensure_streams(self._broker)
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout * 2)

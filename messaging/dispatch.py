@@ -29,12 +29,12 @@ from projections.database import Cursor
 
 MESSAGES_TABLE = (
     "CREATE TABLE IF NOT EXISTS agency_messages ("
-    " message_id TEXT PRIMARY KEY, declaration_id TEXT NOT NULL, version INTEGER NOT NULL,"
-    " agency TEXT NOT NULL, direction TEXT NOT NULL, type TEXT NOT NULL, function_code TEXT NOT NULL,"
-    " time TEXT NOT NULL, body TEXT NOT NULL)",
+    " direction TEXT NOT NULL, agency TEXT NOT NULL, message_id TEXT NOT NULL,"
+    " declaration_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, function_code TEXT NOT NULL,"
+    " time TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (direction, agency, message_id))",
     "CREATE INDEX IF NOT EXISTS agency_messages_by_declaration ON agency_messages (declaration_id, time)",
 )
-OUTBOUND = "outbound"
+OUTBOUND, INBOUND = "outbound", "inbound"
 _CACHE_SIZE = 4096
 
 
@@ -78,7 +78,8 @@ class AgencyDispatch:
         self.publisher.publish(messages)  # returns only once the broker acknowledged every one
         cursor.executemany(
             "INSERT INTO agency_messages (message_id, declaration_id, version, agency, direction, type,"
-            " function_code, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+            " function_code, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (direction, agency, message_id) DO NOTHING",
             [(message.message_id, message.declaration_id, message.version, message.agency, OUTBOUND, message.name,
               message.function_code, message.issued_at.isoformat(), message.body.decode())
              for message in messages])

@@ -126,12 +126,15 @@ class Lifecycle(RuleBasedStateMachine):
         message_id = f"m{message}"
         state = self.agencies.get(agency)
         answers = (state["since"] - 1 if stale else state["since"]) if state else self.version
+        late_receipt = False
         if message_id in self.applied:
             error = None
         elif state is None or not (state["routed"] or status in ACKNOWLEDGEMENTS):
             error = AgencyNotRouted
         elif answers < state["since"]:
             error = StaleResponse
+        elif status == "received" and state["status"] not in ("pending", "received"):
+            error, late_receipt = None, True  # overtaken by the agency's decision: changes nothing
         elif status == "cancelled" and state["routed"] and not self.withdrawn:
             error = DeclarationError
         elif self.withdrawn and status not in ACKNOWLEDGEMENTS:
@@ -143,7 +146,7 @@ class Lifecycle(RuleBasedStateMachine):
             error = None
         self._expect(error, lambda: self.app.record_response(
             self.id, agency, message_id, status, "2026-12-01T09:00:00Z", answers_version=answers))
-        if error is None and message_id not in self.applied:
+        if error is None and message_id not in self.applied and not late_receipt:
             self.applied.add(message_id)
             state["status"] = status if state["routed"] else "cancelled"
             self._settled()

@@ -575,7 +575,7 @@ def test_the_gate_refuses_what_is_not_a_valid_reply(data: bytes, code: str):
 
 
 def test_an_unknown_root_is_named_with_the_ones_expected():
-    with pytest.raises(Refused, match="none of NCA_Receipt, NCA_Form_Res"):
+    with pytest.raises(Refused, match="expected NCA_Receipt or NCA_Form_Res"):
         parse_maritime_replies(b"<NCA_Suppr_Not/>")
 
 

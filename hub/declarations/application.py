@@ -9,9 +9,9 @@ retried on a fresh copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -23,6 +23,12 @@ from .groupcommit import GroupCommit
 from .routing import RoutingRules
 
 _RETRIES = 20
+
+
+class Answer(Protocol):
+    """An agency's answer, as the application applies it (adapters' `Reply` is one)."""
+
+    def apply_to(self, declaration: Declaration) -> bool: ...
 
 
 class DeclarationNotFound(LookupError):
@@ -142,6 +148,19 @@ class Declarations(Application):
             declaration_id,
             lambda d: d.record_inspection(agency, message_id, result, inspected_at, **details),
         )
+
+    def answer(self, declaration_id: UUID | str, answers: Sequence[Answer]) -> tuple[Declaration, bool]:
+        """Apply several of an agency's answers together: all of them in one save, or none.
+
+        Each is applied once per its message id; the flag says whether any changed the declaration.
+        """
+        changed = [False]
+
+        def command(declaration: Declaration) -> bool:
+            changed[0] = any([answer.apply_to(declaration) for answer in answers])  # not short-circuited
+            return changed[0]
+
+        return self._retrying(declaration_id, command), changed[0]
 
     def place_hold(self, declaration_id: UUID | str, alert_id: str, subject: str) -> Declaration:
         return self._retrying(declaration_id, lambda d: d.place_hold(alert_id, subject))

@@ -291,6 +291,8 @@ class Declaration(Aggregate):
             raise ValueError(f"not an agency status: {status!r}")
         acknowledging = status in _ACKNOWLEDGEMENTS
         self._check_agency_may_speak(agency, answers_version, acknowledging=acknowledging)
+        if status == RECEIVED and self.agencies[agency]["status"] not in (PENDING, RECEIVED):
+            return False  # a receipt overtaken by the agency's own decision takes nothing back
         routed_away = not self.agencies[agency]["routed"]
         if status == CANCELLED and not (routed_away or self.withdrawn):
             raise DeclarationError(f"{agency} may only acknowledge a cancellation the hub sent")

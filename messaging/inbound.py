@@ -1,0 +1,218 @@
+"""Inbound: each agency's answers, from its subject into the hub, applied once.
+
+`Inbox.receive` decides what one inbound message does, with no broker in
+sight (so it is tested directly), and `consume` runs it behind one durable
+JetStream consumer per agency:
+
+1. the message passes the XML gate and the agency's reply schema, and is
+   read into `Reply`s (adapters);
+2. all of its replies are applied to their declaration in one save, each once
+   per its message id: the ids live in the aggregate, so the inbox and the
+   effect commit together, and a redelivery, even long after the broker's
+   duplicate window, changes nothing;
+3. it is recorded for `GET /v1/declarations/{id}/messages`;
+4. only then is it acknowledged, with a synchronous ack. A crash before the ack
+   redelivers it: step 2 is then a no-op and step 3 fills in what is missing.
+
+A message the hub refuses (hostile, invalid, unreadable, about an unknown
+declaration or one not routed to that agency, stale, or too late) changes
+nothing: it is published to `tradehub.dead.<agency>` with its reason in
+headers, then terminated. A message whose handling fails for another reason
+(the database is down, say) is retried with a delay; at its last allowed
+delivery it is dead-lettered as poison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+
+from adapters.border import parse_border_replies
+from adapters.customs import parse_responses
+from adapters.inspection import parse_decisions
+from adapters.maritime import parse_maritime_replies
+from adapters.messages import Reply
+from adapters.port import parse_port_replies
+from adapters.xml import Refused
+from hub.declarations import Declarations
+from hub.declarations.application import DeclarationNotFound
+from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
+from messaging.broker import DEAD_STREAM, INBOUND_STREAM, dead_subject, ensure_streams, inbound_subject
+from messaging.dispatch import INBOUND
+
+log = logging.getLogger("tradehub.inbound")
+
+Lookup = Callable[[str], dict[str, Any] | None]
+# agency -> reads one inbound message into its replies, or raises `Refused`.
+READERS: dict[str, Callable[[bytes, Lookup], list[Reply]]] = {
+    "customs": parse_responses,
+    "inspection": lambda data, _lookup: parse_decisions(data),
+    "port": lambda data, _lookup: parse_port_replies(data),
+    "maritime": lambda data, _lookup: parse_maritime_replies(data),
+    "border": lambda data, _lookup: parse_border_replies(data),
+}
+
+# Why a message was dead-lettered, beside the gate's own refusal codes (adapters.xml.REFUSAL_CODES).
+UNREADABLE = "unreadable"
+NO_REPLY = "no-reply"
+MIXED_DECLARATIONS = "mixed-declarations"
+UNKNOWN_DECLARATION = "unknown-declaration"
+NOT_ROUTED = "not-routed"
+STALE = "stale"
+CLOSED = "closed"
+REFUSED_BY_HUB = "refused-by-hub"
+POISON = "poison"
+UNKNOWN_AGENCY = "unknown-agency"
+
+APPLIED, UNCHANGED, DEAD = "applied", "unchanged", "dead"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an inbound message did: applied, unchanged (applied before, or a notice that sets nothing), or dead."""
+
+    outcome: str
+    declaration_id: str = ""
+    code: str = ""  # for a dead letter, why, as a stable code
+    reason: str = ""  # and in words, on one line
+
+
+def dead(code: str, reason: str, declaration_id: str = "") -> Verdict:
+    return Verdict(DEAD, declaration_id, code, " ".join(reason.split())[:500])
+
+
+class Inbox:
+    """Applies inbound messages to the declarations and records them; thread-safe."""
+
+    def __init__(self, app: Declarations, views: Any) -> None:
+        self.app = app
+        self.views = views
+
+    def receive(self, agency: str, body: bytes) -> Verdict:
+        """Read, apply and record one message from `agency`; errors other than refusals propagate."""
+        reader = READERS.get(agency)
+        if reader is None:
+            return dead(UNKNOWN_AGENCY, f"no agency {agency!r}")
+        try:
+            replies = reader(body, self._document)
+        except Refused as refused:
+            return dead(refused.code, str(refused))
+        except (KeyError, ValueError, AttributeError, TypeError) as error:  # valid to the schema, yet not ours to read
+            return dead(UNREADABLE, f"{type(error).__name__}: {error}")
+        if not replies:
+            return dead(NO_REPLY, "the message holds no reply")
+        declarations = {reply.declaration_id for reply in replies}
+        if len(declarations) > 1:
+            return dead(MIXED_DECLARATIONS, f"one message answers {len(declarations)} declarations; "
+                                            "send one message per declaration")
+        [declaration_id] = declarations
+        try:
+            declaration, changed = self.app.answer(declaration_id, replies)
+        except (DeclarationNotFound, ValueError) as error:
+            return dead(UNKNOWN_DECLARATION, f"no declaration {declaration_id!r}: {error}", declaration_id)
+        except AgencyNotRouted as error:
+            return dead(NOT_ROUTED, str(error), declaration_id)
+        except StaleResponse as error:
+            return dead(STALE, str(error), declaration_id)
+        except DeclarationClosed as error:
+            return dead(CLOSED, str(error), declaration_id)
+        except DeclarationError as error:
+            return dead(REFUSED_BY_HUB, str(error), declaration_id)
+        self._record(agency, body, replies, declaration.version)
+        return Verdict(APPLIED if changed else UNCHANGED, declaration_id)
+
+    def _document(self, declaration_id: str) -> dict[str, Any] | None:
+        try:
+            return self.app.get(declaration_id).document
+        except (DeclarationNotFound, ValueError):
+            return None
+
+    def _record(self, agency: str, body: bytes, replies: Sequence[Reply], version: int) -> None:
+        first = replies[0]
+        issued = max(_iso(reply.issued_at) for reply in replies)
+        kind = "reply " + "+".join(reply.code for reply in replies)
+        with self.views.transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO agency_messages (direction, agency, message_id, declaration_id, version, type,"
+                " function_code, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (direction, agency, message_id) DO NOTHING",
+                (INBOUND, agency, first.message_id, first.declaration_id, first.version or version, kind,
+                 first.code, issued, body.decode("utf-8", errors="replace")))
+
+
+def _iso(moment: str) -> str:
+    """An ISO 8601 time as the message record writes every time, so records sort by it."""
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).isoformat()
+
+
+# ---- the consumer -------------------------------------------------------------------------------
+
+MAX_DELIVER = 5  # a message failing for reasons not its own is tried this often, then dead-lettered as poison
+RETRY_DELAY = 2.0  # seconds before a failed message is delivered again
+ACK_WAIT = 30.0
+
+
+def durable_name(agency: str) -> str:
+    return f"tradehub-in-{agency}"
+
+
+async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
+                  *, ready: Callable[[], None] | None = None) -> None:
+    """Run one durable consumer per agency until `stop` is set."""
+    broker = NatsBroker(broker_url, connect_timeout=10)
+    stream = JStream(INBOUND_STREAM, declare=False)
+
+    def handler(agency: str):
+        async def handle(message: NatsMessage) -> None:
+            raw = message.raw_message
+            deliveries = raw.metadata.num_delivered
+            try:
+                verdict = await asyncio.to_thread(inbox.receive, agency, raw.data)
+            except Exception as error:  # noqa: BLE001 - the hub's trouble, not the message's: retry it
+                if deliveries < MAX_DELIVER:
+                    log.warning("%s message %s failed (delivery %s), retrying: %r", agency,
+                                raw.metadata.sequence.stream, deliveries, error)
+                    await message.nack(delay=RETRY_DELAY)
+                    return
+                verdict = dead(POISON, f"failed {deliveries} deliveries; last: {type(error).__name__}: {error}")
+            if verdict.outcome == DEAD:
+                log.warning("%s message %s dead-lettered: %s %s", agency, raw.metadata.sequence.stream,
+                            verdict.code, verdict.reason)
+                await broker.publish(raw.data, dead_subject(agency), stream=DEAD_STREAM, timeout=10, headers={
+                    "Nats-Msg-Id": f"dead:{agency}:{raw.metadata.sequence.stream}",
+                    "Tradehub-Dead-Code": verdict.code,
+                    "Tradehub-Dead-Reason": verdict.reason,
+                    "Tradehub-Agency": agency,
+                    "Tradehub-Stream-Sequence": str(raw.metadata.sequence.stream),
+                    "Tradehub-Deliveries": str(deliveries),
+                })
+                await message.reject()
+                return
+            await message.ack_sync()
+
+        return handle
+
+    config = ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT)
+    for agency in agencies:
+        broker.subscriber(inbound_subject(agency), stream=stream, durable=durable_name(agency),
+                          pull_sub=PullSub(batch_size=32, timeout=1.0), config=config,
+                          ack_policy=AckPolicy.MANUAL)(handler(agency))
+    await broker.connect()
+    await ensure_streams(broker)
+    await broker.start()
+    if ready is not None:
+        ready()
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+    finally:
+        await broker.stop()
+

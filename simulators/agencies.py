@@ -1,0 +1,248 @@
+"""Simulated agencies: what each does with a hub message, as deterministic rules.
+
+An agency reads its message from the broker, as a real one would: the XML is
+the message (headers only name what a Trafic2000 deletion notice does not
+say), and it must pass the gate and the hub's published schema for it. The
+agency then answers with a receipt, then a decision, each a separate message
+in the agency's own reply format:
+
+| agency | message | receipt | decision |
+|---|---|---|---|
+| customs | declaration, conveyance report or amendment | 02 received | 08 release, or 03 rejected when the trader's reference contains `REJECT` |
+| customs | invalidation | | 10 invalidated |
+| inspection | declaration or amendment | RCV | HPC, then IRP (inspection passed), then REL, as one message |
+| inspection | cancellation | | CAN |
+| port | cargo notice or its amendment | RCV | none: goods wait for the release notice |
+| port | release notice | RNR | REL |
+| port | visit request or its amendment | RCV | VID (visit id), then REL, as one message |
+| port | cancellation | | CAN |
+| maritime, border | FAL form | OK | Cleared |
+| maritime, border | deletion of forms no longer needed | OK | |
+| maritime, border | cancellation | | Cancelled |
+
+Hub notices (recognition, alerts) are read and validated; they need no answer.
+Every reply's id derives from the message it answers, so a message delivered
+twice is answered with the same ids and the hub applies the answer once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from hashlib import blake2b
+
+from lxml import etree
+
+from adapters.border import CREW_LIST_SCHEMA, PASSENGER_LIST_SCHEMA
+from adapters.border import DECISION_SCHEMA as BORDER_DECISION
+from adapters.border import RECEIPT_SCHEMA as BORDER_RECEIPT
+from adapters.border import SUPPRESSION_SCHEMA as BORDER_SUPPRESSION
+from adapters.customs import DECLARATION_SCHEMA as CUSTOMS_DECLARATION
+from adapters.customs import RESPONSE_SCHEMA
+from adapters.inspection import DECISION_SCHEMA as INSPECTION_DECISION
+from adapters.inspection import DECLARATION_SCHEMA as INSPECTION_DECLARATION
+from adapters.maritime import DANGEROUS_GOODS_SCHEMA, GENERAL_DECLARATION_SCHEMA
+from adapters.maritime import DECISION_SCHEMA as MARITIME_DECISION
+from adapters.maritime import RECEIPT_SCHEMA as MARITIME_RECEIPT
+from adapters.maritime import SUPPRESSION_SCHEMA as MARITIME_SUPPRESSION
+from adapters.notices import ALERT_NOTICE_SCHEMA, RECOGNITION_NOTICE_SCHEMA
+from adapters.port import CARGO_NOTICE_SCHEMA, RELEASE_NOTICE_SCHEMA, REPLIES_SCHEMA, VISIT_REQUEST_SCHEMA
+from adapters.xml import Schema, admit_any, check_outbound
+
+PERSONALISATION = b"tradehub-sim-v1"
+REJECT_MARK = "REJECT"
+
+MD = "urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"
+DEC = "urn:wco:datamodel:WCO:DEC-DMS:2"
+RES = "urn:wco:datamodel:WCO:RES-DMS:2"
+RDS = "urn:wco:datamodel:WCO:Response_DS:DMS:2"
+INSPECTION = "urn:tradehub:inspection:1"
+PORT = "urn:tradehub:port:1"
+
+NOTICES = (RECOGNITION_NOTICE_SCHEMA, ALERT_NOTICE_SCHEMA)
+# What each agency accepts from the hub.
+INBOX: dict[str, tuple[Schema, ...]] = {
+    "customs": (CUSTOMS_DECLARATION, *NOTICES),
+    "inspection": (INSPECTION_DECLARATION, *NOTICES),
+    "port": (CARGO_NOTICE_SCHEMA, VISIT_REQUEST_SCHEMA, RELEASE_NOTICE_SCHEMA, *NOTICES),
+    "maritime": (GENERAL_DECLARATION_SCHEMA, DANGEROUS_GOODS_SCHEMA, MARITIME_SUPPRESSION, *NOTICES),
+    "border": (CREW_LIST_SCHEMA, PASSENGER_LIST_SCHEMA, BORDER_SUPPRESSION, *NOTICES),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One reply message an agency sends the hub."""
+
+    message_id: str
+    body: bytes
+
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def reply_id(answered: str, kind: str) -> str:
+    """Deterministic: the same hub message always gets the same reply ids (32 hex digits)."""
+    return blake2b(f"{answered}:{kind}".encode(), digest_size=16, person=PERSONALISATION).hexdigest()
+
+
+def answer(agency: str, body: bytes, headers: Mapping[str, str], clock: Clock = _now) -> list[Answer]:
+    """The replies `agency` sends for one hub message, in order; `Refused` if the message is not valid."""
+    root = admit_any(body, INBOX[agency])
+    if root.tag in (schema.root for schema in NOTICES):
+        return []
+    return _RULES[agency](root, headers, clock())
+
+
+# ---- customs (WCO RES-DMS:2) -------------------------------------------------------------------
+
+def _customs(root: etree._Element, _headers: Mapping[str, str], now: datetime) -> list[Answer]:
+    declaration = root.find(f"{{{DEC}}}Declaration")
+    answered = _text(declaration, f"{{{DEC}}}FunctionalReferenceID")
+    ident = _text(declaration, f"{{{DEC}}}ID")
+    version = next(_text(statement, f"{{{DEC}}}StatementDescription")
+                   for statement in declaration.iterchildren(f"{{{DEC}}}AdditionalInformation")
+                   if _text(statement, f"{{{DEC}}}StatementCode") == "VERSION")
+    if _text(declaration, f"{{{DEC}}}TypeCode") == "INV":
+        return [_customs_response(answered, ident, version, "10", now)]
+    reference = _text(root, f".//{{{DEC}}}TraderAssignedReferenceID")
+    receipt = _customs_response(answered, ident, version, "02", now)
+    if REJECT_MARK in reference:
+        return [receipt, _customs_response(answered, ident, version, "03", now,
+                                           error=f"reference {reference} is marked {REJECT_MARK}")]
+    return [receipt, _customs_response(answered, ident, version, "08", now)]
+
+
+def _customs_response(answered: str, ident: str, version: str, code: str, now: datetime, *,
+                      error: str = "") -> Answer:
+    reference = reply_id(answered, f"customs-{code}")
+    root = etree.Element(f"{{{MD}}}MetaData", nsmap={"md": MD, None: RES, "ds": RDS})
+    etree.SubElement(root, f"{{{MD}}}WCODataModelVersionCode").text = "3.6"
+    etree.SubElement(root, f"{{{MD}}}WCOTypeName").text = "RES"
+    response = etree.SubElement(root, f"{{{RES}}}Response")
+    etree.SubElement(response, f"{{{RES}}}FunctionCode").text = code
+    etree.SubElement(response, f"{{{RES}}}FunctionalReferenceID").text = reference
+    issued = etree.SubElement(response, f"{{{RES}}}IssueDateTime")
+    etree.SubElement(issued, f"{{{RDS}}}DateTimeString", formatCode="304").text = _compact(now)
+    if error:
+        failure = etree.SubElement(response, f"{{{RES}}}Error")
+        etree.SubElement(failure, f"{{{RES}}}Description").text = error
+        etree.SubElement(failure, f"{{{RES}}}ValidationCode").text = "SIM001"
+    _reference(response, RES, answered, ident, version)
+    return Answer(reference, check_outbound(root, RESPONSE_SCHEMA))
+
+
+# ---- inspection and port (the hub's own reply schemas) -----------------------------------------
+
+def _inspection(root: etree._Element, _headers: Mapping[str, str], now: datetime) -> list[Answer]:
+    answered, ident, version, _ = _hub_message(root, INSPECTION)
+    if _text(root, f"{{{INSPECTION}}}TypeCode") == "INV":
+        return [_replies(INSPECTION, "Decisions", INSPECTION_DECISION, answered, ident, version, now,
+                         [("Decision", "CAN")])]
+    return [_replies(INSPECTION, "Decisions", INSPECTION_DECISION, answered, ident, version, now,
+                     [("Decision", "RCV")]),
+            _replies(INSPECTION, "Decisions", INSPECTION_DECISION, answered, ident, version, now,
+                     [("Decision", "HPC"), ("Decision", "IRP"), ("Decision", "REL")])]
+
+
+def _port(root: etree._Element, _headers: Mapping[str, str], now: datetime) -> list[Answer]:
+    answered, ident, version, function = _hub_message(root, PORT)
+
+    def replies(*kinds: tuple[str, str]) -> Answer:
+        return _replies(PORT, "Replies", REPLIES_SCHEMA, answered, ident, version, now, list(kinds))
+
+    if function == "1":
+        return [replies(("Acknowledgement", "CAN"))]
+    if root.tag == RELEASE_NOTICE_SCHEMA.root:
+        return [replies(("Acknowledgement", "RNR")), replies(("Decision", "REL"))]
+    if root.tag == VISIT_REQUEST_SCHEMA.root:
+        return [replies(("Acknowledgement", "RCV")), replies(("Visit", "VID"), ("Decision", "REL"))]
+    return [replies(("Acknowledgement", "RCV"))]
+
+
+def _hub_message(root: etree._Element, namespace: str) -> tuple[str, str, str, str]:
+    """The answered message id, declaration id, version and function code of a hub message."""
+    return (_text(root, f"{{{namespace}}}FunctionalReferenceID"), _text(root, f"{{{namespace}}}ID"),
+            _text(root, f"{{{namespace}}}VersionID"), _text(root, f"{{{namespace}}}FunctionCode"))
+
+
+def _replies(namespace: str, envelope: str, schema: Schema, answered: str, ident: str, version: str,
+             now: datetime, kinds: list[tuple[str, str]]) -> Answer:
+    """One reply message holding a reply of each (element, code) in `kinds`, in order."""
+    root = etree.Element(f"{{{namespace}}}{envelope}", nsmap={None: namespace})
+    for kind, code in kinds:
+        reply = etree.SubElement(root, f"{{{namespace}}}{kind}")
+        etree.SubElement(reply, f"{{{namespace}}}FunctionCode").text = code
+        etree.SubElement(reply, f"{{{namespace}}}FunctionalReferenceID").text = reply_id(answered, f"{kind}-{code}")
+        issued = etree.SubElement(reply, f"{{{namespace}}}IssueDateTime")
+        etree.SubElement(issued, f"{{{namespace}}}DateTimeString", formatCode="304").text = _compact(now)
+        _reference(reply, namespace, answered, ident, version)
+        if code == "VID":
+            visit = etree.SubElement(reply, f"{{{namespace}}}CallTransportEvent")
+            etree.SubElement(visit, f"{{{namespace}}}ID").text = f"V-{answered[:12].upper()}"
+    first_kind, first_code = kinds[0]
+    return Answer(reply_id(answered, f"{first_kind}-{first_code}"), check_outbound(root, schema))
+
+
+# ---- maritime and border (Trafic2000 receipts and formality decisions) --------------------------
+
+def _fal(agency: str, receipt_schema: Schema, decision_schema: Schema, suppression: Schema):
+    def rules(root: etree._Element, headers: Mapping[str, str], now: datetime) -> list[Answer]:
+        answered = root.find("Header").get("LARefId")
+        if root.tag == suppression.root:
+            ship_call = headers.get("Tradehub-Declaration-Id", "")
+            if headers.get("Tradehub-Message") == "cancellation":
+                return [_fal_reply(decision_schema, agency, answered, ship_call, now, "Cancelled")]
+            return [_fal_reply(receipt_schema, agency, answered, ship_call, now, "OK")]
+        ship_call = root.find("Body/ShipCallInformation").get("ShipCallId")
+        return [_fal_reply(receipt_schema, agency, answered, ship_call, now, "OK"),
+                _fal_reply(decision_schema, agency, answered, ship_call, now, "Cleared")]
+
+    return rules
+
+
+def _fal_reply(schema: Schema, agency: str, answered: str, ship_call: str, now: datetime, code: str) -> Answer:
+    reference = reply_id(answered, f"{schema.root}-{code}")
+    root = etree.Element(schema.root)
+    header = etree.SubElement(root, "Header", Version="5.2", LARefId=reference, NCARefId=answered,
+                              SentAt=now.strftime("%Y-%m-%dT%H:%M:%SZ"), From=agency.upper(), To="TRADEHUB")
+    body = etree.SubElement(root, "Body", ShipCallId=ship_call)
+    if schema.root.endswith("Receipt"):
+        header.set("StatusCode", code)
+    else:
+        body.set("StatusCode", code)
+    return Answer(reference, check_outbound(root, schema))
+
+
+# ---- common -------------------------------------------------------------------------------------
+
+def _reference(parent: etree._Element, namespace: str, answered: str, ident: str, version: str) -> None:
+    declaration = etree.SubElement(parent, f"{{{namespace}}}Declaration")
+    etree.SubElement(declaration, f"{{{namespace}}}FunctionalReferenceID").text = answered
+    etree.SubElement(declaration, f"{{{namespace}}}ID").text = ident
+    etree.SubElement(declaration, f"{{{namespace}}}VersionID").text = version
+
+
+def _text(parent: etree._Element, path: str) -> str:
+    element = parent.find(path)
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _compact(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+
+
+Rules = Callable[[etree._Element, Mapping[str, str], datetime], list[Answer]]
+_RULES: dict[str, Rules] = {
+    "customs": _customs,
+    "inspection": _inspection,
+    "port": _port,
+    "maritime": _fal("maritime", MARITIME_RECEIPT, MARITIME_DECISION, MARITIME_SUPPRESSION),
+    "border": _fal("border", BORDER_RECEIPT, BORDER_DECISION, BORDER_SUPPRESSION),
+}
+AGENCIES = tuple(_RULES)

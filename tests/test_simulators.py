@@ -1,0 +1,248 @@
+"""The simulated agencies' rules and the hub's inbox, looped in process, on SQLite and PostgreSQL.
+
+Dispatch builds each agency's messages, the agency's rules answer them, and
+`Inbox.receive` applies the answers, exactly as over the broker (see
+test_broker_flow.py for the same through nats-server) but with nothing in
+between, so each rule and each refusal is checked on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from adapters.messages import Message
+from adapters.xml import REFUSAL_CODES
+from hub.bootstrap import Hub
+from messaging.broker import headers_of
+from messaging.dispatch import AgencyDispatch, recorded_messages
+from messaging.inbound import (APPLIED, CLOSED, DEAD, MIXED_DECLARATIONS, NOT_ROUTED, UNCHANGED, STALE,
+                               UNKNOWN_AGENCY, UNKNOWN_DECLARATION, Inbox)
+from projections.runner import ProjectionRunner
+from simulators.agencies import AGENCIES, REJECT_MARK, answer, reply_id
+
+from .messaging import EXAMPLES
+
+
+class Outbox:
+    """A publisher that keeps what dispatch sends, for the simulated agencies to read."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def publish(self, messages: Sequence[Message]) -> int:
+        self.sent.extend(messages)
+        return len(messages)
+
+
+def example(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+class Loop:
+    """Dispatch into an outbox, and the simulated agencies answering from it into the inbox."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.outbox = Outbox()
+        self.runner = ProjectionRunner(hub.declarations, hub.views,
+                                       [AgencyDispatch(hub.declarations, agency, self.outbox) for agency in AGENCIES])
+        self.inbox = Inbox(hub.declarations, hub.views)
+        self.answered: list[tuple[str, bytes]] = []
+
+    def settle(self, agencies: Sequence[str] = AGENCIES) -> None:
+        """Dispatch and let `agencies` answer until they have nothing more to say; every answer must apply.
+
+        Messages to the other agencies wait in the outbox, unanswered.
+        """
+        while True:
+            self.runner.catch_up()
+            due = [message for message in self.outbox.sent if message.agency in agencies]
+            if not due:
+                return
+            self.outbox.sent = [message for message in self.outbox.sent if message.agency not in agencies]
+            for message in due:
+                for reply in answer(message.agency, message.body, headers_of(message)):
+                    verdict = self.inbox.receive(message.agency, reply.body)
+                    assert verdict.outcome in (APPLIED, UNCHANGED), verdict  # a notice's acknowledgement sets nothing
+                    self.answered.append((message.agency, reply.body))
+
+
+def settle(hub: Hub, agencies: Sequence[str] = AGENCIES) -> list[tuple[str, bytes]]:
+    loop = Loop(hub)
+    loop.settle(agencies)
+    return loop.answered
+
+
+@pytest.mark.parametrize("name", ["goods-import.json", "goods-export.json", "vessel-arrival.json"])
+def test_every_example_goes_from_submitted_to_released(hub: Hub, name: str):
+    ident = hub.declarations.submit(example(name)).declaration.id
+    settle(hub)
+    declaration = hub.declarations.get(ident)
+    assert declaration.status == "released"
+    assert {agency: state["status"] for agency, state in declaration.routed_agencies.items()} == {
+        agency: "released" for agency in declaration.routed_agencies}
+    record = recorded_messages(hub.views, str(ident))
+    inbound = {row["agency"] for row in record if row["direction"] == "inbound"}
+    assert inbound == set(declaration.routed_agencies)
+
+
+def test_the_port_releases_goods_only_on_the_release_notice(hub: Hub):
+    ident = str(hub.declarations.submit(example("goods-import.json")).declaration.id)
+    loop = Loop(hub)
+    loop.settle(agencies=("port",))  # customs and inspection silent: no gate-out yet
+    assert hub.declarations.get(ident).agencies["port"]["status"] == "received"
+    loop.settle()
+    record = recorded_messages(hub.views, ident)
+    port = [(row["direction"], row["type"]) for row in record if row["agency"] == "port"]
+    assert ("outbound", "release-notice") in port and ("inbound", "reply RNR") in port
+    assert hub.declarations.get(ident).agencies["port"]["status"] == "released"
+
+
+def test_inspection_goods_are_inspected_before_release(hub: Hub):
+    ident = hub.declarations.submit(example("goods-import.json")).declaration.id
+    settle(hub)
+    [inspection] = hub.declarations.get(ident).inspections
+    assert (inspection["agency"], inspection["result"]) == ("inspection", "pass")
+
+
+def test_a_reference_marked_reject_is_rejected_by_customs(hub: Hub):
+    document = example("goods-export.json")
+    document["reference"] = f"XM-{REJECT_MARK}-0001"
+    ident = hub.declarations.submit(document).declaration.id
+    settle(hub)
+    declaration = hub.declarations.get(ident)
+    assert declaration.status == "rejected"
+    assert declaration.agencies["customs"]["status"] == "rejected"
+    assert REJECT_MARK in declaration.agencies["customs"]["text"]
+
+
+def test_a_withdrawal_is_acknowledged_by_every_agency_that_heard_of_it(hub: Hub):
+    ident = hub.declarations.submit(example("vessel-arrival.json")).declaration.id
+    loop = Loop(hub)
+    loop.settle(agencies=())  # dispatched, nobody answered yet
+    hub.declarations.withdraw(ident, "berth unavailable")
+    loop.outbox.sent = [message for message in loop.outbox.sent if message.version > 1]  # lost in the post
+    loop.settle()
+    declaration = hub.declarations.get(ident)
+    assert declaration.status == "withdrawn"
+    assert {state["status"] for state in declaration.routed_agencies.values()} == {"cancelled"}
+
+
+def test_an_amendment_is_answered_for_the_new_version(hub: Hub):
+    document = example("goods-import.json")
+    ident = hub.declarations.submit(document).declaration.id
+    loop = Loop(hub)
+    loop.settle(agencies=("customs",))
+    amended = copy.deepcopy(document)
+    amended["items"][0]["description"] = "Frozen shrimp, peeled"
+    version = hub.declarations.amend(ident, hub.declarations.get(ident).version, amended).version
+    loop.outbox.sent = [message for message in loop.outbox.sent if message.version > 1]
+    loop.settle()
+    declaration = hub.declarations.get(ident)
+    assert declaration.status == "released"
+    answered = {row["version"] for row in recorded_messages(hub.views, str(ident)) if row["direction"] == "inbound"}
+    # customs' answers to the original, everyone's to the amendment, then the port's to the release notice
+    assert min(answered) == 1 and min(answered - {1}) == version
+
+
+def test_a_reply_delivered_twice_is_applied_once_and_recorded_once(hub: Hub):
+    ident = str(hub.declarations.submit(example("goods-export.json")).declaration.id)
+    answers = settle(hub)
+    version = hub.declarations.get(ident).version
+    inbox = Inbox(hub.declarations, hub.views)
+    for agency, body in answers:
+        assert inbox.receive(agency, body).outcome == UNCHANGED
+    assert hub.declarations.get(ident).version == version
+    assert len([row for row in recorded_messages(hub.views, ident) if row["direction"] == "inbound"]) == len(answers)
+
+
+def test_a_reply_id_depends_on_the_message_answered_and_the_kind():
+    assert reply_id("a" * 32, "customs-02") == reply_id("a" * 32, "customs-02")
+    assert len({reply_id("a" * 32, "customs-02"), reply_id("b" * 32, "customs-02"),
+                reply_id("a" * 32, "customs-08")}) == 3
+
+
+# ---- refusals: dead letters that change nothing -----------------------------------------------------
+
+def first_answers(hub: Hub, name: str, agency: str) -> tuple[str, list[bytes]]:
+    """A declaration dispatched, and `agency`'s answers to it, not yet applied."""
+    ident = str(hub.declarations.submit(example(name)).declaration.id)
+    outbox = Outbox()
+    ProjectionRunner(hub.declarations, hub.views, [AgencyDispatch(hub.declarations, agency, outbox)]).catch_up()
+    bodies = [reply.body for message in outbox.sent for reply in answer(agency, message.body, headers_of(message))]
+    return ident, bodies
+
+
+def assert_dead(hub: Hub, agency: str, body: bytes, code: str) -> str:
+    inbound = hub.views.query("SELECT count(*) FROM agency_messages WHERE direction = 'inbound'")
+    position = hub.declarations.recorder.max_notification_id()
+    verdict = Inbox(hub.declarations, hub.views).receive(agency, body)
+    assert (verdict.outcome, verdict.code) == (DEAD, code), verdict
+    assert verdict.reason and "\n" not in verdict.reason
+    assert hub.declarations.recorder.max_notification_id() == position  # no event
+    assert hub.views.query("SELECT count(*) FROM agency_messages WHERE direction = 'inbound'") == inbound
+    return verdict.reason
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b"", "empty"),
+    (b"<Decisions xmlns='urn:tradehub:inspection:1'>", "not-well-formed"),
+    (b"<?xml version='1.0'?><!DOCTYPE d [<!ENTITY x 'y'>]><d>&x;</d>", "doctype"),
+    (b"<Replies xmlns='urn:tradehub:port:1'/>", "unexpected-root"),
+    (b"<Decisions xmlns='urn:tradehub:inspection:1'><Decision/></Decisions>", "schema-invalid"),
+    (b"x" * (2 * 1024 * 1024), "too-large"),
+])
+def test_hostile_and_invalid_messages_are_refused_with_the_gates_code(hub: Hub, body: bytes, code: str):
+    assert code in REFUSAL_CODES
+    assert_dead(hub, "inspection", body, code)
+
+
+def test_a_reply_about_an_unknown_declaration_is_refused(hub: Hub):
+    ident, [receipt, _] = first_answers(hub, "goods-import.json", "inspection")
+    forged = receipt.replace(ident.encode(), b"00000000-0000-5000-8000-000000000000")
+    assert_dead(hub, "inspection", forged, UNKNOWN_DECLARATION)
+
+
+def test_a_reply_about_a_declaration_not_routed_to_the_agency_is_refused(hub: Hub):
+    # goods-export goes to customs and port, not inspection: inspection's word on it must not count.
+    export = str(hub.declarations.submit(example("goods-export.json")).declaration.id)
+    ident, [receipt, _] = first_answers(hub, "goods-import.json", "inspection")
+    reason = assert_dead(hub, "inspection", receipt.replace(ident.encode(), export.encode()), NOT_ROUTED)
+    assert "inspection" in reason
+
+
+def test_a_reply_from_another_agencys_subject_is_refused(hub: Hub):
+    _, [receipt, _] = first_answers(hub, "goods-import.json", "inspection")
+    assert_dead(hub, "port", receipt, "unexpected-root")  # the port reads only port replies
+    assert_dead(hub, "nobody", receipt, UNKNOWN_AGENCY)
+
+
+def test_an_answer_to_a_replaced_version_is_refused(hub: Hub):
+    document = example("goods-import.json")
+    ident, [receipt, _] = first_answers(hub, "goods-import.json", "inspection")
+    amended = copy.deepcopy(document)
+    amended["items"][0]["description"] = "Frozen shrimp, peeled"
+    hub.declarations.amend(ident, 1, amended)
+    assert_dead(hub, "inspection", receipt, STALE)
+
+
+def test_an_answer_after_withdrawal_is_refused(hub: Hub):
+    ident, [_, decision] = first_answers(hub, "goods-import.json", "inspection")
+    hub.declarations.withdraw(ident, "sent twice")
+    assert_dead(hub, "inspection", decision, CLOSED)
+
+
+def test_one_message_answering_two_declarations_is_refused_whole(hub: Hub):
+    ident, [receipt, _] = first_answers(hub, "goods-import.json", "inspection")
+    other = str(hub.declarations.submit(example("vessel-arrival.json")).declaration.id)
+    start = receipt.index(b"<Decision>")
+    end = receipt.index(b"</Decision>") + len(b"</Decision>")
+    second = receipt[start:end].replace(ident.encode(), other.encode()).replace(b"<FunctionalReferenceID>",
+                                                                                  b"<FunctionalReferenceID>x", 1)
+    mixed = receipt[:end] + second + receipt[end:]
+    assert_dead(hub, "inspection", mixed, MIXED_DECLARATIONS)
+    assert hub.declarations.get(ident).agencies["inspection"]["status"] == "pending"
