@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sqlite3
 import sys
@@ -117,7 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_processes, default=1,
                        help="API worker processes (on PostgreSQL, one per core serves the most)")
     serve.add_argument("--no-dispatch", dest="dispatching", action="store_false",
-                       help="do not dispatch agency messages here (run tradehub worker dispatch elsewhere)")
+                       help="do not dispatch agency messages or consume their answers here "
+                            "(run tradehub worker dispatch and worker consume elsewhere)")
+    serve.add_argument("--simulate-agencies", action="store_true",
+                       help="also run the simulated agencies, so declarations go all the way to released")
     serve.add_argument("--demo", action="store_true",
                        help="local demo: without TRADEHUB_SECRET, generate one in the data directory")
     serve.add_argument("--access-log", action="store_true")
@@ -144,10 +148,18 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("id", metavar="ID")
 
     worker = commands.add_parser("worker", help="run one part of the hub as its own process")
-    worker.add_argument("part", choices=("project", "dispatch"),
-                        help="project: follow the log into the views; dispatch: send agencies their messages")
+    worker.add_argument("part", choices=("project", "dispatch", "consume"),
+                        help="project: follow the log into the views; dispatch: send agencies their messages; "
+                             "consume: apply the agencies' answers")
     worker.add_argument("--agency", choices=AGENCIES, action="append",
-                        help="dispatch only this agency's messages (repeatable; default all)")
+                        help="dispatch or consume only this agency's messages (repeatable; default all)")
+
+    agencies = commands.add_parser("agencies", help="the simulated agencies")
+    agencies_commands = agencies.add_subparsers(dest="agencies_command", required=True)
+    simulate = agencies_commands.add_parser(
+        "simulate", help="answer the hub's messages over the broker (TRADEHUB_BROKER_URL) as the agencies would")
+    simulate.add_argument("--agency", choices=AGENCIES, action="append",
+                          help="simulate only this agency (repeatable; default all)")
 
     commands.add_parser("openapi", help="print the HTTP API's OpenAPI document")
 
@@ -189,13 +201,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hub.server import serve
 
             return serve(settings, host=args.host, port=args.port, demo=args.demo, workers=args.workers,
-                         access_log=args.access_log, dispatching=args.dispatching)
+                         access_log=args.access_log, dispatching=args.dispatching,
+                         simulating=args.simulate_agencies)
+        if args.command in ("worker", "agencies"):
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         if args.command == "worker":
-            from hub.worker import run_dispatch, run_projections
+            from hub.worker import run_consumers, run_dispatch, run_projections
 
             if args.part == "dispatch":
                 return run_dispatch(settings, args.agency or AGENCIES)
+            if args.part == "consume":
+                return run_consumers(settings, args.agency or AGENCIES)
             return run_projections(settings)
+        if args.command == "agencies":
+            from hub.worker import run_simulators
+
+            return run_simulators(settings, args.agency or AGENCIES)
         if args.command == "openapi":
             return print_openapi()
         if args.command == "token":

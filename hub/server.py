@@ -1,4 +1,9 @@
-"""`tradehub serve`: the API, with its projections in a supervised child process."""
+"""`tradehub serve`: the API, with projections, dispatch, consumers and (if asked) simulated agencies.
+
+Each runs in a supervised child process, restarted if it dies and stopped
+with `serve`; the broker is an embedded nats-server unless
+TRADEHUB_BROKER_URL names one.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ def app_from_environment():  # a uvicorn factory, for worker processes
 
 
 def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool,
-          dispatching: bool = True) -> int:
+          dispatching: bool = True, simulating: bool = False) -> int:
     secret = resolve_secret(settings.secret, settings.data_dir, demo=demo)
     settings = dataclasses.replace(settings, secret=secret)
     hub = build_hub(settings)
@@ -32,15 +37,17 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
         print(f"local demo: tokens are signed with the secret in {settings.data_dir / 'secret'}; "
               "get one with: tradehub token issue --role admin", file=sys.stderr)
     broker = None
-    if dispatching and not settings.broker_url:
+    if (dispatching or simulating) and not settings.broker_url:
         broker = EmbeddedNats(settings.data_dir / "nats")
         os.environ["TRADEHUB_BROKER_URL"] = broker.url  # for the workers, which read the environment
         print(f"NATS JetStream on {broker.url} (store in {settings.data_dir / 'nats'})", file=sys.stderr)
-    projections = Supervised("worker", "project")
-    projections.start()
-    dispatch = Supervised("worker", "dispatch") if dispatching else None
-    if dispatch is not None:
-        dispatch.start()
+    parts = [Supervised("worker", "project")]
+    if dispatching:
+        parts += [Supervised("worker", "dispatch"), Supervised("worker", "consume")]
+    if simulating:
+        parts.append(Supervised("agencies", "simulate"))
+    for part in parts:
+        part.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down; exit through `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Nothing in the hub uses the client's address, so X-Forwarded-* is not worth parsing per request.
@@ -54,9 +61,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
             uvicorn.run(create_app(hub), host=host, port=port, access_log=access_log, log_level="info",
                         proxy_headers=False)
     finally:
-        if dispatch is not None:
-            dispatch.stop()
-        projections.stop()
+        for part in reversed(parts):
+            part.stop()
         hub.close()
         if broker is not None:
             broker.stop()

@@ -1,4 +1,4 @@
-"""`tradehub worker project|dispatch`, and the supervisor `serve` uses to keep them running.
+"""`tradehub worker project|dispatch|consume`, `tradehub agencies simulate`, and the supervisor `serve` uses to keep them running.
 
 Projections run in their own process: they then use the machine's other
 core instead of competing with the API for one interpreter lock, and the
@@ -7,6 +7,7 @@ same command scales out beside API replicas on PostgreSQL (SPEC §9).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -25,15 +26,7 @@ PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
 def run_projections(settings: Settings) -> int:
     """Follow the log into every view until SIGTERM or SIGINT (or, when supervised, the parent dies)."""
     hub = build_hub(settings)
-    if os.environ.get(PARENT_ENV):
-        # Beside the API on one machine, views may lag a little; requests should not wait.
-        os.nice(5)
-    signal.signal(signal.SIGTERM, lambda *_: hub.runner.stop())
-    signal.signal(signal.SIGINT, lambda *_: hub.runner.stop())
-    parent = os.environ.get(PARENT_ENV)
-    if parent:
-        threading.Thread(target=_stop_when_orphaned, args=(int(parent), hub.runner.stop),
-                         name="orphan-watch", daemon=True).start()
+    _stop_on_signals(hub.runner.stop)
     try:
         hub.runner.follow()
     finally:
@@ -47,26 +40,64 @@ def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
     from messaging.dispatch import AgencyDispatch
     from projections.runner import ProjectionRunner
 
-    if not settings.broker_url:
-        raise ConfigurationError("worker dispatch needs TRADEHUB_BROKER_URL (serve sets it for its own workers)")
+    url = _broker_url(settings, "dispatch")
     hub = build_hub(settings)
-    if os.environ.get(PARENT_ENV):
-        os.nice(5)  # beside the API on one machine, as the projections: requests come first
-    publisher = JetStreamPublisher(settings.broker_url)
+    publisher = JetStreamPublisher(url)
     runner = ProjectionRunner(hub.declarations, hub.views,
                               [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    signal.signal(signal.SIGINT, lambda *_: runner.stop())
-    parent = os.environ.get(PARENT_ENV)
-    if parent:
-        threading.Thread(target=_stop_when_orphaned, args=(int(parent), runner.stop),
-                         name="orphan-watch", daemon=True).start()
+    _stop_on_signals(runner.stop)
     try:
         runner.follow()
     finally:
         publisher.close()
         hub.close()
     return 0
+
+
+def run_consumers(settings: Settings, agencies: Sequence[str]) -> int:
+    """Apply each agency's answers from the broker until SIGTERM or SIGINT (or the parent dies)."""
+    from messaging.inbound import Inbox, consume
+
+    url = _broker_url(settings, "consume")
+    hub = build_hub(settings)
+    stop = threading.Event()
+    _stop_on_signals(stop.set)
+    try:
+        asyncio.run(consume(url, Inbox(hub.declarations, hub.views), agencies, stop,
+                            ready=lambda: log.info("consuming answers from %s", ", ".join(agencies))))
+    finally:
+        hub.close()
+    return 0
+
+
+def run_simulators(settings: Settings, agencies: Sequence[str]) -> int:
+    """Answer the hub as the simulated agencies until SIGTERM or SIGINT (or the parent dies)."""
+    from simulators.runner import simulate
+
+    url = _broker_url(settings, "agencies simulate")
+    stop = threading.Event()
+    _stop_on_signals(stop.set, nice=False)
+    asyncio.run(simulate(url, agencies, stop,
+                         ready=lambda: log.info("simulating %s on %s", ", ".join(agencies), url)))
+    return 0
+
+
+def _broker_url(settings: Settings, command: str) -> str:
+    if not settings.broker_url:
+        raise ConfigurationError(f"{command} needs TRADEHUB_BROKER_URL (serve sets it for its own workers)")
+    return settings.broker_url
+
+
+def _stop_on_signals(stop: Callable[[], None], *, nice: bool = True) -> None:
+    """SIGTERM and SIGINT stop the worker; so does, when supervised, its parent's death."""
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+    signal.signal(signal.SIGINT, lambda *_: stop())
+    parent = os.environ.get(PARENT_ENV)
+    if parent:
+        if nice:
+            os.nice(5)  # beside the API on one machine, workers may lag a little; requests should not wait
+        threading.Thread(target=_stop_when_orphaned, args=(int(parent), stop),
+                         name="orphan-watch", daemon=True).start()
 
 
 def _stop_when_orphaned(parent: int, stop: Callable[[], None]) -> None:

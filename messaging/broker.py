@@ -24,6 +24,7 @@ import threading
 from collections.abc import Sequence
 
 from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -48,9 +49,8 @@ def dead_subject(agency: str) -> str:
     return f"tradehub.dead.{agency}"
 
 
-async def ensure_streams(broker: NatsBroker) -> None:
+async def ensure_streams(jetstream: JetStreamContext) -> None:
     """Create the hub's streams, or bring an existing one's subjects up to date; idempotent."""
-    jetstream = broker.connection.jetstream()
     for name, subjects in STREAMS.items():
         stream = StreamConfig(name=name, subjects=[subjects])
         try:
@@ -87,7 +87,7 @@ class JetStreamPublisher:
 
     async def _connect(self) -> None:
         await self._broker.connect()
-        await ensure_streams(self._broker)
+        await ensure_streams(self._broker.connection.jetstream())
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout * 2)

@@ -54,9 +54,9 @@ def _answers(port: int) -> bool:
 class EmbeddedNats:
     """A nats-server child process with JetStream, its store in `store`, on a free loopback port."""
 
-    def __init__(self, store: Path, *, timeout: float = 15) -> None:
+    def __init__(self, store: Path, *, port: int | None = None, timeout: float = 15) -> None:
         store.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = port or _free_port()  # a given port: a restart where clients will reconnect
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)],

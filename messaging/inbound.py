@@ -157,7 +157,7 @@ def _iso(moment: str) -> str:
 
 MAX_DELIVER = 5  # a message failing for reasons not its own is tried this often, then dead-lettered as poison
 RETRY_DELAY = 2.0  # seconds before a failed message is delivered again
-ACK_WAIT = 30.0
+ACK_WAIT = 10.0  # a consumer killed mid-message has it redelivered after this long
 
 
 def durable_name(agency: str) -> str:
@@ -165,9 +165,9 @@ def durable_name(agency: str) -> str:
 
 
 async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
-                  *, ready: Callable[[], None] | None = None) -> None:
+                  *, ready: Callable[[], None] | None = None, retry_delay: float = RETRY_DELAY) -> None:
     """Run one durable consumer per agency until `stop` is set."""
-    broker = NatsBroker(broker_url, connect_timeout=10)
+    broker = NatsBroker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
     stream = JStream(INBOUND_STREAM, declare=False)
 
     def handler(agency: str):
@@ -180,7 +180,7 @@ async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: 
                 if deliveries < MAX_DELIVER:
                     log.warning("%s message %s failed (delivery %s), retrying: %r", agency,
                                 raw.metadata.sequence.stream, deliveries, error)
-                    await message.nack(delay=RETRY_DELAY)
+                    await message.nack(delay=retry_delay)
                     return
                 verdict = dead(POISON, f"failed {deliveries} deliveries; last: {type(error).__name__}: {error}")
             if verdict.outcome == DEAD:
@@ -203,10 +203,10 @@ async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: 
     config = ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT)
     for agency in agencies:
         broker.subscriber(inbound_subject(agency), stream=stream, durable=durable_name(agency),
-                          pull_sub=PullSub(batch_size=32, timeout=1.0), config=config,
+                          pull_sub=PullSub(batch_size=32, timeout=5.0), config=config,
                           ack_policy=AckPolicy.MANUAL)(handler(agency))
     await broker.connect()
-    await ensure_streams(broker)
+    await ensure_streams(broker.connection.jetstream())
     await broker.start()
     if ready is not None:
         ready()

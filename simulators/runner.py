@@ -34,7 +34,7 @@ def durable_name(agency: str) -> str:
 async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                    *, ready: Callable[[], None] | None = None) -> None:
     """Answer the hub as `agencies` until `stop` is set."""
-    broker = NatsBroker(broker_url, connect_timeout=10)
+    broker = NatsBroker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
 
     def handler(agency: str):
         async def handle(message: NatsMessage) -> None:
@@ -55,10 +55,10 @@ async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Eve
     stream = JStream(OUTBOUND_STREAM, declare=False)
     for agency in agencies:
         broker.subscriber(outbound_subject(agency), stream=stream, durable=durable_name(agency),
-                          pull_sub=PullSub(batch_size=32, timeout=1.0), config=ConsumerConfig(ack_wait=30),
+                          pull_sub=PullSub(batch_size=32, timeout=5.0), config=ConsumerConfig(ack_wait=10),
                           ack_policy=AckPolicy.NACK_ON_ERROR)(handler(agency))
     await broker.connect()
-    await ensure_streams(broker)
+    await ensure_streams(broker.connection.jetstream())
     await broker.start()
     if ready is not None:
         ready()

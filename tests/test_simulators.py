@@ -19,8 +19,18 @@ from adapters.xml import REFUSAL_CODES
 from hub.bootstrap import Hub
 from messaging.broker import headers_of
 from messaging.dispatch import AgencyDispatch, recorded_messages
-from messaging.inbound import (APPLIED, CLOSED, DEAD, MIXED_DECLARATIONS, NOT_ROUTED, UNCHANGED, STALE,
-                               UNKNOWN_AGENCY, UNKNOWN_DECLARATION, Inbox)
+from messaging.inbound import (
+    APPLIED,
+    CLOSED,
+    DEAD,
+    MIXED_DECLARATIONS,
+    NOT_ROUTED,
+    STALE,
+    UNCHANGED,
+    UNKNOWN_AGENCY,
+    UNKNOWN_DECLARATION,
+    Inbox,
+)
 from projections.runner import ProjectionRunner
 from simulators.agencies import AGENCIES, REJECT_MARK, answer, reply_id
 
