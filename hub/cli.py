@@ -67,6 +67,9 @@ def issue_token_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+CONTRACT_VERSION = "1"  # the broker contract's version, as the HTTP API's
+
+
 def print_openapi() -> int:
     """The API document, from an app wired to a throw-away store (nothing is kept)."""
     import json
@@ -162,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="simulate only this agency (repeatable; default all)")
 
     commands.add_parser("openapi", help="print the HTTP API's OpenAPI document")
+    commands.add_parser("asyncapi", help="print the broker contract's AsyncAPI document")
 
     bench = commands.add_parser("bench", help="measure the hub against raw baselines")
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
@@ -219,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_simulators(settings, args.agency or AGENCIES)
         if args.command == "openapi":
             return print_openapi()
+        if args.command == "asyncapi":
+            from messaging.contract import document_text
+
+            print(document_text(CONTRACT_VERSION), end="")
+            return 0
         if args.command == "token":
             return issue_token_command(args, settings)
         if args.command in ("submit", "status", "history"):

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import NatsBroker, NatsMessage
 
 from adapters.border import parse_border_replies
 from adapters.customs import parse_responses
@@ -45,7 +44,8 @@ from adapters.xml import Refused
 from hub.declarations import Declarations
 from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
-from messaging.broker import DEAD_STREAM, INBOUND_STREAM, dead_subject, ensure_streams, inbound_subject
+from messaging.broker import DEAD_STREAM, dead_subject, ensure_streams
+from messaging.contract import MAX_DELIVER, subscribe_inbound
 from messaging.dispatch import INBOUND
 
 log = logging.getLogger("tradehub.inbound")
@@ -155,20 +155,13 @@ def _iso(moment: str) -> str:
 
 # ---- the consumer -------------------------------------------------------------------------------
 
-MAX_DELIVER = 5  # a message failing for reasons not its own is tried this often, then dead-lettered as poison
-RETRY_DELAY = 2.0  # seconds before a failed message is delivered again
-ACK_WAIT = 10.0  # a consumer killed mid-message has it redelivered after this long
-
-
-def durable_name(agency: str) -> str:
-    return f"tradehub-in-{agency}"
+RETRY_DELAY = 2.0  # seconds before a message that failed for reasons not its own is delivered again
 
 
 async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                   *, ready: Callable[[], None] | None = None, retry_delay: float = RETRY_DELAY) -> None:
     """Run one durable consumer per agency until `stop` is set."""
     broker = NatsBroker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
-    stream = JStream(INBOUND_STREAM, declare=False)
 
     def handler(agency: str):
         async def handle(message: NatsMessage) -> None:
@@ -200,11 +193,7 @@ async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: 
 
         return handle
 
-    config = ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT)
-    for agency in agencies:
-        broker.subscriber(inbound_subject(agency), stream=stream, durable=durable_name(agency),
-                          pull_sub=PullSub(batch_size=32, timeout=5.0), config=config,
-                          ack_policy=AckPolicy.MANUAL)(handler(agency))
+    subscribe_inbound(broker, agencies, handler)
     await broker.connect()
     await ensure_streams(broker.connection.jetstream())
     await broker.start()

@@ -328,3 +328,19 @@ def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError("condition not met in time")
+
+
+def test_the_committed_asyncapi_document_is_current():
+    from hub.cli import CONTRACT_VERSION
+    from messaging.contract import document_text
+
+    assert (ROOT / "asyncapi.json").read_text() == document_text(CONTRACT_VERSION), (
+        "the broker contract changed: regenerate with `tradehub asyncapi > asyncapi.json`")
+
+
+def test_the_asyncapi_document_names_every_agencys_subjects_and_the_dead_letters():
+    channels = json.loads((ROOT / "asyncapi.json").read_text())["channels"]
+    addresses = {channel["address"] for channel in channels.values()}
+    from hub.declarations import AGENCIES
+
+    assert addresses == {f"tradehub.{direction}.{agency}" for agency in AGENCIES for direction in ("out", "in", "dead")}

@@ -1,0 +1,85 @@
+"""The broker contract as AsyncAPI: what the hub publishes and consumes, per agency and direction.
+
+The hub's consumers register through `subscribe_inbound`, so the document
+describes the subscriptions the hub really makes. `asyncapi.json` at the
+repository root is this document, committed; a test keeps it up to date
+(regenerate with `tradehub asyncapi > asyncapi.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from faststream.specification import AsyncAPI
+
+from hub.declarations import AGENCIES
+
+from .broker import DEAD_STREAM, INBOUND_STREAM, OUTBOUND_STREAM, dead_subject, inbound_subject, outbound_subject
+
+# Each agency's message formats, as the schemas in xsd/ name them.
+FORMATS = {
+    "customs": ("WCO Data Model 3.6 DEC-DMS:2 (xsd/customs/declaration.xsd)",
+                "WCO RES-DMS:2 responses (xsd/customs/response.xsd)"),
+    "inspection": ("inspection declaration (xsd/inspection/declaration.xsd)",
+                   "decisions (xsd/inspection/decision.xsd)"),
+    "port": ("cargo notice, visit request, release notice (xsd/port/messages.xsd)",
+             "acknowledgements, visit ids, decisions (xsd/port/replies.xsd)"),
+    "maritime": ("Trafic2000 5.2 NCA_FAL1, NCA_FAL7MD, NCA_Suppr_Not (xsd/maritime/)",
+                 "NCA_Receipt, NCA_Form_Res (xsd/maritime/replies.xsd)"),
+    "border": ("Trafic2000 5.2 NCA_FAL5, NCA_FAL6, NCA_Suppr_Not (xsd/border/)",
+               "NCA_Receipt, NCA_Form_Res (xsd/border/replies.xsd)"),
+}
+HUB_HEADERS = ("Nats-Msg-Id (the deterministic message id), Tradehub-Declaration-Id, Tradehub-Version, "
+               "Tradehub-Message, Tradehub-Function-Code")
+DEAD_HEADERS = ("Tradehub-Dead-Code (a stable reason code), Tradehub-Dead-Reason, Tradehub-Agency, "
+                "Tradehub-Stream-Sequence, Tradehub-Deliveries")
+MAX_DELIVER = 5  # a message failing for reasons not its own is tried this often, then dead-lettered as poison
+ACK_WAIT = 10.0  # seconds: a consumer killed mid-message has it redelivered after this long
+
+
+def durable_name(agency: str) -> str:
+    return f"tradehub-in-{agency}"
+
+
+def subscribe_inbound(broker: NatsBroker, agencies: Sequence[str], handler: Callable[[str], Callable[..., Any]]
+                      ) -> None:
+    """The hub's durable consumer of each agency's answers, acknowledged by hand after the effect."""
+    stream = JStream(INBOUND_STREAM, declare=False)
+    config = ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT)
+    for agency in agencies:
+        broker.subscriber(
+            inbound_subject(agency), stream=stream, durable=durable_name(agency),
+            pull_sub=PullSub(batch_size=32, timeout=5.0), config=config, ack_policy=AckPolicy.MANUAL,
+            title=f"{agency} answers",
+            description=f"{FORMATS[agency][1]}. Applied once per reply id, then acknowledged; a refused "
+                        f"message goes to {dead_subject(agency)}.",
+        )(handler(agency))
+
+
+def document(version: str) -> dict[str, Any]:
+    """The hub's AsyncAPI document."""
+    broker = NatsBroker("nats://127.0.0.1:4222")
+    for agency in AGENCIES:
+        broker.publisher(outbound_subject(agency), stream=JStream(OUTBOUND_STREAM, declare=False),
+                         title=f"{agency} messages",
+                         description=f"{FORMATS[agency][0]}, one XML document per message, validated before it "
+                                     f"leaves. Headers: {HUB_HEADERS}.")
+        broker.publisher(dead_subject(agency), stream=JStream(DEAD_STREAM, declare=False),
+                         title=f"{agency} dead letters",
+                         description=f"Answers from {agency} the hub refused, as received. Headers: {DEAD_HEADERS}.")
+
+    async def nothing(message: bytes) -> None: ...
+
+    subscribe_inbound(broker, AGENCIES, lambda agency: nothing)
+    spec = AsyncAPI(broker, title="Trade hub broker contract", version=version,
+                    description="NATS JetStream subjects of the Trade hub, one per agency and direction, "
+                                "plus dead letters. Bodies are XML (application/xml).")
+    return json.loads(spec.to_specification().to_json())
+
+
+def document_text(version: str) -> str:
+    return json.dumps(document(version), indent=2, sort_keys=True) + "\n"
