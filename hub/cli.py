@@ -186,6 +186,11 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--clients", type=int, default=32, help="concurrent connections at peak")
     http.add_argument("--workers", type=_processes, default=os.cpu_count() or 1,
                       help="API worker processes (default: one per core)")
+    e2e = suites.add_parser("e2e", help="declarations from submit to released over PostgreSQL and JetStream")
+    e2e.add_argument("--duration", type=int, default=60, help="seconds of offered load for the throughput figure")
+    e2e.add_argument("--offered", type=int, default=250, help="declarations offered per second meanwhile")
+    e2e.add_argument("--latency-seconds", type=int, default=20, help="seconds at 100/s for the latency figure")
+    e2e.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     http.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
     http.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     return parser
@@ -241,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from hub.bench_http import run_http
 
                 return run_http(args)
+            if args.suite == "e2e":
+                from hub.bench_e2e import run_e2e
+
+                return run_e2e(args)
             if args.suite == "messages":
                 from hub.bench_messages import run_messages
 

