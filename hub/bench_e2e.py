@@ -62,8 +62,8 @@ def run_e2e(args: argparse.Namespace) -> int:
                     _stored_rows(Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"}), documents[-2000:]))
                 raw_publish = asyncio.run(_raw_publish(nats.url, 5000))
                 settings = Settings(data_dir=Path(directory), database_url=database, broker_url=nats.url)
+                hub = build_hub(settings)  # the tables, before the workers start
                 with _workers(settings, Path(directory)):
-                    hub = build_hub(settings)
                     try:
                         latencies = _latency(hub, nats.url, documents[:latency_count])
                         released, seconds = _throughput(hub, database, documents[latency_count:-2000],

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
-from adapters.messages import Message, change_of
+from adapters.messages import Message, advance
 from adapters.outbound import messages_for
 from hub.declarations import Declaration, Declarations, RoutingRules
 from projections.database import Cursor
@@ -68,9 +68,8 @@ class AgencyDispatch:
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         messages: list[Message] = []
         for _, event in events:  # the declarations log holds only declaration events
-            before = self._before(event)
-            change = change_of(event, before)
-            self._remember(event.mutate(before))
+            change, after = advance(event, self._before(event))
+            self._remember(after)
             if change is not None and change.action_for(self.agency) is not None:
                 messages.extend(messages_for(change, self.rules, [self.agency]))
         if not messages:

@@ -37,6 +37,9 @@ class Cursor(Protocol):
     def fetchall(self) -> list[tuple]: ...
 
 
+_CREATE_LOCK = 0x7472616465687562  # "tradehub": the advisory lock that serialises creating view tables
+
+
 class StaleTracking(Exception):
     """Another runner moved this view's position first; the transaction is rolled back."""
 
@@ -160,6 +163,14 @@ class PostgresViews(ViewDatabase):
     def transaction(self) -> Iterator[_PostgresCursor]:
         with self._pool.connection() as connection, connection.transaction(), connection.cursor() as cursor:
             yield _PostgresCursor(cursor)
+
+    def create(self, statements: Sequence[str]) -> None:
+        # CREATE TABLE IF NOT EXISTS races between processes starting together (a unique violation in
+        # pg_type): one at a time, under a transaction-scoped advisory lock.
+        with self.transaction() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(?)", (_CREATE_LOCK,))
+            for statement in (*TRACKING_TABLES, *statements):
+                cursor.execute(statement)
 
     def close(self) -> None:
         self._pool.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -42,6 +43,7 @@ class ProjectionRunner:
         self.batch = batch
         self.interval = interval
         self._stop = threading.Event()
+        self._decoded: OrderedDict[int, Any] = OrderedDict()  # views read the same events: decode them once
         self._thread: threading.Thread | None = None
         database.create([statement for view in self.views for statement in view.tables])
 
@@ -52,7 +54,7 @@ class ProjectionRunner:
             start=start, limit=self.batch, inclusive_of_start=False)
         if not notifications:
             return 0
-        events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        events = [(n.id, self._event(n)) for n in notifications]
         try:
             with self.database.transaction() as cursor:
                 view.apply(cursor, events)
@@ -64,6 +66,15 @@ class ProjectionRunner:
             view.forget()
             raise
         return len(events)
+
+    def _event(self, notification: Any) -> Any:
+        """The domain event of a notification, decoded once for all the views of this runner."""
+        event = self._decoded.get(notification.id)
+        if event is None:
+            event = self._decoded[notification.id] = self.app.mapper.to_domain_event(notification)
+            if len(self._decoded) > 4 * self.batch:
+                self._decoded.popitem(last=False)
+        return event
 
     def catch_up(self) -> int:
         """Run every view until it has seen the log as it stood when called."""

@@ -95,7 +95,8 @@ def _reply(response: etree._Element, lookup: Lookup | None) -> Reply:
     declaration = response.find(_r("Declaration"))
     declaration_id = _text(declaration, _r("ID"))
     version = _text(declaration, _r("VersionID"))
-    document = lookup(declaration_id) if lookup is not None else None
+    pointed = response.find(_r("Error")) is not None or response.find(_r("Amendment")) is not None
+    document = lookup(declaration_id) if lookup is not None and pointed else None  # only pointers need it
     errors = tuple(_error(error, document) for error in response.iterchildren(_r("Error")))
     details = [meaning]
     details += [_statement(statement) for statement in response.iterchildren(_r("AdditionalInformation"))]
