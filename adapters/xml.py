@@ -111,10 +111,16 @@ def _validator(schema: Schema) -> etree.XMLSchema:
         cache = _local.schemas = {}
     validator = cache.get(schema.name)
     if validator is None:
-        # The schema files are ours, but they are parsed as carefully as any input.
-        document = etree.parse(str(schema.path), _hardened_parser())
-        validator = cache[schema.name] = etree.XMLSchema(document)
+        # libxml2 fails at random ("internal error", unresolved QNames) when threads compile schemas at
+        # the same time: one at a time. Validation with a thread's own compiled schema is safe.
+        with _COMPILING:
+            # The schema files are ours, but they are parsed as carefully as any input.
+            document = etree.parse(str(schema.path), _hardened_parser())
+            validator = cache[schema.name] = etree.XMLSchema(document)
     return validator
+
+
+_COMPILING = threading.Lock()
 
 
 def check_outbound(root: etree._Element, schema: Schema) -> bytes:

@@ -65,11 +65,14 @@ class Settings:
         return self.data_dir / "hub.sqlite"
 
 
+BROKER_SCHEMES = ("nats://", "tls://", "amqp://", "amqps://")
+
+
 def _broker_url(url: str) -> str:
-    if url and not url.startswith(("nats://", "tls://")):
+    if url and not url.startswith(BROKER_SCHEMES):
         raise ConfigurationError(
-            f"TRADEHUB_BROKER_URL must be a NATS URL (nats://host:4222), got {url.split(':', 1)[0]!r}: "
-            "this hub dispatches over NATS JetStream (RabbitMQ is not supported yet)")
+            f"TRADEHUB_BROKER_URL must be a NATS URL (nats://host:4222) or a RabbitMQ one "
+            f"(amqp://user:password@host:5672/), got {url.split(':', 1)[0]!r}")
     return url
 
 

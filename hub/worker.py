@@ -36,13 +36,13 @@ def run_projections(settings: Settings) -> int:
 
 def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
     """Dispatch each agency's messages to the broker until SIGTERM or SIGINT (or the parent dies)."""
-    from messaging.broker import JetStreamPublisher
+    from messaging.broker import publisher_for
     from messaging.dispatch import AgencyDispatch
     from projections.runner import ProjectionRunner
 
     url = _broker_url(settings, "dispatch")
     hub = build_hub(settings)
-    publisher = JetStreamPublisher(url)
+    publisher = publisher_for(url)
     runner = ProjectionRunner(hub.declarations, hub.views,
                               [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
     _stop_on_signals(runner.stop)

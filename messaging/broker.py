@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
@@ -69,12 +70,46 @@ def headers_of(message: Message) -> dict[str, str]:
     }
 
 
+class BrokerUnavailable(RuntimeError):
+    """No broker to talk to: none answers at the URL, or the embedded one would not start."""
+
+
+def redacted(url: str) -> str:
+    """A broker URL fit for a message: without its password."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}" if at else url
+
+
+DEFAULT_PORTS = {"nats": 4222, "tls": 4222, "amqp": 5672, "amqps": 5671}
+
+
+async def connect(broker, url: str) -> None:
+    """Connect a faststream broker to `url`, or BrokerUnavailable naming where it was looked for.
+
+    A broker that refuses connections is reported at once; the client libraries would otherwise retry
+    for a minute. Once connected, they reconnect on their own for as long as it takes.
+    """
+    parts = urlsplit(url)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS.get(parts.scheme)),
+            timeout=10)
+        writer.close()
+        await broker.connect()
+    except Exception as error:  # noqa: BLE001 - refused, unreachable, bad credentials, no servers...
+        raise BrokerUnavailable(f"no broker answers at {redacted(url)}: {type(error).__name__}: {error}") from None
+
+
 class PublishFailed(RuntimeError):
     """The broker did not acknowledge every message of a batch; the caller must not move on."""
 
 
-class JetStreamPublisher:
-    """A connected broker on its own loop thread: `publish` blocks until every message is acknowledged."""
+class SyncPublisher:
+    """A connected faststream broker on its own loop thread: `publish` blocks until every message is confirmed.
+
+    Subclasses say how to connect and how to publish a batch with all confirmations in flight at once.
+    """
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url
@@ -82,29 +117,33 @@ class JetStreamPublisher:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="broker", daemon=True)
         self._thread.start()
-        self._broker = NatsBroker(url, connect_timeout=timeout)
-        self._run(self._connect())
+        self._broker = self._make_broker()
+        try:
+            self._run(self._connect())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _make_broker(self):
+        raise NotImplementedError
 
     async def _connect(self) -> None:
-        await self._broker.connect()
-        await ensure_streams(self._broker.connection.jetstream())
+        raise NotImplementedError
+
+    async def _publish(self, messages: Sequence[Message]) -> list[bool]:
+        """Publish all, confirmations in flight at once; for each, whether the broker stored it anew."""
+        raise NotImplementedError
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout * 2)
 
     def publish(self, messages: Sequence[Message]) -> int:
-        """Publish every message, all acknowledgements in flight at once; the number the stream stored anew."""
+        """Publish every message, all confirmations in flight at once; the number the broker stored anew."""
         try:
-            acks = self._run(self._publish(messages))
+            stored = self._run(self._publish(messages))
         except Exception as error:  # noqa: BLE001 - timeouts, a broken connection, a missing stream
             raise PublishFailed(f"{len(messages)} message(s) not all acknowledged: {error!r}") from error
-        return sum(1 for ack in acks if not ack.duplicate)
-
-    async def _publish(self, messages: Sequence[Message]):
-        return await asyncio.gather(*(
-            self._broker.publish(message.body, outbound_subject(message.agency), headers=headers_of(message),
-                                 stream=OUTBOUND_STREAM, timeout=self.timeout)
-            for message in messages))
+        return sum(stored)
 
     def close(self) -> None:
         """Disconnect, even from a broker that is gone (then only the local side is cleaned up)."""
@@ -112,6 +151,9 @@ class JetStreamPublisher:
             self._run(self._broker.stop())
         except Exception:  # noqa: BLE001 - a broker that is down cannot be told goodbye
             pass
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
         self._run(self._cancel_tasks())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
@@ -122,3 +164,35 @@ class JetStreamPublisher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class JetStreamPublisher(SyncPublisher):
+    """Publishes to JetStream; a message id the stream saw inside its duplicate window is not stored again."""
+
+    def _make_broker(self) -> NatsBroker:
+        return nats_broker(self.url, connect_timeout=self.timeout)
+
+    async def _connect(self) -> None:
+        await connect(self._broker, self.url)
+        await ensure_streams(self._broker.connection.jetstream())
+
+    async def _publish(self, messages: Sequence[Message]) -> list[bool]:
+        acks = await asyncio.gather(*(
+            self._broker.publish(message.body, outbound_subject(message.agency), headers=headers_of(message),
+                                 stream=OUTBOUND_STREAM, timeout=self.timeout)
+            for message in messages))
+        return [not ack.duplicate for ack in acks]
+
+
+def nats_broker(url: str, **options) -> NatsBroker:
+    """A NATS broker that reconnects without end: a broker restart must never stop a worker."""
+    return NatsBroker(url, max_reconnect_attempts=-1, reconnect_time_wait=1, **options)
+
+
+def publisher_for(url: str) -> SyncPublisher:
+    """The publisher for a broker URL: nats:// or tls:// for JetStream, amqp:// or amqps:// for RabbitMQ."""
+    if url.startswith(("amqp://", "amqps://")):
+        from messaging.rabbit import RabbitPublisher
+
+        return RabbitPublisher(url)
+    return JetStreamPublisher(url)

@@ -16,11 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from messaging.broker import BrokerUnavailable
+
 _PR_SET_PDEATHSIG = 1
-
-
-class BrokerUnavailable(RuntimeError):
-    """No nats-server binary, or it would not start."""
 
 
 def nats_server_binary() -> str:

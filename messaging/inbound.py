@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsMessage
 
 from adapters.border import parse_border_replies
 from adapters.customs import parse_responses
@@ -45,7 +45,7 @@ from adapters.xml import Refused
 from hub.declarations import Declarations
 from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
-from messaging.broker import DEAD_STREAM, dead_subject, ensure_streams
+from messaging.broker import DEAD_STREAM, connect, dead_subject, ensure_streams, nats_broker
 from messaging.contract import MAX_DELIVER, subscribe_inbound
 from messaging.dispatch import INBOUND
 
@@ -160,53 +160,69 @@ CONCURRENCY = 32  # answers applied at once (they share transactions through gro
 RETRY_DELAY = 2.0  # seconds before a message that failed for reasons not its own is delivered again
 
 
+async def decide(inbox: Inbox, agency: str, body: bytes, deliveries: int) -> Verdict | None:
+    """What to do with one delivery, whatever the broker: its verdict, or None to have it delivered again."""
+    try:
+        return await asyncio.to_thread(inbox.receive, agency, body)
+    except Exception as error:  # noqa: BLE001 - the hub's trouble, not the message's: retry it
+        if deliveries < MAX_DELIVER:
+            log.warning("%s message failed (delivery %s), retrying: %r", agency, deliveries, error)
+            return None
+        return dead(POISON, f"failed {deliveries} deliveries; last: {type(error).__name__}: {error}")
+
+
+def dead_letter_headers(verdict: Verdict, agency: str, deliveries: int) -> dict[str, str]:
+    log.warning("%s message dead-lettered: %s %s", agency, verdict.code, verdict.reason)
+    return {"Tradehub-Dead-Code": verdict.code, "Tradehub-Dead-Reason": verdict.reason, "Tradehub-Agency": agency,
+            "Tradehub-Deliveries": str(deliveries)}
+
+
+def use_threads() -> None:
+    """A fetched batch is handled concurrently, each message on a thread: many in flight let group commit
+    put many answers in one transaction."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="inbox"))
+
+
 async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                   *, ready: Callable[[], None] | None = None, retry_delay: float = RETRY_DELAY) -> None:
-    """Run one durable consumer per agency until `stop` is set."""
-    broker = NatsBroker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
-    # A fetched batch is handled concurrently, each message on a thread: many in flight let group commit
-    # put many answers in one transaction, which is what makes the consumer fast on PostgreSQL.
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="inbox"))
+    """Run one durable consumer per agency until `stop` is set (NATS JetStream, or RabbitMQ for amqp://)."""
+    if broker_url.startswith(("amqp://", "amqps://")):
+        from messaging.rabbit import consume_rabbit
+
+        return await consume_rabbit(broker_url, inbox, agencies, stop, ready=ready, retry_delay=retry_delay)
+    broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
+    use_threads()
 
     def handler(agency: str):
         async def handle(message: NatsMessage) -> None:
             raw = message.raw_message
             deliveries = raw.metadata.num_delivered
-            try:
-                verdict = await asyncio.to_thread(inbox.receive, agency, raw.data)
-            except Exception as error:  # noqa: BLE001 - the hub's trouble, not the message's: retry it
-                if deliveries < MAX_DELIVER:
-                    log.warning("%s message %s failed (delivery %s), retrying: %r", agency,
-                                raw.metadata.sequence.stream, deliveries, error)
-                    await message.nack(delay=retry_delay)
-                    return
-                verdict = dead(POISON, f"failed {deliveries} deliveries; last: {type(error).__name__}: {error}")
-            if verdict.outcome == DEAD:
-                log.warning("%s message %s dead-lettered: %s %s", agency, raw.metadata.sequence.stream,
-                            verdict.code, verdict.reason)
+            verdict = await decide(inbox, agency, raw.data, deliveries)
+            if verdict is None:
+                await message.nack(delay=retry_delay)
+            elif verdict.outcome == DEAD:
+                sequence = str(raw.metadata.sequence.stream)
                 await broker.publish(raw.data, dead_subject(agency), stream=DEAD_STREAM, timeout=10, headers={
-                    "Nats-Msg-Id": f"dead:{agency}:{raw.metadata.sequence.stream}",
-                    "Tradehub-Dead-Code": verdict.code,
-                    "Tradehub-Dead-Reason": verdict.reason,
-                    "Tradehub-Agency": agency,
-                    "Tradehub-Stream-Sequence": str(raw.metadata.sequence.stream),
-                    "Tradehub-Deliveries": str(deliveries),
-                })
+                    "Nats-Msg-Id": f"dead:{agency}:{sequence}", "Tradehub-Stream-Sequence": sequence,
+                    **dead_letter_headers(verdict, agency, deliveries)})
                 await message.reject()
-                return
-            await message.ack_sync()
+            else:
+                await message.ack_sync()
 
         return handle
 
     subscribe_inbound(broker, agencies, handler)
-    await broker.connect()
+    await connect(broker, broker_url)
     await ensure_streams(broker.connection.jetstream())
     await broker.start()
-    if ready is not None:
-        ready()
     try:
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
+        await run_until(stop, ready)
     finally:
         await broker.stop()
 
+
+async def run_until(stop: threading.Event | asyncio.Event, ready: Callable[[], None] | None) -> None:
+    if ready is not None:
+        ready()
+    while not stop.is_set():
+        await asyncio.sleep(0.2)

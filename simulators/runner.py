@@ -14,15 +14,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
+from faststream.rabbit import RabbitBroker, RabbitMessage
 
 from adapters.xml import Refused
-from messaging.broker import INBOUND_STREAM, OUTBOUND_STREAM, ensure_streams, inbound_subject, outbound_subject
+from messaging.broker import (
+    INBOUND_STREAM,
+    OUTBOUND_STREAM,
+    connect,
+    ensure_streams,
+    inbound_subject,
+    nats_broker,
+    outbound_subject,
+)
+from messaging.rabbit import EXCHANGE, declare, queue
 
-from .agencies import answer
+from .agencies import Answer, answer
 
 log = logging.getLogger("tradehub.simulators")
 
@@ -31,18 +41,28 @@ def durable_name(agency: str) -> str:
     return f"simulator-{agency}"
 
 
+def _answers(agency: str, body: bytes, headers: Mapping[str, object]) -> list[Answer] | None:
+    """The agency's replies to a hub message, or None if it refuses the message (logged)."""
+    text = {key: value.decode() if isinstance(value, bytes) else str(value) for key, value in headers.items()}
+    try:
+        return answer(agency, body, text)
+    except Refused as refused:
+        log.error("%s refuses hub message %s: %s", agency, text.get("Nats-Msg-Id", ""), refused)
+        return None
+
+
 async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                    *, ready: Callable[[], None] | None = None) -> None:
-    """Answer the hub as `agencies` until `stop` is set."""
-    broker = NatsBroker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
+    """Answer the hub as `agencies` until `stop` is set (NATS JetStream, or RabbitMQ for amqp://)."""
+    if broker_url.startswith(("amqp://", "amqps://")):
+        return await _simulate_rabbit(broker_url, agencies, stop, ready)
+    broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
 
     def handler(agency: str):
         async def handle(message: NatsMessage) -> None:
             raw = message.raw_message
-            try:
-                answers = answer(agency, raw.data, raw.headers or {})
-            except Refused as refused:
-                log.error("%s refuses hub message %s: %s", agency, (raw.headers or {}).get("Nats-Msg-Id"), refused)
+            answers = _answers(agency, raw.data, raw.headers or {})
+            if answers is None:
                 await message.reject()
                 return
             for reply in answers:  # in order: a receipt is stored before the decision
@@ -57,12 +77,42 @@ async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Eve
         broker.subscriber(outbound_subject(agency), stream=stream, durable=durable_name(agency),
                           pull_sub=PullSub(batch_size=32, timeout=5.0), config=ConsumerConfig(ack_wait=10),
                           ack_policy=AckPolicy.NACK_ON_ERROR)(handler(agency))
-    await broker.connect()
+    await connect(broker, broker_url)
     await ensure_streams(broker.connection.jetstream())
+    await _run(broker, stop, ready)
+
+
+async def _simulate_rabbit(url: str, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
+                           ready: Callable[[], None] | None) -> None:
+    broker = RabbitBroker(url, log_level=logging.DEBUG)
+
+    def handler(agency: str):
+        async def handle(message: RabbitMessage) -> None:
+            raw = message.raw_message
+            answers = _answers(agency, raw.body, raw.headers or {})
+            if answers is None:
+                await message.reject()
+                return
+            for reply in answers:
+                await broker.publish(reply.body, exchange=EXCHANGE, routing_key=inbound_subject(agency),
+                                     persist=True, message_id=reply.message_id, content_type="application/xml")
+            await message.ack()
+
+        return handle
+
+    for agency in agencies:
+        broker.subscriber(queue(outbound_subject(agency)), exchange=EXCHANGE,
+                          ack_policy=AckPolicy.MANUAL)(handler(agency))
+    await connect(broker, url)
+    await declare(broker)
+    await _run(broker, stop, ready)
+
+
+async def _run(broker, stop: threading.Event | asyncio.Event, ready: Callable[[], None] | None) -> None:
     await broker.start()
-    if ready is not None:
-        ready()
     try:
+        if ready is not None:
+            ready()
         while not stop.is_set():
             await asyncio.sleep(0.2)
     finally:

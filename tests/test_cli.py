@@ -184,6 +184,18 @@ def test_dispatch_needs_a_broker_and_refuses_one_it_cannot_use(tmp_path: Path):
     env.pop("TRADEHUB_BROKER_URL", None)
     result = tradehub("worker", "dispatch", env=env)
     assert result.returncode == 2 and "needs TRADEHUB_BROKER_URL" in result.stderr
-    result = tradehub("worker", "dispatch", env=dict(env, TRADEHUB_BROKER_URL="amqp://guest:guest@localhost/"))
+    result = tradehub("worker", "dispatch", env=dict(env, TRADEHUB_BROKER_URL="kafka://localhost:9092"))
     assert result.returncode == 2 and "TRADEHUB_BROKER_URL must be a NATS URL" in result.stderr
+    assert "'kafka'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [("worker", "dispatch"), ("worker", "consume"), ("agencies", "simulate")])
+@pytest.mark.parametrize("url", ["nats://127.0.0.1:1", "amqp://guest:hunter2@127.0.0.1:1/"])
+def test_workers_name_a_broker_that_does_not_answer_without_a_traceback(tmp_path: Path, command, url: str):
+    import os
+
+    result = tradehub(*command, env=dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path), TRADEHUB_BROKER_URL=url))
+    assert result.returncode == 2, result.stderr
+    assert "no broker answers at" in result.stderr and "127.0.0.1:1" in result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr

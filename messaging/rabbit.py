@@ -1,0 +1,112 @@
+"""RabbitMQ, for TRADEHUB_BROKER_URL=amqp://…: the JetStream contract on quorum queues.
+
+- One durable direct exchange, `tradehub`, and one durable quorum queue per
+  agency and direction, bound by its own name: `tradehub.out.<agency>`,
+  `tradehub.in.<agency>` and `tradehub.dead.<agency>`.
+- Every publish is persistent, mandatory and confirmed; dispatch records its
+  position only after every confirmation of a batch (as on JetStream).
+- Inbound queues have a delivery limit and dead-letter to the agency's dead
+  queue, a safety net for a message that kills its consumer every time. The
+  consumer itself dead-letters what it refuses, with the reason in headers,
+  and acknowledges only after the effect is committed.
+
+RabbitMQ has no publish de-duplication: a batch published again after a crash
+is queued twice. The message id (AMQP `message_id`) is the same, and agencies
+de-duplicate by it, as the hub does by the reply ids of their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from faststream import AckPolicy
+from faststream.rabbit import QueueType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
+
+from adapters.messages import Message
+from hub.declarations import AGENCIES
+
+from .broker import SyncPublisher, connect, dead_subject, headers_of, inbound_subject, outbound_subject
+from .contract import MAX_DELIVER
+
+EXCHANGE = RabbitExchange("tradehub", durable=True)
+
+
+def queue(name: str, **arguments: object) -> RabbitQueue:
+    return RabbitQueue(name, queue_type=QueueType.QUORUM, durable=True, routing_key=name,
+                       arguments={"x-queue-type": "quorum", **arguments})
+
+
+def inbound_queue(agency: str) -> RabbitQueue:
+    return queue(inbound_subject(agency), **{
+        "x-delivery-limit": MAX_DELIVER, "x-dead-letter-exchange": EXCHANGE.name,
+        "x-dead-letter-routing-key": dead_subject(agency)})
+
+
+async def declare(broker: RabbitBroker) -> None:
+    """The exchange and every agency's queues, bound; idempotent."""
+    exchange = await broker.declare_exchange(EXCHANGE)
+    for agency in AGENCIES:
+        for declared in (queue(outbound_subject(agency)), inbound_queue(agency), queue(dead_subject(agency))):
+            robust = await broker.declare_queue(declared)
+            await robust.bind(exchange, routing_key=declared.routing_key)
+
+
+class RabbitPublisher(SyncPublisher):
+    def _make_broker(self) -> RabbitBroker:
+        return RabbitBroker(self.url, log_level=logging.DEBUG)
+
+    async def _connect(self) -> None:
+        await connect(self._broker, self.url)
+        await declare(self._broker)
+
+    async def _publish(self, messages: Sequence[Message]) -> list[bool]:
+        await asyncio.gather(*(
+            self._broker.publish(message.body, exchange=EXCHANGE, routing_key=outbound_subject(message.agency),
+                                 persist=True, mandatory=True, message_id=message.message_id,
+                                 headers=headers_of(message), content_type="application/xml",
+                                 timeout=self.timeout)
+            for message in messages))
+        return [True] * len(messages)  # RabbitMQ cannot tell a repeat
+
+
+def deliveries_of(message: RabbitMessage) -> int:
+    """This delivery's number: quorum queues count earlier deliveries in x-delivery-count."""
+    return int(message.raw_message.headers.get("x-delivery-count", 0) or 0) + 1
+
+
+async def consume_rabbit(url: str, inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event, *,
+                         ready: Callable[[], None] | None, retry_delay: float) -> None:
+    from .inbound import DEAD, dead_letter_headers, decide, run_until, use_threads
+
+    broker = RabbitBroker(url, log_level=logging.DEBUG)
+    use_threads()
+
+    def handler(agency: str):
+        async def handle(message: RabbitMessage) -> None:
+            body, deliveries = message.raw_message.body, deliveries_of(message)
+            verdict = await decide(inbox, agency, body, deliveries)
+            if verdict is None:
+                await asyncio.sleep(retry_delay)
+                await message.nack(requeue=True)
+            elif verdict.outcome == DEAD:
+                await broker.publish(body, exchange=EXCHANGE, routing_key=dead_subject(agency), persist=True,
+                                     message_id=message.raw_message.message_id,
+                                     headers=dead_letter_headers(verdict, agency, deliveries))
+                await message.ack()
+            else:
+                await message.ack()
+
+        return handle
+
+    for agency in agencies:
+        broker.subscriber(inbound_queue(agency), exchange=EXCHANGE, ack_policy=AckPolicy.MANUAL)(handler(agency))
+    await connect(broker, url)
+    await declare(broker)
+    await broker.start()
+    try:
+        await run_until(stop, ready)
+    finally:
+        await broker.stop()
