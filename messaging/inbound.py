@@ -2,7 +2,7 @@
 
 `Inbox.receive` decides what one inbound message does, with no broker in
 sight (so it is tested directly), and `consume` runs it behind one durable
-JetStream consumer per agency:
+consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
 
 1. the message passes the XML gate and the agency's reply schema, and is
    read into `Reply`s (adapters);
@@ -17,7 +17,7 @@ JetStream consumer per agency:
 A message the hub refuses (hostile, invalid, unreadable, about an unknown
 declaration or one not routed to that agency, stale, or too late) changes
 nothing: it is published to `tradehub.dead.<agency>` with its reason in
-headers, then terminated. A message whose handling fails for another reason
+headers, then settled so that it is never delivered again. A message whose handling fails for another reason
 (the database is down, say) is retried with a delay; at its last allowed
 delivery it is dead-lettered as poison.
 """
@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from faststream.nats import NatsMessage
 
@@ -116,16 +118,20 @@ class Inbox:
                                             "send one message per declaration")
         [declaration_id] = declarations
         try:
+            UUID(declaration_id)
+        except ValueError:
+            return dead(UNKNOWN_DECLARATION, f"{declaration_id!r} is not a declaration id", declaration_id)
+        try:
             declaration, changed = self.app.answer(declaration_id, replies)
-        except (DeclarationNotFound, ValueError) as error:
-            return dead(UNKNOWN_DECLARATION, f"no declaration {declaration_id!r}: {error}", declaration_id)
+        except DeclarationNotFound as error:
+            return dead(UNKNOWN_DECLARATION, str(error), declaration_id)
         except AgencyNotRouted as error:
             return dead(NOT_ROUTED, str(error), declaration_id)
         except StaleResponse as error:
             return dead(STALE, str(error), declaration_id)
         except DeclarationClosed as error:
             return dead(CLOSED, str(error), declaration_id)
-        except DeclarationError as error:
+        except (DeclarationError, ValueError) as error:
             return dead(REFUSED_BY_HUB, str(error), declaration_id)
         self._record(agency, body, replies, declaration.version)
         return Verdict(APPLIED if changed else UNCHANGED, declaration_id)
@@ -146,7 +152,22 @@ class Inbox:
                 " function_code, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (direction, agency, message_id) DO NOTHING",
                 (INBOUND, agency, first.message_id, first.declaration_id, first.version or version, kind,
-                 first.code, issued, body.decode("utf-8", errors="replace")))
+                 first.code, issued, _text_of(body)))
+
+
+_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def _text_of(body: bytes) -> str:
+    """The message as text, decoded as it declares (the gate has admitted it, so it decodes)."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        declared = _ENCODING.match(body)
+        try:
+            return body.decode(declared.group(1).decode() if declared else "utf-8", errors="replace")
+        except LookupError:
+            return body.decode("utf-8", errors="replace")
 
 
 def _iso(moment: str) -> str:

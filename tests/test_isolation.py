@@ -135,7 +135,8 @@ def test_an_officer_sees_only_its_own_agencys_messages(api: Api):
     api.hub.views.create(MESSAGES_TABLE)
     with api.hub.views.transaction() as cursor:
         for agency in ("customs", "border"):
-            cursor.execute("INSERT INTO agency_messages VALUES (?, ?, 1, ?, 'outbound', 'x', '9', ?, '<x/>')",
+            cursor.execute("INSERT INTO agency_messages (message_id, declaration_id, version, agency, direction,"
+                           " type, function_code, time, body) VALUES (?, ?, 1, ?, 'outbound', 'x', '9', ?, '<x/>')",
                            (f"{agency}-message", declaration_id, agency, "2026-03-02T08:30:15+00:00"))
     seen = {}
     for agency in ("customs", "border"):
