@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from faststream.nats import NatsBroker
@@ -99,6 +99,18 @@ async def connect(broker, url: str) -> None:
         await broker.connect()
     except Exception as error:  # noqa: BLE001 - refused, unreachable, bad credentials, no servers...
         raise BrokerUnavailable(f"no broker answers at {redacted(url)}: {type(error).__name__}: {error}") from None
+
+
+async def run_until(broker, stop: threading.Event | asyncio.Event, ready: Callable[[], None] | None = None) -> None:
+    """Start a connected broker's subscribers, say so, and stop them once `stop` is set."""
+    await broker.start()
+    try:
+        if ready is not None:
+            ready()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+    finally:
+        await broker.stop()
 
 
 class PublishFailed(RuntimeError):

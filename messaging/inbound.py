@@ -47,7 +47,7 @@ from adapters.xml import Refused
 from hub.declarations import Declarations
 from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
-from messaging.broker import DEAD_STREAM, connect, dead_subject, ensure_streams, nats_broker
+from messaging.broker import DEAD_STREAM, connect, dead_subject, ensure_streams, nats_broker, run_until
 from messaging.contract import MAX_DELIVER, subscribe_inbound
 from messaging.dispatch import INBOUND
 
@@ -235,15 +235,4 @@ async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: 
     subscribe_inbound(broker, agencies, handler)
     await connect(broker, broker_url)
     await ensure_streams(broker.connection.jetstream())
-    await broker.start()
-    try:
-        await run_until(stop, ready)
-    finally:
-        await broker.stop()
-
-
-async def run_until(stop: threading.Event | asyncio.Event, ready: Callable[[], None] | None) -> None:
-    if ready is not None:
-        ready()
-    while not stop.is_set():
-        await asyncio.sleep(0.2)
+    await run_until(broker, stop, ready)

@@ -28,7 +28,7 @@ from faststream.rabbit import QueueType, RabbitBroker, RabbitExchange, RabbitMes
 from adapters.messages import Message
 from hub.declarations import AGENCIES
 
-from .broker import SyncPublisher, connect, dead_subject, headers_of, inbound_subject, outbound_subject
+from .broker import SyncPublisher, connect, dead_subject, headers_of, inbound_subject, outbound_subject, run_until
 from .contract import MAX_DELIVER
 
 EXCHANGE = RabbitExchange("tradehub", durable=True)
@@ -79,7 +79,7 @@ def deliveries_of(message: RabbitMessage) -> int:
 
 async def consume_rabbit(url: str, inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event, *,
                          ready: Callable[[], None] | None, retry_delay: float) -> None:
-    from .inbound import DEAD, dead_letter_headers, decide, run_until, use_threads
+    from .inbound import DEAD, dead_letter_headers, decide, use_threads
 
     broker = RabbitBroker(url, log_level=logging.DEBUG)
     use_threads()
@@ -105,8 +105,4 @@ async def consume_rabbit(url: str, inbox, agencies: Sequence[str], stop: threadi
         broker.subscriber(inbound_queue(agency), exchange=EXCHANGE, ack_policy=AckPolicy.MANUAL)(handler(agency))
     await connect(broker, url)
     await declare(broker)
-    await broker.start()
-    try:
-        await run_until(stop, ready)
-    finally:
-        await broker.stop()
+    await run_until(broker, stop, ready)

@@ -29,6 +29,7 @@ from messaging.broker import (
     inbound_subject,
     nats_broker,
     outbound_subject,
+    run_until,
 )
 from messaging.rabbit import EXCHANGE, declare, queue
 
@@ -79,7 +80,7 @@ async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Eve
                           ack_policy=AckPolicy.NACK_ON_ERROR)(handler(agency))
     await connect(broker, broker_url)
     await ensure_streams(broker.connection.jetstream())
-    await _run(broker, stop, ready)
+    await run_until(broker, stop, ready)
 
 
 async def _simulate_rabbit(url: str, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
@@ -105,15 +106,4 @@ async def _simulate_rabbit(url: str, agencies: Sequence[str], stop: threading.Ev
                           ack_policy=AckPolicy.MANUAL)(handler(agency))
     await connect(broker, url)
     await declare(broker)
-    await _run(broker, stop, ready)
-
-
-async def _run(broker, stop: threading.Event | asyncio.Event, ready: Callable[[], None] | None) -> None:
-    await broker.start()
-    try:
-        if ready is not None:
-            ready()
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
-    finally:
-        await broker.stop()
+    await run_until(broker, stop, ready)

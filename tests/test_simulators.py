@@ -256,3 +256,22 @@ def test_one_message_answering_two_declarations_is_refused_whole(hub: Hub):
     mixed = receipt[:end] + second + receipt[end:]
     assert_dead(hub, "inspection", mixed, MIXED_DECLARATIONS)
     assert hub.declarations.get(ident).agencies["inspection"]["status"] == "pending"
+
+
+def test_an_answer_naming_no_declaration_id_is_refused(hub: Hub):
+    # Customs' schema lets a response name any identifier; only the hub's own ids are declarations.
+    ident, [receipt, _] = first_answers(hub, "goods-import.json", "customs")
+    reason = assert_dead(hub, "customs", receipt.replace(ident.encode(), b"XM-IMP-2026-000123"), UNKNOWN_DECLARATION)
+    assert "XM-IMP-2026-000123" in reason
+
+
+def test_an_answer_in_another_encoding_is_recorded_as_the_text_it_is(hub: Hub):
+    from .test_inspection import decision, message
+
+    ident, _ = first_answers(hub, "goods-import.json", "inspection")
+    body = message(decision("RCV", "I-LATIN-1", declaration_id=ident, statements=("Contrôle à quai",)))
+    latin = body.decode().replace('encoding="UTF-8"', 'encoding="ISO-8859-1"').encode("latin-1")
+    verdict = Inbox(hub.declarations, hub.views).receive("inspection", latin)
+    assert verdict.outcome == APPLIED, verdict
+    [row] = [row for row in recorded_messages(hub.views, ident) if row["direction"] == "inbound"]
+    assert "Contrôle à quai" in row["body"]
