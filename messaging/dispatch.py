@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -31,8 +32,9 @@ MESSAGES_TABLE = (
     "CREATE TABLE IF NOT EXISTS agency_messages ("
     " direction TEXT NOT NULL, agency TEXT NOT NULL, message_id TEXT NOT NULL,"
     " declaration_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, function_code TEXT NOT NULL,"
-    " time TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (direction, agency, message_id))",
-    "CREATE INDEX IF NOT EXISTS agency_messages_by_declaration ON agency_messages (declaration_id, time)",
+    " time TEXT NOT NULL, body TEXT NOT NULL, recorded_at TEXT NOT NULL,"
+    " PRIMARY KEY (direction, agency, message_id))",
+    "CREATE INDEX IF NOT EXISTS agency_messages_by_declaration ON agency_messages (declaration_id, recorded_at)",
 )
 OUTBOUND, INBOUND = "outbound", "inbound"
 _CACHE_SIZE = 4096
@@ -77,10 +79,10 @@ class AgencyDispatch:
         self.publisher.publish(messages)  # returns only once the broker acknowledged every one
         cursor.executemany(
             "INSERT INTO agency_messages (message_id, declaration_id, version, agency, direction, type,"
-            " function_code, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " function_code, time, body, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (direction, agency, message_id) DO NOTHING",
             [(message.message_id, message.declaration_id, message.version, message.agency, OUTBOUND, message.name,
-              message.function_code, message.issued_at.isoformat(), message.body.decode())
+              message.function_code, message.issued_at.isoformat(), message.body.decode(), recorded_now())
              for message in messages])
 
     def _before(self, event: Any) -> Declaration | None:
@@ -98,11 +100,16 @@ class AgencyDispatch:
             self._states.popitem(last=False)
 
 
+def recorded_now() -> str:
+    """When the hub recorded a message: the record's order, since agencies' clocks keep whole seconds at best."""
+    return datetime.now(UTC).isoformat()
+
+
 def recorded_messages(database: Any, declaration_id: str) -> list[dict[str, Any]]:
-    """Every message recorded for a declaration, oldest first, as SPEC §6 lists them."""
+    """Every message recorded for a declaration, in the order the hub sent or received them, as SPEC §6 lists them."""
     rows = database.query(
         "SELECT direction, agency, message_id, type, time, body, version FROM agency_messages"
-        " WHERE declaration_id = ? ORDER BY time, message_id", (declaration_id,))
+        " WHERE declaration_id = ? ORDER BY recorded_at, time, message_id", (declaration_id,))
     return [{"direction": direction, "agency": agency, "message_id": message_id, "type": kind, "time": time,
              "body": body, "version": version}
             for direction, agency, message_id, kind, time, body, version in rows]

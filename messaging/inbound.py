@@ -49,7 +49,7 @@ from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
 from messaging.broker import DEAD_STREAM, connect, dead_subject, ensure_streams, nats_broker, run_until
 from messaging.contract import MAX_DELIVER, subscribe_inbound
-from messaging.dispatch import INBOUND
+from messaging.dispatch import INBOUND, recorded_now
 
 log = logging.getLogger("tradehub.inbound")
 
@@ -149,10 +149,10 @@ class Inbox:
         with self.views.transaction() as cursor:
             cursor.execute(
                 "INSERT INTO agency_messages (direction, agency, message_id, declaration_id, version, type,"
-                " function_code, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " function_code, time, body, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (direction, agency, message_id) DO NOTHING",
                 (INBOUND, agency, first.message_id, first.declaration_id, first.version or version, kind,
-                 first.code, issued, _text_of(body)))
+                 first.code, issued, _text_of(body), recorded_now()))
 
 
 _ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")

@@ -136,8 +136,10 @@ def test_an_officer_sees_only_its_own_agencys_messages(api: Api):
     with api.hub.views.transaction() as cursor:
         for agency in ("customs", "border"):
             cursor.execute("INSERT INTO agency_messages (message_id, declaration_id, version, agency, direction,"
-                           " type, function_code, time, body) VALUES (?, ?, 1, ?, 'outbound', 'x', '9', ?, '<x/>')",
-                           (f"{agency}-message", declaration_id, agency, "2026-03-02T08:30:15+00:00"))
+                           " type, function_code, time, body, recorded_at)"
+                           " VALUES (?, ?, 1, ?, 'outbound', 'x', '9', ?, '<x/>', ?)",
+                           (f"{agency}-message", declaration_id, agency, "2026-03-02T08:30:15+00:00",
+                            "2026-03-02T08:30:16+00:00"))
     seen = {}
     for agency in ("customs", "border"):
         response = api.client.get(f"/v1/declarations/{declaration_id}/messages",

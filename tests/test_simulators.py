@@ -100,6 +100,18 @@ def test_every_example_goes_from_submitted_to_released(hub: Hub, name: str):
     assert inbound == set(declaration.routed_agencies)
 
 
+def test_the_record_lists_each_answer_after_the_message_it_answers(hub: Hub):
+    # Agencies' clocks keep whole seconds; the hub's messages carry microseconds: order is the hub's.
+    ident = str(hub.declarations.submit(example("goods-import.json")).declaration.id)
+    settle(hub)
+    record = recorded_messages(hub.views, ident)
+    for agency in ("customs", "inspection", "port"):
+        kinds = [row["direction"] for row in record if row["agency"] == agency]
+        assert kinds[0] == "outbound", (agency, kinds)
+    port = [row["type"] for row in record if row["agency"] == "port"]
+    assert port.index("release-notice") < port.index("reply RNR") < port.index("reply REL")
+
+
 def test_the_port_releases_goods_only_on_the_release_notice(hub: Hub):
     ident = str(hub.declarations.submit(example("goods-import.json")).declaration.id)
     loop = Loop(hub)
