@@ -38,6 +38,7 @@ HUB_HEADERS = ("Nats-Msg-Id (the deterministic message id), Tradehub-Declaration
 DEAD_HEADERS = ("Tradehub-Dead-Code (a stable reason code), Tradehub-Dead-Reason, Tradehub-Agency, "
                 "Tradehub-Stream-Sequence, Tradehub-Deliveries")
 MAX_DELIVER = 5  # a message failing for reasons not its own is tried this often, then dead-lettered as poison
+BATCH = 64  # answers fetched, and applied, together
 ACK_WAIT = 10.0  # seconds: a consumer killed mid-message has it redelivered after this long
 
 
@@ -53,7 +54,8 @@ def subscribe_inbound(broker: NatsBroker, agencies: Sequence[str], handler: Call
     for agency in agencies:
         broker.subscriber(
             inbound_subject(agency), stream=stream, durable=durable_name(agency),
-            pull_sub=PullSub(batch_size=32, timeout=5.0), config=config, ack_policy=AckPolicy.MANUAL,
+            pull_sub=PullSub(batch_size=BATCH, timeout=5.0, batch=True), config=config,
+            ack_policy=AckPolicy.MANUAL,
             title=f"{agency} answers",
             description=f"{FORMATS[agency][1]}. Applied once per reply id, then acknowledged; a refused "
                         f"message goes to {dead_subject(agency)}.",

@@ -6,11 +6,15 @@ consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
 
 1. the message passes the XML gate and the agency's reply schema, and is
    read into `Reply`s (adapters);
-2. all of its replies are applied to their declaration in one save, each once
-   per its message id: the ids live in the aggregate, so the inbox and the
+2. the replies of a fetched batch are applied per declaration in one save
+   (the declarations at once, so group commit shares transactions), each once
+   per its reply id: the ids live in the aggregate, so the inbox and the
    effect commit together, and a redelivery, even long after the broker's
-   duplicate window, changes nothing;
-3. it is recorded for `GET /v1/declarations/{id}/messages`;
+   duplicate window, changes nothing. A declaration whose answers the hub
+   refuses together has them tried one message at a time, so only the
+   refused message is dead-lettered;
+3. the batch is recorded, in one transaction, for
+   `GET /v1/declarations/{id}/messages`;
 4. only then is it acknowledged, with a synchronous ack. A crash before the ack
    redelivers it: step 2 is then a no-op and step 3 fills in what is missing.
 
@@ -36,6 +40,7 @@ from typing import Any
 from uuid import UUID
 
 from faststream.nats import NatsMessage
+from nats.aio.msg import Msg
 
 from adapters.border import parse_border_replies
 from adapters.customs import parse_responses
@@ -76,6 +81,8 @@ POISON = "poison"
 UNKNOWN_AGENCY = "unknown-agency"
 
 APPLIED, UNCHANGED, DEAD = "applied", "unchanged", "dead"
+# The declarations of a batch are applied at once, so that group commit puts their saves in one transaction.
+_THREADS = ThreadPoolExecutor(16, thread_name_prefix="answers")
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,41 @@ class Inbox:
 
     def receive(self, agency: str, body: bytes) -> Verdict:
         """Read, apply and record one message from `agency`; errors other than refusals propagate."""
+        return self.receive_many(agency, [body])[0]
+
+    def receive_many(self, agency: str, bodies: Sequence[bytes]) -> list[Verdict]:
+        """`receive` for a batch: each declaration's answers in one save, every record in one transaction.
+
+        A declaration whose answers the hub refuses together is tried again message by message, so that
+        only the refused message is dead-lettered. The verdicts come in the order of `bodies`.
+        """
+        verdicts: list[Verdict | None] = [None] * len(bodies)
+        read: dict[str, list[tuple[int, list[Reply]]]] = {}
+        for index, body in enumerate(bodies):
+            outcome = self._read(agency, body)
+            if isinstance(outcome, Verdict):
+                verdicts[index] = outcome
+            else:
+                read.setdefault(outcome[0].declaration_id, []).append((index, outcome))
+        records = []
+        for outcomes in _THREADS.map(self._apply_messages, read.items()):
+            for index, replies, (refusal, declaration, changed) in outcomes:
+                verdicts[index] = refusal or Verdict(APPLIED if changed else UNCHANGED, replies[0].declaration_id)
+                if refusal is None:
+                    records.append((bodies[index], replies, declaration.version))
+        self._record(agency, records)
+        return verdicts
+
+    def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]]]) -> list[tuple[int, list[Reply], tuple]]:
+        """One declaration's messages in one save; if the hub refuses them together, one by one."""
+        declaration_id, messages = group
+        together = self._apply(declaration_id, [reply for _, message in messages for reply in message])
+        if together[0] is None or len(messages) == 1:
+            return [(index, message, together) for index, message in messages]
+        return [(index, message, self._apply(declaration_id, message)) for index, message in messages]
+
+    def _read(self, agency: str, body: bytes) -> Verdict | list[Reply]:
+        """The replies of one message about one declaration, or why it is refused."""
         reader = READERS.get(agency)
         if reader is None:
             return dead(UNKNOWN_AGENCY, f"no agency {agency!r}")
@@ -121,20 +163,23 @@ class Inbox:
             UUID(declaration_id)
         except ValueError:
             return dead(UNKNOWN_DECLARATION, f"{declaration_id!r} is not a declaration id", declaration_id)
+        return replies
+
+    def _apply(self, declaration_id: str, replies: Sequence[Reply]) -> tuple[Verdict | None, Any, bool]:
+        """Apply replies in one save: (None, declaration, changed), or (why the hub refuses them, None, False)."""
         try:
             declaration, changed = self.app.answer(declaration_id, replies)
         except DeclarationNotFound as error:
-            return dead(UNKNOWN_DECLARATION, str(error), declaration_id)
+            return dead(UNKNOWN_DECLARATION, str(error), declaration_id), None, False
         except AgencyNotRouted as error:
-            return dead(NOT_ROUTED, str(error), declaration_id)
+            return dead(NOT_ROUTED, str(error), declaration_id), None, False
         except StaleResponse as error:
-            return dead(STALE, str(error), declaration_id)
+            return dead(STALE, str(error), declaration_id), None, False
         except DeclarationClosed as error:
-            return dead(CLOSED, str(error), declaration_id)
+            return dead(CLOSED, str(error), declaration_id), None, False
         except (DeclarationError, ValueError) as error:
-            return dead(REFUSED_BY_HUB, str(error), declaration_id)
-        self._record(agency, body, replies, declaration.version)
-        return Verdict(APPLIED if changed else UNCHANGED, declaration_id)
+            return dead(REFUSED_BY_HUB, str(error), declaration_id), None, False
+        return None, declaration, changed
 
     def _document(self, declaration_id: str) -> dict[str, Any] | None:
         try:
@@ -142,17 +187,21 @@ class Inbox:
         except (DeclarationNotFound, ValueError):
             return None
 
-    def _record(self, agency: str, body: bytes, replies: Sequence[Reply], version: int) -> None:
-        first = replies[0]
-        issued = max(_iso(reply.issued_at) for reply in replies)
-        kind = "reply " + "+".join(reply.code for reply in replies)
+    def _record(self, agency: str, records: Sequence[tuple[bytes, Sequence[Reply], int]]) -> None:
+        """Record applied messages, (body, replies, declaration version) each, in one transaction."""
+        if not records:
+            return
+        rows = []
+        for body, replies, version in records:
+            first = replies[0]
+            rows.append((INBOUND, agency, first.message_id, first.declaration_id, first.version or version,
+                         "reply " + "+".join(reply.code for reply in replies), first.code,
+                         max(_iso(reply.issued_at) for reply in replies), _text_of(body), recorded_now()))
         with self.views.transaction() as cursor:
-            cursor.execute(
+            cursor.executemany(
                 "INSERT INTO agency_messages (direction, agency, message_id, declaration_id, version, type,"
                 " function_code, time, body, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (direction, agency, message_id) DO NOTHING",
-                (INBOUND, agency, first.message_id, first.declaration_id, first.version or version, kind,
-                 first.code, issued, _text_of(body), recorded_now()))
+                " ON CONFLICT (direction, agency, message_id) DO NOTHING", rows)
 
 
 _ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -181,15 +230,16 @@ CONCURRENCY = 32  # answers applied at once (they share transactions through gro
 RETRY_DELAY = 2.0  # seconds before a message that failed for reasons not its own is delivered again
 
 
-async def decide(inbox: Inbox, agency: str, body: bytes, deliveries: int) -> Verdict | None:
-    """What to do with one delivery, whatever the broker: its verdict, or None to have it delivered again."""
+async def decide(inbox: Inbox, agency: str, bodies: Sequence[bytes], deliveries: Sequence[int]
+                 ) -> list[Verdict | None]:
+    """What to do with a batch of deliveries, whatever the broker: each one's verdict, or None to retry it."""
     try:
-        return await asyncio.to_thread(inbox.receive, agency, body)
-    except Exception as error:  # noqa: BLE001 - the hub's trouble, not the message's: retry it
-        if deliveries < MAX_DELIVER:
-            log.warning("%s message failed (delivery %s), retrying: %r", agency, deliveries, error)
-            return None
-        return dead(POISON, f"failed {deliveries} deliveries; last: {type(error).__name__}: {error}")
+        return await asyncio.to_thread(inbox.receive_many, agency, bodies)
+    except Exception as error:  # noqa: BLE001 - the hub's trouble, not the messages': retry them
+        log.warning("%s: %s message(s) failed, retrying: %r", agency, len(bodies), error)
+        return [None if delivery < MAX_DELIVER else
+                dead(POISON, f"failed {delivery} deliveries; last: {type(error).__name__}: {error}")
+                for delivery in deliveries]
 
 
 def dead_letter_headers(verdict: Verdict, agency: str, deliveries: int) -> dict[str, str]:
@@ -215,20 +265,24 @@ async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: 
     use_threads()
 
     def handler(agency: str):
-        async def handle(message: NatsMessage) -> None:
-            raw = message.raw_message
+        async def settle(raw: Msg, verdict: Verdict | None) -> None:
             deliveries = raw.metadata.num_delivered
-            verdict = await decide(inbox, agency, raw.data, deliveries)
             if verdict is None:
-                await message.nack(delay=retry_delay)
+                await raw.nak(delay=retry_delay)
             elif verdict.outcome == DEAD:
                 sequence = str(raw.metadata.sequence.stream)
                 await broker.publish(raw.data, dead_subject(agency), stream=DEAD_STREAM, timeout=10, headers={
                     "Nats-Msg-Id": f"dead:{agency}:{sequence}", "Tradehub-Stream-Sequence": sequence,
                     **dead_letter_headers(verdict, agency, deliveries)})
-                await message.reject()
+                await raw.term()
             else:
-                await message.ack_sync()
+                await raw.ack_sync()
+
+        async def handle(batch: NatsMessage) -> None:
+            raws = batch.raw_message  # a fetched batch: applied together, each message settled on its own
+            verdicts = await decide(inbox, agency, [raw.data for raw in raws],
+                                    [raw.metadata.num_delivered for raw in raws])
+            await asyncio.gather(*(settle(raw, verdict) for raw, verdict in zip(raws, verdicts, strict=True)))
 
         return handle
 

@@ -87,7 +87,7 @@ async def consume_rabbit(url: str, inbox, agencies: Sequence[str], stop: threadi
     def handler(agency: str):
         async def handle(message: RabbitMessage) -> None:
             body, deliveries = message.raw_message.body, deliveries_of(message)
-            verdict = await decide(inbox, agency, body, deliveries)
+            [verdict] = await decide(inbox, agency, [body], [deliveries])
             if verdict is None:
                 await asyncio.sleep(retry_delay)
                 await message.nack(requeue=True)

@@ -297,7 +297,7 @@ def test_r6_poison_and_hostile_answers_go_to_dead_letters_with_their_reason(flow
 
 def test_r6_a_message_the_hub_keeps_failing_on_is_dead_lettered_as_poison(flow: Flow):
     class Failing(Inbox):
-        def receive(self, agency: str, body: bytes):
+        def receive_many(self, agency: str, bodies):
             raise RuntimeError("the store went away")
 
     broker_call(flow.nats.url, lambda client: ensure_streams(client.jetstream()))
