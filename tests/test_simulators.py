@@ -287,3 +287,18 @@ def test_an_answer_in_another_encoding_is_recorded_as_the_text_it_is(hub: Hub):
     assert verdict.outcome == APPLIED, verdict
     [row] = [row for row in recorded_messages(hub.views, ident) if row["direction"] == "inbound"]
     assert "Contrôle à quai" in row["body"]
+
+
+def test_a_batch_applies_what_it_can_and_refuses_only_the_refused(hub: Hub):
+    from .test_inspection import decision, message
+
+    ident, [receipt, _] = first_answers(hub, "goods-import.json", "inspection")
+    # A cancellation acknowledgement the hub never asked for: refused, beside a good receipt for the same declaration.
+    unasked = message(decision("CAN", "I-CAN-1", declaration_id=ident))
+    hostile = b"<?xml version='1.0'?><!DOCTYPE d [<!ENTITY x 'y'>]><d>&x;</d>"
+    verdicts = Inbox(hub.declarations, hub.views).receive_many("inspection", [receipt, unasked, hostile])
+    assert [(verdict.outcome, verdict.code) for verdict in verdicts] == [
+        (APPLIED, ""), (DEAD, "refused-by-hub"), (DEAD, "doctype")]
+    assert hub.declarations.get(ident).agencies["inspection"]["status"] == "received"
+    assert [row["type"] for row in recorded_messages(hub.views, ident) if row["direction"] == "inbound"] == [
+        "reply RCV"]
