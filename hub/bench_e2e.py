@@ -40,6 +40,7 @@ from hub.bench import _postgres, _postgres_raw, _stored_rows, synthetic_goods
 from hub.bench_http import fresh_database
 from hub.bootstrap import Settings, build_hub
 from hub.declarations import Declarations
+from hub.processes import stop_processes
 from messaging.embedded import EmbeddedNats
 
 RELEASED_TOPIC = "hub.declarations.domainmodel:Declaration.Released"
@@ -98,13 +99,7 @@ def _workers(settings: Settings, directory: Path) -> Iterator[None]:
                 raise RuntimeError(f"{' '.join(command)} exited: {(directory / f'{command[-1]}.log').read_text()}")
         yield
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(*processes, timeout=20)
 
 
 async def _raw_publish(url: str, count: int) -> float:

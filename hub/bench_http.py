@@ -40,6 +40,7 @@ from hub.api.auth import issue_token
 from hub.bench import _postgres, _postgres_raw, _sqlite_raw, _stored_rows, synthetic_goods
 from hub.client import wait_until_healthy
 from hub.declarations import Declarations
+from hub.processes import stop_processes
 
 
 def database_url(server_url: str, name: str) -> str:
@@ -190,11 +191,7 @@ def _server(database: str, workers: int, data_dir: Path) -> Iterator[tuple[int, 
             raise RuntimeError(f"serve did not start: {process.communicate()[1].decode()[-2000:]}")
         yield port, issue_token(secret, "admin")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_processes(process, timeout=20)
 
 
 def run_http(args: argparse.Namespace) -> int:

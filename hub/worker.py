@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from hub.bootstrap import ConfigurationError, Settings, build_hub
+from hub.processes import stop_processes
 
 log = logging.getLogger("tradehub.worker")
 PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
@@ -130,11 +131,6 @@ class Supervised:
 
     def stop(self) -> None:
         self._stopping.set()
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if self._process is not None:
+            stop_processes(self._process)
         self._thread.join(timeout=10)

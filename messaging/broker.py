@@ -81,6 +81,11 @@ def redacted(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}" if at else url
 
 
+def uses_rabbitmq(url: str) -> bool:
+    """amqp:// and amqps:// name RabbitMQ; every other broker URL the hub accepts is NATS."""
+    return url.startswith(("amqp://", "amqps://"))
+
+
 DEFAULT_PORTS = {"nats": 4222, "tls": 4222, "amqp": 5672, "amqps": 5671}
 
 
@@ -203,7 +208,7 @@ def nats_broker(url: str, **options) -> NatsBroker:
 
 def publisher_for(url: str) -> SyncPublisher:
     """The publisher for a broker URL: nats:// or tls:// for JetStream, amqp:// or amqps:// for RabbitMQ."""
-    if url.startswith(("amqp://", "amqps://")):
+    if uses_rabbitmq(url):
         from messaging.rabbit import RabbitPublisher
 
         return RabbitPublisher(url)

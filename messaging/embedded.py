@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from hub.processes import stop_processes
 from messaging.broker import BrokerUnavailable
 
 _PR_SET_PDEATHSIG = 1
@@ -67,10 +68,4 @@ class EmbeddedNats:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_processes(self.process)

@@ -52,7 +52,7 @@ from adapters.xml import Refused
 from hub.declarations import Declarations
 from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
-from messaging.broker import DEAD_STREAM, connect, dead_subject, ensure_streams, nats_broker, run_until
+from messaging.broker import DEAD_STREAM, connect, dead_subject, ensure_streams, nats_broker, run_until, uses_rabbitmq
 from messaging.contract import MAX_DELIVER, subscribe_inbound
 from messaging.dispatch import INBOUND, recorded_now
 
@@ -257,7 +257,7 @@ def use_threads() -> None:
 async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                   *, ready: Callable[[], None] | None = None, retry_delay: float = RETRY_DELAY) -> None:
     """Run one durable consumer per agency until `stop` is set (NATS JetStream, or RabbitMQ for amqp://)."""
-    if broker_url.startswith(("amqp://", "amqps://")):
+    if uses_rabbitmq(broker_url):
         from messaging.rabbit import consume_rabbit
 
         return await consume_rabbit(broker_url, inbox, agencies, stop, ready=ready, retry_delay=retry_delay)

@@ -30,6 +30,7 @@ from messaging.broker import (
     nats_broker,
     outbound_subject,
     run_until,
+    uses_rabbitmq,
 )
 from messaging.rabbit import EXCHANGE, declare, queue
 
@@ -55,7 +56,7 @@ def _answers(agency: str, body: bytes, headers: Mapping[str, object]) -> list[An
 async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                    *, ready: Callable[[], None] | None = None) -> None:
     """Answer the hub as `agencies` until `stop` is set (NATS JetStream, or RabbitMQ for amqp://)."""
-    if broker_url.startswith(("amqp://", "amqps://")):
+    if uses_rabbitmq(broker_url):
         return await _simulate_rabbit(broker_url, agencies, stop, ready)
     broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
 

@@ -27,6 +27,7 @@ import pytest
 from nats.aio.client import Client
 
 from hub.bootstrap import Hub, Settings, build_hub
+from hub.processes import stop_processes
 from messaging.broker import DEAD_STREAM, INBOUND_STREAM, OUTBOUND_STREAM, ensure_streams, inbound_subject
 from messaging.dispatch import recorded_messages
 from messaging.embedded import BrokerUnavailable, EmbeddedNats
@@ -77,14 +78,7 @@ class Flow:
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(*self.processes.values(), timeout=15)
         self.processes.clear()
 
     def stop_broker(self) -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from hub.client import wait_until_healthy
+from hub.processes import stop_processes
 
 from . import samples
 from .conftest import SECRET
@@ -50,12 +51,7 @@ class Server:
         return tradehub("token", "issue", *args, env=self.env).stdout.strip()
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_processes(self.process)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
