@@ -107,8 +107,17 @@ class Flow:
             if all(status == "released" for status in statuses.values()):
                 return
             time.sleep(0.25)
-        logs = "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}" for path in self.logs.iterdir())
-        raise AssertionError(f"not all released: {Counter(statuses.values())}\n{logs}")
+        raise AssertionError(f"not all released: {Counter(statuses.values())}\n{self.tail_logs()}")
+
+    def wait(self, condition: Callable[[], bool], what: str) -> None:
+        """`wait_for`, failing with the processes' logs."""
+        try:
+            wait_for(condition)
+        except AssertionError:
+            raise AssertionError(f"{what}: not in {TIMEOUT} s\n{self.tail_logs()}") from None
+
+    def tail_logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}" for path in self.logs.iterdir())
 
     def close(self) -> None:
         self.stop_all()
@@ -221,7 +230,8 @@ def test_r4_the_broker_down_for_seconds_mid_flow_then_the_backlog_drains(flow: F
     ids = flow.submit(count=4)
     flow.start_all()
     # Mid-flow: every part connected (the hub's and the agencies' consumers exist) and messages moving.
-    wait_for(lambda: consumer_pending(flow.nats.url, "customs") >= 0 and stream_messages(flow.nats.url, INBOUND_STREAM))
+    flow.wait(lambda: consumer_pending(flow.nats.url, "customs") >= 0 and stream_messages(flow.nats.url, INBOUND_STREAM),
+              "every part connected and answers moving")
     flow.stop_broker()
     ids += flow.submit(count=1)  # declarations keep coming: the log is the hub's, not the broker's
     time.sleep(3.0)
@@ -244,7 +254,7 @@ def test_r5_an_answer_delivered_twice_is_applied_once_even_beyond_the_duplicate_
     assert publish(flow.nats.url, inbound_subject("customs"), body, receipt["message_id"]) is False
     assert publish(flow.nats.url, inbound_subject("customs"), body, "resent-after-window") is True
     flow.start("consume", "worker", "consume")
-    wait_for(lambda: consumer_pending(flow.nats.url, "customs") == 0)
+    flow.wait(lambda: consumer_pending(flow.nats.url, "customs") == 0, "customs answers consumed")
     assert flow.hub.declarations.get(ident).version == version
     rows = [row for row in recorded_messages(flow.hub.views, ident) if row["message_id"] == receipt["message_id"]]
     assert len(rows) == 1
@@ -278,7 +288,7 @@ def test_r6_poison_and_hostile_answers_go_to_dead_letters_with_their_reason(flow
     forged = decision["body"].replace(ids[0], ids[1]).encode()
     publish(flow.nats.url, inbound_subject("inspection"), forged, "forged-not-routed")
     flow.start("consume", "worker", "consume")
-    wait_for(lambda: len(stream_messages(flow.nats.url, DEAD_STREAM)) == len(HOSTILE) + 1)
+    flow.wait(lambda: len(stream_messages(flow.nats.url, DEAD_STREAM)) == len(HOSTILE) + 1, "every refusal dead")
     dead = {headers["Tradehub-Dead-Code"]: (subject, headers) for subject, headers, _ in
             stream_messages(flow.nats.url, DEAD_STREAM)}
     assert set(dead) == {*HOSTILE, "not-routed"}
@@ -286,7 +296,7 @@ def test_r6_poison_and_hostile_answers_go_to_dead_letters_with_their_reason(flow
     assert all(headers["Tradehub-Dead-Reason"] for _, headers in dead.values())
     assert {ident: flow.hub.declarations.get(ident).version for ident in ids} == before
     assert len(flow.hub.views.query("SELECT message_id FROM agency_messages")) == records
-    wait_for(lambda: consumer_pending(flow.nats.url, "customs") == 0)  # terminated: never redelivered
+    flow.wait(lambda: consumer_pending(flow.nats.url, "customs") == 0, "refusals settled")  # never redelivered
 
 
 def test_r6_a_message_the_hub_keeps_failing_on_is_dead_lettered_as_poison(flow: Flow):
