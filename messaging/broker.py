@@ -20,16 +20,20 @@ server has acknowledged them all: the caller records its position after that.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from faststream.nats import NatsBroker
+from nats.errors import ConnectionClosedError, NoRespondersError, StaleConnectionError
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from adapters.messages import Message
+
+log = logging.getLogger("tradehub.broker")
 
 OUTBOUND_STREAM = "TRADEHUB_OUTBOUND"
 INBOUND_STREAM = "TRADEHUB_INBOUND"
@@ -106,16 +110,46 @@ async def connect(broker, url: str) -> None:
         raise BrokerUnavailable(f"no broker answers at {redacted(url)}: {type(error).__name__}: {error}") from None
 
 
+# What a broker going away, or not yet back, looks like to the client libraries: worth trying again.
+# (OSError covers timeouts, refused connections and AMQP connection errors.)
+TRANSIENT = (OSError, ConnectionClosedError, NoRespondersError, StaleConnectionError, ServiceUnavailableError)
+START_RETRY_LIMIT = 10.0  # seconds between attempts, at most
+
+
 async def run_until(broker, stop: threading.Event | asyncio.Event, ready: Callable[[], None] | None = None) -> None:
-    """Start a connected broker's subscribers, say so, and stop them once `stop` is set."""
-    await broker.start()
+    """Start a connected broker's subscribers, say so, and stop them once `stop` is set.
+
+    A broker that goes away while the subscriptions are being made (each is a request to it) does not
+    end the process: what was started is stopped, and it is tried again, with back-off, until it works.
+    """
     try:
+        if not await _start(broker, stop):
+            return
         if ready is not None:
             ready()
         while not stop.is_set():
             await asyncio.sleep(0.2)
     finally:
         await broker.stop()
+
+
+async def _start(broker, stop: threading.Event | asyncio.Event) -> bool:
+    """Start every subscriber, retrying on transient broker errors; False if stopped first."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await broker.start()
+            return True
+        except TRANSIENT as error:
+            log.warning("could not subscribe (%s: %s); trying again in %.1f s", type(error).__name__, error, delay)
+            for subscriber in broker.subscribers:
+                try:
+                    await subscriber.stop()
+                except Exception:  # noqa: BLE001 - a half-made subscription on a broker that is gone
+                    pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, START_RETRY_LIMIT)
+    return False
 
 
 class PublishFailed(RuntimeError):
