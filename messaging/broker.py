@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, StaleConnectionError
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
+from nats.js.api import ConsumerConfig, StreamConfig
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from adapters.messages import Message
@@ -150,6 +152,91 @@ async def _start(broker, stop: threading.Event | asyncio.Event) -> bool:
             await asyncio.sleep(delay)
             delay = min(delay * 2, START_RETRY_LIMIT)
     return False
+
+
+@dataclass(frozen=True)
+class PullConsumer:
+    """A durable JetStream pull consumer: the stream, the subject it takes, its name and its settings."""
+
+    stream: str
+    subject: str
+    durable: str
+    config: ConsumerConfig
+
+
+BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+IDLE_WAIT = 1.0  # seconds a fetch waits for a first message (also how soon a stop is noticed)
+GATHER_WAIT = 0.005  # seconds to wait for more once one has come, if none is ready at once
+
+
+async def consume_batches(broker: NatsBroker, consumers: Sequence[tuple[PullConsumer, BatchHandler]],
+                          stop: threading.Event | asyncio.Event, *, batch: int,
+                          ready: Callable[[], None] | None = None) -> None:
+    """Feed each consumer's messages to its handler in batches of up to `batch`, until `stop` is set.
+
+    A batch is whatever is ready the moment the first message comes: one message when traffic
+    trickles, `batch` under load. (faststream's batch subscriber waits until a batch is full or its
+    timeout passes, which holds a trickle of answers for the whole timeout.) The handler settles
+    each message itself; one it leaves unsettled is delivered again after the consumer's ack wait.
+    """
+    jetstream = broker.connection.jetstream()
+    subscriptions: list[JetStreamContext.PullSubscription] = []
+    try:
+        for consumer, _ in consumers:
+            subscription = await _pull_subscription(jetstream, consumer, stop)
+            if subscription is None:  # stopped first
+                return
+            subscriptions.append(subscription)
+        if ready is not None:
+            ready()
+        await asyncio.gather(*(_pull_loop(subscription, consumer, handle, stop, batch)
+                               for subscription, (consumer, handle) in zip(subscriptions, consumers, strict=True)))
+    finally:
+        for subscription in subscriptions:  # first: draining the connection would wait on their fetch queues
+            try:
+                await subscription.unsubscribe()
+            except Exception:  # noqa: BLE001 - a broker that is gone
+                pass
+        await broker.stop()
+
+
+async def _pull_subscription(jetstream: JetStreamContext, consumer: PullConsumer,
+                             stop: threading.Event | asyncio.Event) -> JetStreamContext.PullSubscription | None:
+    """Create (or bind to) the durable consumer; a broker that is away is waited for."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await jetstream.pull_subscribe(consumer.subject, durable=consumer.durable, stream=consumer.stream,
+                                                  config=consumer.config)
+        except TRANSIENT as error:
+            log.warning("could not subscribe %s (%s: %s); trying again in %.1f s",
+                        consumer.durable, type(error).__name__, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, START_RETRY_LIMIT)
+    return None
+
+
+async def _pull_loop(subscription: JetStreamContext.PullSubscription, consumer: PullConsumer, handle: BatchHandler,
+                     stop: threading.Event | asyncio.Event, batch: int) -> None:
+    while not stop.is_set():
+        try:
+            messages = await subscription.fetch(1, timeout=IDLE_WAIT)
+        except TimeoutError:
+            continue  # nothing came; ask again
+        except TRANSIENT as error:  # the broker is away: nats-py reconnects, the durable consumer stays
+            log.debug("%s: fetch failed (%r); trying again", consumer.durable, error)
+            await asyncio.sleep(0.5)
+            continue
+        if batch > 1:
+            try:
+                messages += await subscription.fetch(batch - 1, timeout=GATHER_WAIT)
+            except TRANSIENT:
+                pass  # none ready: handle the one
+        try:
+            await handle(messages)
+        except Exception:  # noqa: BLE001 - e.g. the broker gone mid-settle: what was not settled is redelivered
+            log.exception("%s: a batch of %s was not settled; the broker delivers it again", consumer.durable,
+                          len(messages))
 
 
 class PublishFailed(RuntimeError):

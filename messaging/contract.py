@@ -1,7 +1,7 @@
 """The broker contract as AsyncAPI: what the hub publishes and consumes, per agency and direction.
 
-The hub's consumers register through `subscribe_inbound`, so the document
-describes the subscriptions the hub really makes. `asyncapi.json` at the
+The document is built from `inbound_consumer`, the durable consumers the
+hub really makes (messaging.inbound runs them), so it describes them. `asyncapi.json` at the
 repository root is this document, committed; a test keeps it up to date
 (regenerate with `tradehub asyncapi > asyncapi.json`).
 """
@@ -9,7 +9,6 @@ repository root is this document, committed; a test keeps it up to date
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from faststream import AckPolicy
@@ -18,7 +17,15 @@ from faststream.specification import AsyncAPI
 
 from hub.declarations import AGENCIES
 
-from .broker import DEAD_STREAM, INBOUND_STREAM, OUTBOUND_STREAM, dead_subject, inbound_subject, outbound_subject
+from .broker import (
+    DEAD_STREAM,
+    INBOUND_STREAM,
+    OUTBOUND_STREAM,
+    PullConsumer,
+    dead_subject,
+    inbound_subject,
+    outbound_subject,
+)
 
 # Each agency's message formats, as the schemas in xsd/ name them.
 FORMATS = {
@@ -46,20 +53,24 @@ def durable_name(agency: str) -> str:
     return f"tradehub-in-{agency}"
 
 
-def subscribe_inbound(broker: NatsBroker, agencies: Sequence[str], handler: Callable[[str], Callable[..., Any]]
-                      ) -> None:
-    """The hub's durable consumer of each agency's answers, acknowledged by hand after the effect."""
-    stream = JStream(INBOUND_STREAM, declare=False)
-    config = ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT)
-    for agency in agencies:
-        broker.subscriber(
-            inbound_subject(agency), stream=stream, durable=durable_name(agency),
-            pull_sub=PullSub(batch_size=BATCH, timeout=5.0, batch=True), config=config,
-            ack_policy=AckPolicy.MANUAL,
-            title=f"{agency} answers",
-            description=f"{FORMATS[agency][1]}. Applied once per reply id, then acknowledged; a refused "
-                        f"message goes to {dead_subject(agency)}.",
-        )(handler(agency))
+def inbound_consumer(agency: str) -> PullConsumer:
+    """The hub's durable consumer of an agency's answers, acknowledged by hand after the effect."""
+    return PullConsumer(INBOUND_STREAM, inbound_subject(agency), durable_name(agency),
+                        ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT))
+
+
+def _describe_inbound(broker: NatsBroker, agency: str) -> None:
+    consumer = inbound_consumer(agency)
+
+    async def nothing(message: bytes) -> None: ...
+
+    broker.subscriber(
+        consumer.subject, stream=JStream(consumer.stream, declare=False), durable=consumer.durable,
+        pull_sub=PullSub(batch_size=BATCH, batch=True), config=consumer.config, ack_policy=AckPolicy.MANUAL,
+        title=f"{agency} answers",
+        description=f"{FORMATS[agency][1]}. Applied once per reply id, then acknowledged; a refused "
+                    f"message goes to {dead_subject(agency)}.",
+    )(nothing)
 
 
 def document(version: str) -> dict[str, Any]:
@@ -73,10 +84,7 @@ def document(version: str) -> dict[str, Any]:
         broker.publisher(dead_subject(agency), stream=JStream(DEAD_STREAM, declare=False),
                          title=f"{agency} dead letters",
                          description=f"Answers from {agency} the hub refused, as received. Headers: {DEAD_HEADERS}.")
-
-    async def nothing(message: bytes) -> None: ...
-
-    subscribe_inbound(broker, AGENCIES, lambda agency: nothing)
+        _describe_inbound(broker, agency)
     spec = AsyncAPI(broker, title="Trade hub broker contract", version=version,
                     description="NATS JetStream subjects of the Trade hub, one per agency and direction, "
                                 "plus dead letters. Bodies are XML (application/xml).")

@@ -6,7 +6,8 @@ consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
 
 1. the message passes the XML gate and the agency's reply schema, and is
    read into `Reply`s (adapters);
-2. the replies of a fetched batch are applied per declaration in one save
+2. the replies of a batch (whatever is ready when the first arrives, up to
+   64: messaging.broker.consume_batches) are applied per declaration in one save
    (the declarations at once, so group commit shares transactions), each once
    per its reply id: the ids live in the aggregate, so the inbox and the
    effect commit together, and a redelivery, even long after the broker's
@@ -15,8 +16,9 @@ consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
    refused message is dead-lettered;
 3. the batch is recorded, in one transaction, for
    `GET /v1/declarations/{id}/messages`;
-4. only then is it acknowledged, with a synchronous ack. A crash before the ack
-   redelivers it: step 2 is then a no-op and step 3 fills in what is missing.
+4. only then is it acknowledged. A crash before the ack, or an ack lost on
+   the way, redelivers it: step 2 is then a no-op and step 3 fills in what
+   is missing.
 
 A message the hub refuses (hostile, invalid, unreadable, about an unknown
 declaration or one not routed to that agency, stale, or too late) changes
@@ -39,7 +41,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
 
 from adapters.border import parse_border_replies
@@ -52,8 +53,16 @@ from adapters.xml import Refused
 from hub.declarations import Declarations
 from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
-from messaging.broker import DEAD_STREAM, connect, dead_subject, ensure_streams, nats_broker, run_until, uses_rabbitmq
-from messaging.contract import MAX_DELIVER, subscribe_inbound
+from messaging.broker import (
+    DEAD_STREAM,
+    connect,
+    consume_batches,
+    dead_subject,
+    ensure_streams,
+    nats_broker,
+    uses_rabbitmq,
+)
+from messaging.contract import BATCH, MAX_DELIVER, inbound_consumer
 from messaging.dispatch import INBOUND, recorded_now
 
 log = logging.getLogger("tradehub.inbound")
@@ -276,17 +285,16 @@ async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: 
                     **dead_letter_headers(verdict, agency, deliveries)})
                 await raw.term()
             else:
-                await raw.ack_sync()
+                await raw.ack()  # a lost ack means a redelivery, which changes nothing
 
-        async def handle(batch: NatsMessage) -> None:
-            raws = batch.raw_message  # a fetched batch: applied together, each message settled on its own
+        async def handle(raws: list[Msg]) -> None:
             verdicts = await decide(inbox, agency, [raw.data for raw in raws],
                                     [raw.metadata.num_delivered for raw in raws])
             await asyncio.gather(*(settle(raw, verdict) for raw, verdict in zip(raws, verdicts, strict=True)))
 
         return handle
 
-    subscribe_inbound(broker, agencies, handler)
     await connect(broker, broker_url)
     await ensure_streams(broker.connection.jetstream())
-    await run_until(broker, stop, ready)
+    await consume_batches(broker, [(inbound_consumer(agency), handler(agency)) for agency in agencies], stop,
+                          batch=BATCH, ready=ready)

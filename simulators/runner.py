@@ -17,14 +17,17 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, JStream, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig
 from faststream.rabbit import RabbitBroker, RabbitMessage
+from nats.aio.msg import Msg
 
 from adapters.xml import Refused
 from messaging.broker import (
     INBOUND_STREAM,
     OUTBOUND_STREAM,
+    PullConsumer,
     connect,
+    consume_batches,
     ensure_streams,
     inbound_subject,
     nats_broker,
@@ -39,8 +42,15 @@ from .agencies import Answer, answer
 log = logging.getLogger("tradehub.simulators")
 
 
+BATCH = 32  # hub messages taken at once, answered concurrently
+
+
 def durable_name(agency: str) -> str:
     return f"simulator-{agency}"
+
+
+def consumer(agency: str) -> PullConsumer:
+    return PullConsumer(OUTBOUND_STREAM, outbound_subject(agency), durable_name(agency), ConsumerConfig(ack_wait=10))
 
 
 def _answers(agency: str, body: bytes, headers: Mapping[str, object]) -> list[Answer] | None:
@@ -61,27 +71,25 @@ async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Eve
     broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
 
     def handler(agency: str):
-        async def handle(message: NatsMessage) -> None:
-            raw = message.raw_message
+        async def answer_one(raw: Msg) -> None:
             answers = _answers(agency, raw.data, raw.headers or {})
             if answers is None:
-                await message.reject()
+                await raw.term()
                 return
             for reply in answers:  # in order: a receipt is stored before the decision
                 await broker.publish(reply.body, inbound_subject(agency), stream=INBOUND_STREAM, timeout=10,
                                      headers={"Nats-Msg-Id": reply.message_id})
-            await message.ack_sync()
+            await raw.ack()  # a lost ack means a redelivery, answered with the same reply ids
+
+        async def handle(raws: list[Msg]) -> None:
+            await asyncio.gather(*(answer_one(raw) for raw in raws))
 
         return handle
 
-    stream = JStream(OUTBOUND_STREAM, declare=False)
-    for agency in agencies:
-        broker.subscriber(outbound_subject(agency), stream=stream, durable=durable_name(agency),
-                          pull_sub=PullSub(batch_size=32, timeout=5.0), config=ConsumerConfig(ack_wait=10),
-                          ack_policy=AckPolicy.NACK_ON_ERROR)(handler(agency))
     await connect(broker, broker_url)
     await ensure_streams(broker.connection.jetstream())
-    await run_until(broker, stop, ready)
+    await consume_batches(broker, [(consumer(agency), handler(agency)) for agency in agencies], stop,
+                          batch=BATCH, ready=ready)
 
 
 async def _simulate_rabbit(url: str, agencies: Sequence[str], stop: threading.Event | asyncio.Event,

@@ -78,8 +78,14 @@ class Flow:
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
-        stop_processes(*self.processes.values(), timeout=15)
+        """SIGTERM: every part finishes what it holds and exits, well before it would be killed."""
+        running = {name: process for name, process in self.processes.items() if process.poll() is None}
+        stop_processes(*running.values(), timeout=15)
         self.processes.clear()
+        # -SIGTERM: stopped while still starting, before it installed its handler (and held nothing).
+        unclean = {name: process.returncode for name, process in running.items()
+                   if process.returncode not in (0, -signal.SIGTERM)}
+        assert not unclean, f"did not exit cleanly on SIGTERM: {unclean}\n{self.tail_logs()}"
 
     def stop_broker(self) -> None:
         self.nats.stop()
@@ -120,8 +126,10 @@ class Flow:
         return "\n".join(f"--- {path.name}\n{path.read_text()[-3000:]}" for path in self.logs.iterdir())
 
     def close(self) -> None:
-        self.stop_all()
-        self.hub.close()
+        try:
+            self.stop_all()
+        finally:
+            self.hub.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -239,11 +247,14 @@ def test_r4_the_broker_down_for_seconds_mid_flow_then_the_backlog_drains(flow: F
     assert_nothing_lost_or_doubled(flow, ids)
 
 
-def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_is_back(tmp_path: Path):
+@pytest.mark.parametrize("subscribing", ["pull consumers", "faststream subscribers"])
+def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_is_back(tmp_path: Path,
+                                                                                        subscribing: str):
     """Subscribing is a request per consumer; a broker lost in between is waited for, not a crash."""
     from faststream.nats import JStream, PullSub
 
-    from messaging.broker import connect, nats_broker, run_until
+    from messaging.broker import connect, consume_batches, nats_broker, run_until
+    from messaging.contract import inbound_consumer
 
     store = tmp_path / "jetstream"
     try:
@@ -254,17 +265,27 @@ def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_
         pytest.skip(str(error))
     broker_call(nats.url, lambda client: ensure_streams(client.jetstream()))
     ready, stop = threading.Event(), threading.Event()
+    received: list[bytes] = []
 
     async def work() -> None:
         broker = nats_broker(nats.url, connect_timeout=10)
+        if subscribing == "faststream subscribers":
+            @broker.subscriber(inbound_subject("port"), stream=JStream(INBOUND_STREAM, declare=False),
+                               durable="tradehub-in-port", pull_sub=PullSub(batch_size=1, timeout=1.0))
+            async def take(message: bytes) -> None:
+                received.append(message)
 
-        @broker.subscriber(inbound_subject("port"), stream=JStream(INBOUND_STREAM, declare=False),
-                           durable="tradehub-in-port", pull_sub=PullSub(batch_size=1, timeout=1.0))
-        async def nothing(message: bytes) -> None: ...
+        async def take_batch(messages) -> None:
+            for message in messages:
+                received.append(message.data)
+                await message.ack()
 
         await connect(broker, nats.url)
         nats.stop()  # connected, and gone before the subscription is asked for
-        await run_until(broker, stop, ready.set)
+        if subscribing == "faststream subscribers":
+            await run_until(broker, stop, ready.set)
+        else:
+            await consume_batches(broker, [(inbound_consumer("port"), take_batch)], stop, batch=8, ready=ready.set)
 
     worker = threading.Thread(target=lambda: asyncio.run(work()))
     worker.start()
@@ -273,7 +294,8 @@ def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_
         assert not ready.is_set()
         nats = EmbeddedNats(store, port=nats.port)
         assert ready.wait(TIMEOUT), "never subscribed after the broker came back"
-        assert consumer_pending(nats.url, "port") == 0
+        publish(nats.url, inbound_subject("port"), b"<after/>", "after-1")
+        wait_for(lambda: received == [b"<after/>"])
     finally:
         stop.set()
         worker.join(timeout=15)
