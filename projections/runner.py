@@ -1,11 +1,14 @@
 """Runs views over the hub's event log: catch up, then follow.
 
 Each step reads the notifications after a view's tracked position, applies
-them and moves the position in the same transaction. The log is polled: it
-works on SQLite, which has no subscriptions, and on PostgreSQL, whose table
-lock makes commit order follow notification order, so polling past the last
-id seen never skips a transaction that commits later. A view that fails
-stops where it is and is retried; nothing is skipped.
+them and moves the position in the same transaction. Reading past the last
+id seen never skips a transaction that commits later: on PostgreSQL the
+recorder's table lock makes commit order follow notification order, and
+SQLite has one writer. A follower wakes when the log grows: on PostgreSQL
+it LISTENs for the NOTIFY each insert sends (and reads anyway every second,
+should a notification be lost with a connection); SQLite has no
+subscriptions, so there it polls. A view that fails stops where it is and is
+retried; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
 from hub.declarations import Declarations
 
 from .database import Cursor, StaleTracking, ViewDatabase
 
 log = logging.getLogger(__name__)
+LISTEN_SAFETY_POLL = 1.0  # seconds: on PostgreSQL the log is read this often even if no NOTIFY came
 
 
 class View(Protocol):
@@ -43,6 +50,7 @@ class ProjectionRunner:
         self.batch = batch
         self.interval = interval
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when the log may have grown, or on stop
         self._decoded: OrderedDict[int, Any] = OrderedDict()  # views read the same events: decode them once
         self._thread: threading.Thread | None = None
         database.create([statement for view in self.views for statement in view.tables])
@@ -98,6 +106,7 @@ class ProjectionRunner:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
@@ -106,7 +115,11 @@ class ProjectionRunner:
         # Loop at once only after a full batch; otherwise wait a beat, so that under load
         # each transaction carries many events instead of paying its overhead for a few.
         failing: set[str] = set()
+        listening = isinstance(self.app.recorder, PostgresApplicationRecorder)
+        if listening:
+            threading.Thread(target=self._listen, name="projections-listen", daemon=True).start()
         while not self._stop.is_set():
+            self._wake.clear()
             busy = False
             for view in self.views:
                 try:
@@ -124,4 +137,21 @@ class ProjectionRunner:
                     except Exception:  # noqa: BLE001 - the database itself may be what failed
                         log.warning("cannot record the failure of view %s", view.name)
             if not busy:
-                self._stop.wait(self.interval)
+                self._wake.wait(LISTEN_SAFETY_POLL if listening else self.interval)
+
+    def _listen(self) -> None:
+        """Set `_wake` on each NOTIFY of the event table, on a connection of its own, until stopped."""
+        recorder = self.app.recorder
+        while not self._stop.is_set():
+            try:
+                with recorder.datastore.get_connection() as connection:
+                    connection.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+                    connection.commit()
+                    self._wake.set()  # anything committed before LISTEN took effect
+                    while not self._stop.is_set():
+                        for _ in connection.notifies(timeout=LISTEN_SAFETY_POLL, stop_after=1):
+                            self._wake.set()
+            except Exception as error:  # noqa: BLE001 - the database went away: poll meanwhile, listen again
+                log.warning("cannot listen for new events (%s); polling until it can", error)
+                self._wake.set()
+                self._stop.wait(1.0)

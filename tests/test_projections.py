@@ -107,6 +107,26 @@ def test_the_follow_loop_reports_failures_for_healthz_and_clears_them(hub: Hub, 
     assert hub.views.failures() == {}
 
 
+def test_a_follower_wakes_when_the_log_grows_on_postgresql_and_polls_on_sqlite(hub: Hub, monkeypatch):
+    """On PostgreSQL the NOTIFY of an insert wakes it: the safety poll, made 60 s here, is not what it waits on."""
+    import projections.runner
+
+    if hub.settings.uses_postgres:
+        monkeypatch.setattr(projections.runner, "LISTEN_SAFETY_POLL", 60.0)
+    else:
+        hub.runner.interval = 0.01
+    hub.runner.start()
+    try:
+        time.sleep(1.0)  # caught up, idle, listening
+        hub.declarations.submit(samples.goods())
+        deadline = time.monotonic() + 10
+        while not board(hub) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert board(hub).keys() == {"TEST-GOODS-0001"}
+    finally:
+        hub.runner.stop()
+
+
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_the_worker_process_follows_the_log_and_stops_on_sigterm(kind: str, tmp_path, request):
     url = request.getfixturevalue("postgres_database") if kind == "postgres" else ""
