@@ -7,12 +7,16 @@ same batch as four binary arrays (ids, versions, topics, payloads) in the
 same statement shape, keeping everything else the library guarantees: the
 table lock that makes commit order match notification order, the NOTIFY that
 wakes followers, and the returned notification ids.
+
+It also reads several aggregates' events in one query (`select_streams`),
+for callers that act on a batch of aggregates at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -33,6 +37,21 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             table=Identifier(events_table_name),
             id_type=Identifier(datastore.originator_id_type),
         )
+        self.select_streams_statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s::{id_type}[]) ORDER BY originator_id, originator_version"
+        ).format(
+            schema=Identifier(datastore.schema),
+            table=Identifier(events_table_name),
+            id_type=Identifier(datastore.originator_id_type),
+        )
+
+    def select_streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of these aggregates, in one query: each aggregate's in version order."""
+        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(self.select_streams_statement, (list(originator_ids),), prepare=True)
+            return [StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
+                                topic=row["topic"], state=bytes(row["state"])) for row in cursor.fetchall()]
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any

@@ -52,7 +52,13 @@ from adapters.port import parse_port_replies
 from adapters.xml import Refused
 from hub.declarations import Declarations
 from hub.declarations.application import DeclarationNotFound
-from hub.declarations.domainmodel import AgencyNotRouted, DeclarationClosed, DeclarationError, StaleResponse
+from hub.declarations.domainmodel import (
+    AgencyNotRouted,
+    Declaration,
+    DeclarationClosed,
+    DeclarationError,
+    StaleResponse,
+)
 from messaging.broker import (
     DEAD_STREAM,
     connect,
@@ -133,8 +139,11 @@ class Inbox:
                 verdicts[index] = outcome
             else:
                 read.setdefault(outcome[0].declaration_id, []).append((index, outcome))
+        current = self.app.get_many(list(read)) if read else {}  # one read for the batch, where the store can
         records = []
-        for outcomes in _THREADS.map(self._apply_messages, read.items()):
+        groups = [(declaration_id, messages, current.get(UUID(declaration_id)))
+                  for declaration_id, messages in read.items()]
+        for outcomes in _THREADS.map(self._apply_messages, groups):
             for index, replies, (refusal, declaration, changed) in outcomes:
                 verdicts[index] = refusal or Verdict(APPLIED if changed else UNCHANGED, replies[0].declaration_id)
                 if refusal is None:
@@ -142,10 +151,11 @@ class Inbox:
         self._record(agency, records)
         return verdicts
 
-    def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]]]) -> list[tuple[int, list[Reply], tuple]]:
+    def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]], Declaration | None]
+                        ) -> list[tuple[int, list[Reply], tuple]]:
         """One declaration's messages in one save; if the hub refuses them together, one by one."""
-        declaration_id, messages = group
-        together = self._apply(declaration_id, [reply for _, message in messages for reply in message])
+        declaration_id, messages, current = group
+        together = self._apply(declaration_id, [reply for _, message in messages for reply in message], current)
         if together[0] is None or len(messages) == 1:
             return [(index, message, together) for index, message in messages]
         return [(index, message, self._apply(declaration_id, message)) for index, message in messages]
@@ -174,10 +184,15 @@ class Inbox:
             return dead(UNKNOWN_DECLARATION, f"{declaration_id!r} is not a declaration id", declaration_id)
         return replies
 
-    def _apply(self, declaration_id: str, replies: Sequence[Reply]) -> tuple[Verdict | None, Any, bool]:
-        """Apply replies in one save: (None, declaration, changed), or (why the hub refuses them, None, False)."""
+    def _apply(self, declaration_id: str, replies: Sequence[Reply], current: Declaration | None = None
+               ) -> tuple[Verdict | None, Any, bool]:
+        """Apply replies in one save: (None, declaration, changed), or (why the hub refuses them, None, False).
+
+        `current` is the declaration as read for the batch; a refusal may leave it half changed, so it
+        is used for one attempt only.
+        """
         try:
-            declaration, changed = self.app.answer(declaration_id, replies)
+            declaration, changed = self.app.answer(declaration_id, replies, current=current)
         except DeclarationNotFound as error:
             return dead(UNKNOWN_DECLARATION, str(error), declaration_id), None, False
         except AgencyNotRouted as error:

@@ -148,3 +148,37 @@ def test_with_history_replays_the_same_declaration_as_get(app: Declarations):
     assert (declaration.version, declaration.status, declaration.agencies) == (
         stored.version, stored.status, stored.agencies)
     assert events == app.history(declaration_id)
+
+
+def test_get_many_reads_the_same_declarations_as_get_and_leaves_unknown_ids_out(app: Declarations):
+    first = app.submit(samples.goods()).declaration.id
+    second = app.submit(samples.goods(reference="TEST-GOODS-0002")).declaration.id
+    app.record_response(first, "customs", "c-1", "accepted", "2026-12-01T09:00:00Z")
+    app.withdraw(second, "duplicate shipment")
+    unknown = "00000000-0000-0000-0000-000000000000"
+    found = app.get_many([str(second), first, unknown, first])
+    assert set(found) == {first, second}
+    for ident, declaration in found.items():
+        stored = app.get(ident)
+        assert (declaration.version, declaration.status, declaration.agencies, declaration.document) == (
+            stored.version, stored.status, stored.agencies, stored.document)
+
+
+class Response:
+    """An answer as the inbox applies it."""
+
+    def __init__(self, message_id: str, status: str) -> None:
+        self.message_id, self.status = message_id, status
+
+    def apply_to(self, declaration) -> bool:
+        return declaration.record_response("customs", self.message_id, self.status, "2026-12-01T09:00:00Z")
+
+
+def test_an_answer_given_a_stale_current_declaration_is_decided_again_on_a_fresh_read(app: Declarations):
+    ident = app.submit(samples.goods()).declaration.id
+    stale = app.get_many([ident])[ident]
+    app.record_response(ident, "customs", "c-1", "accepted", "2026-12-01T09:00:00Z")  # saved meanwhile
+    declaration, changed = app.answer(ident, [Response("c-2", "released")], current=stale)
+    assert changed and declaration.version == 3
+    assert [event["type"] for event in app.history(ident)] == ["Submitted", "AgencyResponded", "AgencyResponded"]
+    assert app.get(ident).agencies["customs"]["status"] == "released"

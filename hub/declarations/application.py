@@ -149,10 +149,13 @@ class Declarations(Application):
             lambda d: d.record_inspection(agency, message_id, result, inspected_at, **details),
         )
 
-    def answer(self, declaration_id: UUID | str, answers: Sequence[Answer]) -> tuple[Declaration, bool]:
+    def answer(self, declaration_id: UUID | str, answers: Sequence[Answer],
+               *, current: Declaration | None = None) -> tuple[Declaration, bool]:
         """Apply several of an agency's answers together: all of them in one save, or none.
 
         Each is applied once per its message id; the flag says whether any changed the declaration.
+        `current`, the declaration as just read (`get_many`), saves reading it again; if it turns
+        out not to be current, the save clashes and the answers are decided again on a fresh read.
         """
         changed = [False]
 
@@ -160,7 +163,7 @@ class Declarations(Application):
             changed[0] = any([answer.apply_to(declaration) for answer in answers])  # not short-circuited
             return changed[0]
 
-        return self._retrying(declaration_id, command), changed[0]
+        return self._retrying(declaration_id, command, current), changed[0]
 
     def place_hold(self, declaration_id: UUID | str, alert_id: str, subject: str) -> Declaration:
         return self._retrying(declaration_id, lambda d: d.place_hold(alert_id, subject))
@@ -173,6 +176,24 @@ class Declarations(Application):
             return self.repository.get(_uuid(declaration_id))
         except AggregateNotFoundError:
             raise DeclarationNotFound(f"no declaration {declaration_id}") from None
+
+    def get_many(self, declaration_ids: Sequence[UUID | str]) -> dict[UUID, Declaration]:
+        """Several declarations, read in one query where the store can (PostgreSQL); unknown ids left out."""
+        ids = list(dict.fromkeys(_uuid(ident) for ident in declaration_ids))
+        select_streams = getattr(self.recorder, "select_streams", None)
+        if select_streams is None:
+            found = {}
+            for ident in ids:
+                try:
+                    found[ident] = self.get(ident)
+                except DeclarationNotFound:
+                    pass
+            return found
+        declarations: dict[UUID, Declaration] = {}
+        for stored in select_streams(ids):
+            event = self.mapper.to_domain_event(stored)
+            declarations[event.originator_id] = event.mutate(declarations.get(event.originator_id))
+        return declarations
 
     def history(self, declaration_id: UUID | str) -> list[dict[str, Any]]:
         """The declaration's events, oldest first, as plain data."""
@@ -188,9 +209,11 @@ class Declarations(Application):
             declaration = event.mutate(declaration)
         return declaration, [_describe(event) for event in events]
 
-    def _retrying(self, declaration_id: UUID | str, command: Callable[[Declaration], bool]) -> Declaration:
+    def _retrying(self, declaration_id: UUID | str, command: Callable[[Declaration], bool],
+                  current: Declaration | None = None) -> Declaration:
         for _ in range(_RETRIES):
-            declaration = self.get(declaration_id)
+            declaration = current if current is not None else self.get(declaration_id)
+            current = None  # a retry reads afresh
             seen = declaration.version
             if not command(declaration):
                 return declaration
