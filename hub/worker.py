@@ -22,12 +22,17 @@ from hub.processes import stop_processes
 
 log = logging.getLogger("tradehub.worker")
 PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
+# How much each worker lowers its CPU priority, for when parts share a machine (as under `serve`). The
+# API is not lowered: requests come first. Then the projections and dispatch: the messages agencies wait
+# for, and the views officers read. Then applying answers, which wait durably in the broker meanwhile.
+# The simulated agencies stand in for other parties' systems and yield to the hub's own work as much.
+NICENESS = {"project": 5, "dispatch": 5, "consume": 10, "simulate": 10}
 
 
 def run_projections(settings: Settings) -> int:
     """Follow the log into every view until SIGTERM or SIGINT (or, when supervised, the parent dies)."""
     hub = build_hub(settings)
-    _stop_on_signals(hub.runner.stop)
+    _stop_on_signals(hub.runner.stop, niceness=NICENESS["project"])
     try:
         hub.runner.follow()
     finally:
@@ -46,7 +51,7 @@ def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
     publisher = publisher_for(url)
     runner = ProjectionRunner(hub.declarations, hub.views,
                               [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
-    _stop_on_signals(runner.stop)
+    _stop_on_signals(runner.stop, niceness=NICENESS["dispatch"])
     try:
         runner.follow()
     finally:
@@ -62,7 +67,7 @@ def run_consumers(settings: Settings, agencies: Sequence[str]) -> int:
     url = _broker_url(settings, "consume")
     hub = build_hub(settings)
     stop = threading.Event()
-    _stop_on_signals(stop.set)
+    _stop_on_signals(stop.set, niceness=NICENESS["consume"])
     try:
         asyncio.run(consume(url, Inbox(hub.declarations, hub.views), agencies, stop,
                             ready=lambda: log.info("consuming answers from %s", ", ".join(agencies))))
@@ -77,7 +82,7 @@ def run_simulators(settings: Settings, agencies: Sequence[str]) -> int:
 
     url = _broker_url(settings, "agencies simulate")
     stop = threading.Event()
-    _stop_on_signals(stop.set, nice=False)
+    _stop_on_signals(stop.set, niceness=NICENESS["simulate"])
     asyncio.run(simulate(url, agencies, stop,
                          ready=lambda: log.info("simulating %s on %s", ", ".join(agencies), url)))
     return 0
@@ -89,14 +94,16 @@ def _broker_url(settings: Settings, command: str) -> str:
     return settings.broker_url
 
 
-def _stop_on_signals(stop: Callable[[], None], *, nice: bool = True) -> None:
-    """SIGTERM and SIGINT stop the worker; so does, when supervised, its parent's death."""
+def _stop_on_signals(stop: Callable[[], None], *, niceness: int) -> None:
+    """SIGTERM and SIGINT stop the worker; so does, when supervised, its parent's death.
+
+    The worker also lowers its CPU priority by `niceness` (NICENESS), whether supervised or not.
+    """
     signal.signal(signal.SIGTERM, lambda *_: stop())
     signal.signal(signal.SIGINT, lambda *_: stop())
+    os.nice(niceness)
     parent = os.environ.get(PARENT_ENV)
     if parent:
-        if nice:
-            os.nice(5)  # beside the API on one machine, workers may lag a little; requests should not wait
         threading.Thread(target=_stop_when_orphaned, args=(int(parent), stop),
                          name="orphan-watch", daemon=True).start()
 
