@@ -43,14 +43,13 @@ def run_projections(settings: Settings) -> int:
 def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
     """Dispatch each agency's messages to the broker until SIGTERM or SIGINT (or the parent dies)."""
     from messaging.broker import publisher_for
-    from messaging.dispatch import AgencyDispatch
+    from messaging.dispatch import dispatches
     from projections.runner import ProjectionRunner
 
     url = _broker_url(settings, "dispatch")
     hub = build_hub(settings)
     publisher = publisher_for(url)
-    runner = ProjectionRunner(hub.declarations, hub.views,
-                              [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
+    runner = ProjectionRunner(hub.declarations, hub.views, dispatches(hub.declarations, agencies, publisher))
     _stop_on_signals(runner.stop, niceness=NICENESS["dispatch"])
     try:
         runner.follow()

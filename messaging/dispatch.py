@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from adapters.messages import Message, advance
+from adapters.messages import Change, Message, advance
 from adapters.outbound import messages_for
 from hub.declarations import Declaration, Declarations, RoutingRules
 from projections.database import Cursor
@@ -37,7 +37,7 @@ MESSAGES_TABLE = (
     "CREATE INDEX IF NOT EXISTS agency_messages_by_declaration ON agency_messages (declaration_id, recorded_at)",
 )
 OUTBOUND, INBOUND = "outbound", "inbound"
-_CACHE_SIZE = 4096
+_CACHE_SIZE = 20_000  # declarations (and events) remembered
 
 
 class Publisher(Protocol):
@@ -51,27 +51,64 @@ def view_name(agency: str) -> str:
     return DISPATCH_PREFIX + agency
 
 
+class Changes:
+    """What each event of the log changed, worked out once for every agency's dispatch that follows it.
+
+    Working it out needs the declaration as it was before the event: kept from the event before, else
+    read back from the store. The results depend on the log alone, so they stay valid whatever happens
+    to the transactions of the views that use them. One follower thread uses it.
+    """
+
+    def __init__(self, app: Declarations, size: int = _CACHE_SIZE) -> None:
+        self.app = app
+        self.size = size
+        self._states: OrderedDict[UUID, Declaration] = OrderedDict()  # each declaration after its latest event
+        self._changes: OrderedDict[tuple[UUID, int], Change | None] = OrderedDict()
+
+    def of(self, event: Any) -> Change | None:
+        key = (event.originator_id, event.originator_version)
+        if key in self._changes:
+            return self._changes[key]
+        change, after = advance(event, self._before(event))
+        self._keep(self._states, after.id, after)
+        self._keep(self._changes, key, change)
+        return change
+
+    def _before(self, event: Any) -> Declaration | None:
+        if event.originator_version == 1:
+            return None
+        state = self._states.pop(event.originator_id, None)  # advanced in place: not kept if that fails
+        if state is None or state.version != event.originator_version - 1:
+            state = self.app.repository.get(event.originator_id, version=event.originator_version - 1)
+        return state
+
+    def _keep(self, cache: OrderedDict, key: Any, value: Any) -> None:
+        cache[key] = value
+        if len(cache) > self.size:
+            cache.popitem(last=False)
+
+
 class AgencyDispatch:
     """One agency's dispatch, as a view: its messages published, then recorded with the position."""
 
     tables = MESSAGES_TABLE
 
-    def __init__(self, app: Declarations, agency: str, publisher: Publisher, rules: RoutingRules | None = None):
+    def __init__(self, app: Declarations, agency: str, publisher: Publisher, rules: RoutingRules | None = None,
+                 *, changes: Changes | None = None):
         self.app = app
         self.agency = agency
         self.name = view_name(agency)
         self.publisher = publisher
         self.rules = rules or app.routing
-        self._states: OrderedDict[UUID, Declaration] = OrderedDict()
+        self.changes = changes or Changes(app)  # share one between the agencies of a runner
 
     def forget(self) -> None:
-        self._states.clear()
+        """Nothing to drop: what `changes` holds follows from the log, not from this view's transactions."""
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         messages: list[Message] = []
         for _, event in events:  # the declarations log holds only declaration events
-            change, after = advance(event, self._before(event))
-            self._remember(after)
+            change = self.changes.of(event)
             if change is not None and change.action_for(self.agency) is not None:
                 messages.extend(messages_for(change, self.rules, [self.agency]))
         if not messages:
@@ -85,19 +122,11 @@ class AgencyDispatch:
               message.function_code, message.issued_at.isoformat(), message.body.decode(), recorded_now())
              for message in messages])
 
-    def _before(self, event: Any) -> Declaration | None:
-        """The declaration as it was just before `event`: remembered, else read back from the store."""
-        if event.originator_version == 1:
-            return None
-        state = self._states.pop(event.originator_id, None)
-        if state is None or state.version != event.originator_version - 1:
-            state = self.app.repository.get(event.originator_id, version=event.originator_version - 1)
-        return state
 
-    def _remember(self, declaration: Declaration) -> None:
-        self._states[declaration.id] = declaration
-        if len(self._states) > _CACHE_SIZE:
-            self._states.popitem(last=False)
+def dispatches(app: Declarations, agencies: Sequence[str], publisher: Publisher) -> list[AgencyDispatch]:
+    """Each agency's dispatch, sharing what the events changed."""
+    changes = Changes(app)
+    return [AgencyDispatch(app, agency, publisher, changes=changes) for agency in agencies]
 
 
 def recorded_now() -> str:

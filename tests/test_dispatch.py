@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from adapters.xml import InvalidMessage
 from hub.bootstrap import Hub
 from messaging.broker import OUTBOUND_STREAM, JetStreamPublisher, PublishFailed, outbound_subject
-from messaging.dispatch import AgencyDispatch, recorded_messages, view_name
+from messaging.dispatch import dispatches, recorded_messages, view_name
 from messaging.embedded import BrokerUnavailable, EmbeddedNats
 from projections.runner import ProjectionRunner
 
@@ -62,7 +62,7 @@ def submit_examples(hub: Hub) -> dict[str, str]:
 
 def dispatcher(hub: Hub, publisher, agencies=("customs", "inspection", "port", "maritime", "border")):
     return ProjectionRunner(hub.declarations, hub.views,
-                            [AgencyDispatch(hub.declarations, agency, publisher) for agency in agencies])
+                            dispatches(hub.declarations, agencies, publisher))
 
 
 def test_every_routed_agency_gets_every_message_once_with_its_id(hub: Hub, nats: EmbeddedNats):
@@ -135,3 +135,20 @@ def test_a_message_that_cannot_be_built_stops_that_agency_only(hub: Hub, nats: E
     assert hub.views.position(view_name("customs")) > 0
     assert stored(nats.url, "port") == [] and len(stored(nats.url, "customs")) == 3
 
+
+
+def test_changes_read_back_a_declaration_they_no_longer_remember_and_work_out_the_same(hub: Hub):
+    from messaging.dispatch import Changes
+
+    ids = list(submit_examples(hub).values())
+    for ident in ids:  # interleaved streams: a one-declaration memory forgets each before its next event
+        hub.declarations.record_response(ident, "customs", f"c-{ident}", "accepted", "2026-12-01T09:00:00Z")
+    hub.declarations.amend(ids[0], 2, json.loads((EXAMPLES / "goods-import.json").read_text()) | {
+        "customs_office": "3701"})
+    hub.declarations.withdraw(ids[1], "duplicate shipment")
+    events = [hub.declarations.mapper.to_domain_event(notification)
+              for notification in hub.declarations.recorder.select_notifications(start=0, limit=100)]
+    remembering, forgetful = Changes(hub.declarations), Changes(hub.declarations, size=1)
+    expected = [remembering.of(event) for event in events]
+    assert [forgetful.of(event) for event in events] == expected
+    assert {change.event for change in expected if change} >= {"submitted", "amended", "withdrawn"}

@@ -18,7 +18,7 @@ from adapters.messages import Message
 from adapters.xml import REFUSAL_CODES
 from hub.bootstrap import Hub
 from messaging.broker import headers_of
-from messaging.dispatch import AgencyDispatch, recorded_messages
+from messaging.dispatch import AgencyDispatch, dispatches, recorded_messages
 from messaging.inbound import (
     APPLIED,
     CLOSED,
@@ -59,7 +59,7 @@ class Loop:
         self.hub = hub
         self.outbox = Outbox()
         self.runner = ProjectionRunner(hub.declarations, hub.views,
-                                       [AgencyDispatch(hub.declarations, agency, self.outbox) for agency in AGENCIES])
+                                       dispatches(hub.declarations, AGENCIES, self.outbox))
         self.inbox = Inbox(hub.declarations, hub.views)
         self.answered: list[tuple[str, bytes]] = []
 
