@@ -51,6 +51,9 @@ class ProjectionRunner:
         self.interval = interval
         self._stop = threading.Event()
         self._wake = threading.Event()  # set when the log may have grown, or on stop
+        # Each view's position as this runner last read or wrote it. Another runner moving it meanwhile
+        # makes the next write stale (StaleTracking), and it is read again: never a skipped event.
+        self._positions: dict[str, int] = {}
         self._decoded: OrderedDict[int, Any] = OrderedDict()  # views read the same events: decode them once
         self._thread: threading.Thread | None = None
         database.create([statement for view in self.views for statement in view.tables])
@@ -61,7 +64,9 @@ class ProjectionRunner:
         `reads` shares what was read from the log between views at the same position (in one round of
         `follow` they usually are: one query instead of one per view).
         """
-        start = self.database.position(view.name)
+        start = self._positions.get(view.name)
+        if start is None:
+            start = self._positions[view.name] = self.database.position(view.name)
         notifications = None if reads is None else reads.get(start)
         if notifications is None:
             notifications = self.app.recorder.select_notifications(
@@ -76,11 +81,14 @@ class ProjectionRunner:
                 view.apply(cursor, events)
                 self.database.advance(cursor, view.name, start, notifications[-1].id)
         except StaleTracking:
+            self._positions.pop(view.name, None)
             view.forget()  # another runner got there first; read again from its position
             return 0
         except BaseException:
+            self._positions.pop(view.name, None)
             view.forget()
             raise
+        self._positions[view.name] = notifications[-1].id
         return len(events)
 
     def _event(self, notification: Any) -> Any:
