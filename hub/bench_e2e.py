@@ -171,12 +171,10 @@ def _throughput(hub, database: str, documents: list[dict], offered: int) -> tupl
     import psycopg
 
     with psycopg.connect(database, autocommit=True) as connection:
-        def released() -> int:
-            return connection.execute("SELECT count(*) FROM declarations_events WHERE topic = %s",
-                                      (RELEASED_TOPIC,)).fetchone()[0]
-
+        released = _Counter(connection, "topic = %s", (RELEASED_TOPIC,))
+        submitted = _Counter(connection, "originator_version = 1")
         settled = time.monotonic() + 600  # the latency phase's declarations first, so they are not counted here
-        while released() < _submitted(connection) and time.monotonic() < settled:
+        while released() < submitted() and time.monotonic() < settled:
             time.sleep(0.2)
         before = released()
         started = time.perf_counter()
@@ -191,8 +189,25 @@ def _throughput(hub, database: str, documents: list[dict], offered: int) -> tupl
         return count - before, last - started
 
 
-def _submitted(connection) -> int:
-    return connection.execute("SELECT count(*) FROM declarations_events WHERE originator_version = 1").fetchone()[0]
+class _Counter:
+    """Events matching a condition, counted as the log grows: each call reads only the new part of the log
+    (by its primary key), so measuring does not load the database it measures with a scan of the table."""
+
+    def __init__(self, connection, condition: str, parameters: tuple = (), *,
+                 table: str = "declarations_events") -> None:
+        self.connection = connection
+        self.query = (f"SELECT count(*) FILTER (WHERE {condition}), max(notification_id) FROM {table}"
+                      " WHERE notification_id > %s")
+        self.parameters = parameters
+        self.seen = 0
+        self.count = 0
+
+    def __call__(self) -> int:
+        matching, last = self.connection.execute(self.query, (*self.parameters, self.seen)).fetchone()
+        if last is not None:
+            self.count += matching
+            self.seen = last
+        return self.count
 
 
 def _paced(documents: list[dict], rate: float, submit) -> None:

@@ -61,3 +61,29 @@ def test_bench_messages_reports_hub_and_raw_lxml_rates():
     assert re.search(r"^raw lxml build \+ serialise\s+\d+ messages/s$", result.stdout, re.MULTILINE)
     assert re.search(r"^hub map \+ validate \+ write\s+\d+ messages/s\s+[\d.]+% of raw$", result.stdout, re.MULTILINE)
     assert re.search(r"-> (\d+) messages to customs", result.stdout)
+
+
+@pytest.mark.postgres
+def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(postgres_url, postgres_schema, tmp_path):
+    import psycopg
+
+    from hub.bench_e2e import _Counter
+    from hub.bootstrap import Settings, build_declarations
+
+    from . import samples
+
+    app = build_declarations(Settings(data_dir=tmp_path, database_url=postgres_url), schema=postgres_schema)
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            table = f"{postgres_schema}.declarations_events"
+            submitted = _Counter(connection, "originator_version = 1", table=table)
+            withdrawn = _Counter(connection, "topic LIKE %s", ("%Withdrawn",), table=table)
+            assert (submitted(), withdrawn()) == (0, 0)
+            first = app.submit(samples.goods()).declaration.id
+            app.submit(samples.goods(reference="TEST-GOODS-0002"))
+            assert (submitted(), withdrawn()) == (2, 0)
+            app.withdraw(first, "duplicate shipment")
+            assert (submitted(), withdrawn()) == (2, 1)
+            assert (submitted(), withdrawn()) == (2, 1)  # counted once
+    finally:
+        app.close()
