@@ -10,6 +10,10 @@ NATS JetStream through faststream, one subject per agency and direction:
 - `tradehub.dead.<agency>` (TRADEHUB_DEAD): answers the hub refused, each
   with its reason in headers (messaging.inbound).
 
+The hub's consumers and the simulated agencies take messages in batches from
+their own pull loop (`consume_batches`): whatever is ready when the first
+message comes.
+
 Dispatch runs in the projection runner's thread, which is synchronous, so the
 publisher keeps one connected broker on its own event-loop thread and hands it
 coroutines (STACK.md, faststream). Every message of a batch is published with
@@ -24,6 +28,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from faststream.nats import NatsBroker
@@ -36,6 +41,7 @@ from nats.js.errors import NotFoundError, ServiceUnavailableError
 from adapters.messages import Message
 
 log = logging.getLogger("tradehub.broker")
+T = TypeVar("T")
 
 OUTBOUND_STREAM = "TRADEHUB_OUTBOUND"
 INBOUND_STREAM = "TRADEHUB_INBOUND"
@@ -137,21 +143,33 @@ async def run_until(broker, stop: threading.Event | asyncio.Event, ready: Callab
 
 async def _start(broker, stop: threading.Event | asyncio.Event) -> bool:
     """Start every subscriber, retrying on transient broker errors; False if stopped first."""
+    async def start() -> bool:
+        try:
+            await broker.start()
+        except TRANSIENT:
+            for subscriber in broker.subscribers:  # half made, on a broker that is gone
+                try:
+                    await subscriber.stop()
+                except Exception:  # noqa: BLE001 - nothing more to undo
+                    pass
+            raise
+        return True
+
+    return bool(await _until_it_works(start, stop, "subscribe"))
+
+
+async def _until_it_works(attempt: Callable[[], Awaitable[T]], stop: threading.Event | asyncio.Event,
+                          what: str) -> T | None:
+    """`attempt()`'s result, tried again with back-off while the broker is away; None if stopped first."""
     delay = 0.5
     while not stop.is_set():
         try:
-            await broker.start()
-            return True
+            return await attempt()
         except TRANSIENT as error:
-            log.warning("could not subscribe (%s: %s); trying again in %.1f s", type(error).__name__, error, delay)
-            for subscriber in broker.subscribers:
-                try:
-                    await subscriber.stop()
-                except Exception:  # noqa: BLE001 - a half-made subscription on a broker that is gone
-                    pass
+            log.warning("could not %s (%s: %s); trying again in %.1f s", what, type(error).__name__, error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, START_RETRY_LIMIT)
-    return False
+    return None
 
 
 @dataclass(frozen=True)
@@ -203,17 +221,10 @@ async def consume_batches(broker: NatsBroker, consumers: Sequence[tuple[PullCons
 async def _pull_subscription(jetstream: JetStreamContext, consumer: PullConsumer,
                              stop: threading.Event | asyncio.Event) -> JetStreamContext.PullSubscription | None:
     """Create (or bind to) the durable consumer; a broker that is away is waited for."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            return await jetstream.pull_subscribe(consumer.subject, durable=consumer.durable, stream=consumer.stream,
-                                                  config=consumer.config)
-        except TRANSIENT as error:
-            log.warning("could not subscribe %s (%s: %s); trying again in %.1f s",
-                        consumer.durable, type(error).__name__, error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, START_RETRY_LIMIT)
-    return None
+    return await _until_it_works(
+        lambda: jetstream.pull_subscribe(consumer.subject, durable=consumer.durable, stream=consumer.stream,
+                                         config=consumer.config),
+        stop, f"subscribe {consumer.durable}")
 
 
 async def _pull_loop(subscription: JetStreamContext.PullSubscription, consumer: PullConsumer, handle: BatchHandler,

@@ -128,8 +128,8 @@ class ProjectionRunner:
 
     def follow(self) -> None:
         """Catch up, then keep following until `stop()`."""
-        # Loop at once only after a full batch; otherwise wait a beat, so that under load
-        # each transaction carries many events instead of paying its overhead for a few.
+        # Loop at once only after a full batch; otherwise wait for the log to grow (PostgreSQL), or a beat
+        # (SQLite). Events that come while a round runs are all taken by the next round.
         failing: set[str] = set()
         listening = isinstance(self.app.recorder, PostgresApplicationRecorder)
         if listening:

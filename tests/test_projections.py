@@ -127,6 +127,37 @@ def test_a_follower_wakes_when_the_log_grows_on_postgresql_and_polls_on_sqlite(h
         hub.runner.stop()
 
 
+@pytest.mark.postgres
+def test_a_follower_whose_listening_connection_is_cut_listens_again(postgres_url, postgres_schema, tmp_path,
+                                                                   monkeypatch):
+    import psycopg
+
+    import projections.runner
+
+    monkeypatch.setattr(projections.runner, "LISTEN_SAFETY_POLL", 60.0)
+    hub = build_hub(Settings(data_dir=tmp_path, database_url=postgres_url), schema=postgres_schema)
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        def listening() -> set[int]:
+            return {pid for [pid] in connection.execute("SELECT pid FROM pg_stat_activity WHERE query = %s",
+                                                        (f'LISTEN "{hub.declarations.recorder.channel_name}"',))}
+
+        others = listening()
+        hub.runner.start()
+        try:
+            time.sleep(1.0)
+            [ours] = listening() - others
+            connection.execute("SELECT pg_terminate_backend(%s)", (ours,))
+            time.sleep(3.0)  # it notices, waits a second, listens again
+            assert len(listening() - others) == 1
+            hub.declarations.submit(samples.goods())
+            deadline = time.monotonic() + 10
+            while not board(hub) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert board(hub).keys() == {"TEST-GOODS-0001"}
+        finally:
+            hub.close()
+
+
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_the_worker_process_follows_the_log_and_stops_on_sigterm(kind: str, tmp_path, request):
     url = request.getfixturevalue("postgres_database") if kind == "postgres" else ""
