@@ -28,23 +28,17 @@ from psycopg.sql import SQL, Identifier
 class ArrayInsertRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
+        names = {"schema": Identifier(datastore.schema), "table": Identifier(events_table_name),
+                 "id_type": Identifier(datastore.originator_id_type)}
         self.insert_events_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
-        ).format(
-            schema=Identifier(datastore.schema),
-            table=Identifier(events_table_name),
-            id_type=Identifier(datastore.originator_id_type),
-        )
+        ).format(**names)
         self.select_streams_statement = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
             "WHERE originator_id = ANY(%s::{id_type}[]) ORDER BY originator_id, originator_version"
-        ).format(
-            schema=Identifier(datastore.schema),
-            table=Identifier(events_table_name),
-            id_type=Identifier(datastore.originator_id_type),
-        )
+        ).format(**names)
 
     def select_streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of these aggregates, in one query: each aggregate's in version order."""

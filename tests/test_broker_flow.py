@@ -132,16 +132,21 @@ class Flow:
             self.hub.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def flow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flow]:
-    database_url = request.getfixturevalue("postgres_database") if request.param == "postgres" else ""
-    store = tmp_path / "jetstream"
+def started_nats(store: Path) -> EmbeddedNats:
+    """A nats-server on `store`; where none can start, the test is skipped (failed under CI)."""
     try:
-        nats = EmbeddedNats(store)
+        return EmbeddedNats(store)
     except BrokerUnavailable as error:
         if IN_CI:
             pytest.fail(f"{error} (CI=true: broker tests must run)", pytrace=False)
         pytest.skip(str(error))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def flow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flow]:
+    database_url = request.getfixturevalue("postgres_database") if request.param == "postgres" else ""
+    store = tmp_path / "jetstream"
+    nats = started_nats(store)
     running = Flow(Settings(data_dir=tmp_path, database_url=database_url, secret=SECRET, broker_url=nats.url),
                    nats, store)
     yield running
@@ -257,12 +262,7 @@ def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_
     from messaging.contract import inbound_consumer
 
     store = tmp_path / "jetstream"
-    try:
-        nats = EmbeddedNats(store)
-    except BrokerUnavailable as error:
-        if IN_CI:
-            pytest.fail(f"{error} (CI=true: broker tests must run)", pytrace=False)
-        pytest.skip(str(error))
+    nats = started_nats(store)
     broker_call(nats.url, lambda client: ensure_streams(client.jetstream()))
     ready, stop = threading.Event(), threading.Event()
     received: list[bytes] = []
