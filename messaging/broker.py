@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoRespondersError, StaleConnectionError
+from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoRespondersError, StaleConnectionError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, StreamConfig
 from nats.js.errors import NotFoundError, ServiceUnavailableError
@@ -120,7 +120,8 @@ async def connect(broker, url: str) -> None:
 
 # What a broker going away, or not yet back, looks like to the client libraries: worth trying again.
 # (OSError covers timeouts, refused connections and AMQP connection errors.)
-TRANSIENT = (OSError, ConnectionClosedError, NoRespondersError, StaleConnectionError, ServiceUnavailableError)
+TRANSIENT = (OSError, ConnectionClosedError, ConnectionReconnectingError, NoRespondersError, StaleConnectionError,
+             ServiceUnavailableError)
 START_RETRY_LIMIT = 10.0  # seconds between attempts, at most
 
 
@@ -138,7 +139,7 @@ async def run_until(broker, stop: threading.Event | asyncio.Event, ready: Callab
         while not stop.is_set():
             await asyncio.sleep(0.2)
     finally:
-        await broker.stop()
+        await _close(broker)
 
 
 async def _start(broker, stop: threading.Event | asyncio.Event) -> bool:
@@ -215,7 +216,20 @@ async def consume_batches(broker: NatsBroker, consumers: Sequence[tuple[PullCons
                 await subscription.unsubscribe()
             except Exception:  # noqa: BLE001 - a broker that is gone
                 pass
+        await _close(broker)
+
+
+async def _close(broker) -> None:
+    """Stop the subscribers and the connection, draining it if it is up; a connection that is down or
+    reconnecting is closed as it is (what was not acknowledged is delivered again)."""
+    try:
         await broker.stop()
+    except TRANSIENT as error:
+        log.info("closing the broker connection without draining it: %s", type(error).__name__)
+        try:
+            await broker.connection.close()
+        except Exception:  # noqa: BLE001 - nothing more to close
+            pass
 
 
 async def _pull_subscription(jetstream: JetStreamContext, consumer: PullConsumer,

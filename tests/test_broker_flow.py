@@ -303,6 +303,41 @@ def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_
     assert not worker.is_alive()
 
 
+def test_a_worker_stopped_while_its_broker_is_away_exits_cleanly(tmp_path: Path):
+    """Its connection is reconnecting, so it cannot be drained: it is closed as it is, without an error."""
+    from messaging.broker import connect, consume_batches, nats_broker
+    from messaging.contract import inbound_consumer
+
+    nats = started_nats(tmp_path / "jetstream")
+    broker_call(nats.url, lambda client: ensure_streams(client.jetstream()))
+    ready, stop = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    async def nothing(messages) -> None: ...
+
+    async def work() -> None:
+        broker = nats_broker(nats.url, connect_timeout=10)
+        await connect(broker, nats.url)
+        await consume_batches(broker, [(inbound_consumer("port"), nothing)], stop, batch=8, ready=ready.set)
+
+    def run() -> None:
+        try:
+            asyncio.run(work())
+        except BaseException as error:  # noqa: BLE001 - what the test is about
+            failures.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert ready.wait(TIMEOUT)
+        nats.stop()
+        time.sleep(1.0)  # the client has noticed, and is reconnecting
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+    assert not worker.is_alive() and failures == []
+
+
 def test_r5_an_answer_delivered_twice_is_applied_once_even_beyond_the_duplicate_window(flow: Flow):
     ids = flow.submit()
     flow.start_all()
