@@ -250,7 +250,6 @@ def _iso(moment: str) -> str:
 
 # ---- the consumer -------------------------------------------------------------------------------
 
-CONCURRENCY = 32  # answers applied at once (they share transactions through group commit)
 RETRY_DELAY = 2.0  # seconds before a message that failed for reasons not its own is delivered again
 
 
@@ -272,12 +271,6 @@ def dead_letter_headers(verdict: Verdict, agency: str, deliveries: int) -> dict[
             "Tradehub-Deliveries": str(deliveries)}
 
 
-def use_threads() -> None:
-    """A fetched batch is handled concurrently, each message on a thread: many in flight let group commit
-    put many answers in one transaction."""
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="inbox"))
-
-
 async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                   *, ready: Callable[[], None] | None = None, retry_delay: float = RETRY_DELAY) -> None:
     """Run one durable consumer per agency until `stop` is set (NATS JetStream, or RabbitMQ for amqp://)."""
@@ -286,7 +279,6 @@ async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: 
 
         return await consume_rabbit(broker_url, inbox, agencies, stop, ready=ready, retry_delay=retry_delay)
     broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
-    use_threads()
 
     def handler(agency: str):
         async def settle(raw: Msg, verdict: Verdict | None) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from faststream import AckPolicy
 from faststream.rabbit import QueueType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
@@ -72,6 +73,9 @@ class RabbitPublisher(SyncPublisher):
         return [True] * len(messages)  # RabbitMQ cannot tell a repeat
 
 
+CONCURRENCY = 32  # answers applied at once
+
+
 def deliveries_of(message: RabbitMessage) -> int:
     """This delivery's number: quorum queues count earlier deliveries in x-delivery-count."""
     return int(message.raw_message.headers.get("x-delivery-count", 0) or 0) + 1
@@ -79,10 +83,12 @@ def deliveries_of(message: RabbitMessage) -> int:
 
 async def consume_rabbit(url: str, inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event, *,
                          ready: Callable[[], None] | None, retry_delay: float) -> None:
-    from .inbound import DEAD, dead_letter_headers, decide, use_threads
+    from .inbound import DEAD, dead_letter_headers, decide
 
     broker = RabbitBroker(url, log_level=logging.DEBUG)
-    use_threads()
+    # Each message is handled on its own, on a thread: many in flight let group commit put many answers in
+    # one transaction (JetStream's consumer hands over batches instead).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="inbox"))
 
     def handler(agency: str):
         async def handle(message: RabbitMessage) -> None:
