@@ -24,10 +24,14 @@ MESSAGE_PERSONALISATION = b"tradehub-msg-v1"
 SUBMITTED, AMENDED, WITHDRAWN = "submitted", "amended", "withdrawn"
 # An agency's answer left customs and inspection (where routed) both released: gate-out is allowed.
 GATE_OUT = "gate_out"
+# An agency recorded an inspection result (mutual recognition); an alert's hold was placed or lifted
+# (enforcement assistance).
+INSPECTED, HOLD_PLACED, HOLD_LIFTED = "inspected", "hold_placed", "hold_lifted"
 
 # What an agency must be told about a change.
 ORIGINAL, AMENDMENT, CANCELLATION = "original", "amendment", "cancellation"
 RELEASE_NOTICE = "release_notice"
+RECOGNITION, ALERT, ALERT_CLEARED = "recognition", "alert", "alert_cleared"  # the hub's notices
 
 # Lists of people: their entries are personal data, so a change inside one is named by the list alone.
 PERSONAL_LISTS = ("$.crew", "$.passengers")
@@ -40,7 +44,7 @@ GATE_OUT_AGENCIES = ("customs", "inspection")
 class Change:
     """A declaration event, as the mappings see it."""
 
-    event: Literal["submitted", "amended", "withdrawn", "gate_out"]
+    event: Literal["submitted", "amended", "withdrawn", "gate_out", "inspected", "hold_placed", "hold_lifted"]
     declaration_id: str
     version: int
     time: datetime  # the event's time, in UTC: messages are issued at it, never at the clock's
@@ -53,6 +57,8 @@ class Change:
     # agency -> the version whose messages it held before the event (its last original or amendment): a
     # mapping names them by it, as Trafic2000 deletes forms by the LARefId they were sent with
     previous_versions: dict[str, int] = field(default_factory=dict)
+    inspection: dict[str, str] = field(default_factory=dict)  # the result recorded (`Declaration.inspections`)
+    alert: dict[str, str] = field(default_factory=dict)  # the alert whose hold was placed or lifted
 
     @property
     def kind(self) -> str:
@@ -65,10 +71,18 @@ class Change:
         return sorted({_public(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path)})
 
     def action_for(self, agency: str) -> str | None:
-        """What `agency` must be told: an original, an amendment, a cancellation, a release notice, or nothing."""
+        """What `agency` must be told: an original, an amendment, a cancellation, a notice, or nothing.
+
+        A recognition goes to every other routed agency; the routing rules then say which of them
+        recognise the inspecting agency (`adapters.outbound`).
+        """
         now, before = agency in self.routes, agency in self.previous_routes
         if self.event == GATE_OUT:
             return RELEASE_NOTICE if agency == "port" and now else None
+        if self.event == INSPECTED:
+            return RECOGNITION if now and agency != self.inspection["agency"] else None
+        if self.event in (HOLD_PLACED, HOLD_LIFTED):
+            return (ALERT if self.event == HOLD_PLACED else ALERT_CLEARED) if now else None
         if self.event == SUBMITTED:
             return ORIGINAL if now else None
         if self.event == WITHDRAWN:
@@ -101,8 +115,16 @@ def advance(event: Any, before: Declaration | None) -> tuple[Change | None, Decl
     previous_routes = {name: state["reason"] for name, state in before.routed_agencies.items()}
     previous_versions = {name: state["since_version"] for name, state in before.routed_agencies.items()}
     previous_document, was_open = before.document, gate_out_allowed(before)
+    lifted = before.holds.get(event.alert_id) if isinstance(event, Declaration.HoldLifted) else None
     after = event.mutate(before)
-    if isinstance(event, Declaration.AgencyResponded | Declaration.InspectionRecorded):
+    if isinstance(event, Declaration.InspectionRecorded):
+        return Change(INSPECTED, document=after.document, routes=previous_routes, previous_routes=previous_routes,
+                      inspection=dict(after.inspections[-1]), **common), after
+    if isinstance(event, Declaration.HoldPlaced | Declaration.HoldLifted):
+        alert = event.alert if isinstance(event, Declaration.HoldPlaced) else lifted
+        return Change(HOLD_PLACED if lifted is None else HOLD_LIFTED, document=after.document, routes=previous_routes,
+                      previous_routes=previous_routes, alert=dict(alert), **common), after
+    if isinstance(event, Declaration.AgencyResponded):
         if gate_out_allowed(after) and not was_open:
             return Change(GATE_OUT, document=after.document, routes=previous_routes, previous_routes=previous_routes,
                           agencies=copy.deepcopy(after.agencies), **common), after

@@ -66,6 +66,8 @@ class Changes:
         self._changes: OrderedDict[tuple[UUID, int], Change | None] = OrderedDict()
 
     def of(self, event: Any) -> Change | None:
+        if not isinstance(event, Declaration.Event):
+            return None  # an alert's own events: agencies hear of an alert by the holds it places
         key = (event.originator_id, event.originator_version)
         if key in self._changes:
             return self._changes[key]
@@ -107,7 +109,7 @@ class AgencyDispatch:
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         messages: list[Message] = []
-        for _, event in events:  # the declarations log holds only declaration events
+        for _, event in events:
             change = self.changes.of(event)
             if change is not None and change.action_for(self.agency) is not None:
                 messages.extend(messages_for(change, self.rules, [self.agency]))

@@ -65,6 +65,8 @@ class StatusBoard:
         submitted: dict[UUID, str] = {}
         released: dict[UUID, str | None] = {}
         for _, event in events:
+            if not isinstance(event, Declaration.Event):
+                continue  # an alert's own events; the holds it places are declaration events
             declaration = self._advance(event)
             touched[declaration.id] = declaration
             if isinstance(event, Declaration.Submitted):

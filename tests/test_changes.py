@@ -8,11 +8,16 @@ from adapters.messages import (
     AMENDMENT,
     CANCELLATION,
     GATE_OUT,
+    HOLD_LIFTED,
+    HOLD_PLACED,
+    INSPECTED,
     ORIGINAL,
+    RECOGNITION,
     RELEASE_NOTICE,
     change_of,
 )
-from hub.declarations import Declarations
+from adapters.outbound import messages_for
+from hub.declarations import Declarations, RoutingRules
 
 from . import samples
 
@@ -39,7 +44,8 @@ def test_the_port_hears_once_customs_and_inspection_have_both_released():
     app.record_response(declaration.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
     app.record_response(declaration.id, "port", "p-1", "received", "2026-03-02T10:05:00Z")
     app.record_response(declaration.id, "inspection", "i-1", "released", "2026-03-02T11:00:00Z")
-    app.record_response(declaration.id, "customs", "c-2", "released", "2026-03-02T12:00:00Z")  # cleared, again
+    app.record_response(declaration.id, "customs", "c-2", "released", "2026-03-02T12:00:00Z",
+                       code="09")  # cleared, after the release
     changes = replay(app, declaration.id)
     assert kinds(changes) == ["submitted", None, None, GATE_OUT, None]
     gate_out = changes[3]
@@ -86,3 +92,38 @@ def test_what_each_agency_is_told_about_an_amendment_that_reroutes():
     amended = replay(app, declaration.id)[1]
     assert {agency: amended.action_for(agency) for agency in ("customs", "inspection", "port", "border")} == {
         "customs": AMENDMENT, "inspection": ORIGINAL, "port": CANCELLATION, "border": None}
+
+
+def test_an_inspection_result_is_recognised_by_the_agencies_whose_rules_say_so():
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    declaration = app.submit(samples.goods(items=[FOOD])).declaration
+    app.record_inspection(declaration.id, "inspection", "i-1", "pass", "2026-03-02T11:00:00Z", findings="clean")
+    change = replay(app, declaration.id)[-1]
+    assert change.event == INSPECTED
+    assert change.inspection == {"agency": "inspection", "message_id": "i-1", "result": "pass",
+                                 "findings": "clean", "inspected_at": "2026-03-02T11:00:00Z"}
+    assert {agency: change.action_for(agency) for agency in ("customs", "inspection", "port")} == {
+        "customs": RECOGNITION, "inspection": None, "port": RECOGNITION}
+    # The shipped rules: customs recognises inspection, the port does not (it recognises maritime).
+    sent = messages_for(change, app.routing)
+    assert [(message.agency, message.name) for message in sent] == [("customs", "recognition-notice")]
+    assert b"<ResultCode>pass</ResultCode>" in sent[0].body
+    assert messages_for(change, RoutingRules(app.routing.rules, {})) == []
+
+
+def test_a_hold_tells_every_routed_agency_of_its_alert_and_lifting_it_cancels_that():
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    declaration = app.submit(samples.goods(items=[FOOD])).declaration
+    alert = {"alert_id": "6f1c3d0e-0000-4000-8000-000000000001", "subject_kind": "container",
+             "subject": declaration.document["containers"][0], "reason": "tip-off", "raised_by": "officer:customs",
+             "raised_at": "2026-03-02T09:00:00+00:00"}
+    app.place_hold(declaration.id, alert)
+    app.lift_hold(declaration.id, alert["alert_id"])
+    placed, lifted = replay(app, declaration.id)[-2:]
+    assert (placed.event, placed.alert) == (HOLD_PLACED, alert)
+    assert (lifted.event, lifted.alert) == (HOLD_LIFTED, alert)
+    routed = sorted(declaration.routed_agencies)
+    assert sorted((m.agency, m.name, m.function_code) for m in messages_for(placed, app.routing)) == [
+        (agency, "alert-notice", "9") for agency in routed]
+    assert sorted((m.agency, m.name, m.function_code) for m in messages_for(lifted, app.routing)) == [
+        (agency, "alert-cleared-notice", "1") for agency in routed]

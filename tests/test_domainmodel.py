@@ -15,6 +15,8 @@ from hub.declarations.domainmodel import (
 from . import samples
 
 ROUTES = {"customs": "every goods declaration", "port": "sea transport"}
+ALERT = {"alert_id": "alert-1", "subject_kind": "container", "subject": "HLXU8000014", "reason": "tip-off",
+         "raised_by": "officer:customs", "raised_at": "2026-12-01T08:00:00+00:00"}
 
 
 def submitted(routes: dict[str, str] | None = None) -> Declaration:
@@ -98,7 +100,7 @@ def test_an_unknown_status_is_refused():
 
 def test_a_hold_overrides_release_until_lifted():
     declaration = submitted()
-    declaration.place_hold("alert-1", "container HLXU8000014")
+    declaration.place_hold(ALERT)
     released(declaration)
     assert declaration.status == "held"
     assert declaration.lift_hold("alert-1")
@@ -108,8 +110,8 @@ def test_a_hold_overrides_release_until_lifted():
 
 def test_placing_the_same_hold_twice_changes_nothing():
     declaration = submitted()
-    assert declaration.place_hold("alert-1", "party X")
-    assert not declaration.place_hold("alert-1", "party X")
+    assert declaration.place_hold(ALERT)
+    assert not declaration.place_hold(ALERT)
     assert new_events(declaration) == ["HoldPlaced"]
 
 
@@ -213,3 +215,21 @@ def test_a_routed_agency_cannot_cancel_a_live_declaration():
     with pytest.raises(DeclarationError, match="only acknowledge a cancellation"):
         declaration.record_response("port", "m2", "cancelled", "2026-12-01T09:00:00Z")
     assert declaration.status == "in_progress"
+
+
+def test_a_hold_keeps_what_agencies_are_told_of_its_alert():
+    declaration = submitted()
+    declaration.place_hold(ALERT)
+    [event] = declaration.collect_events()
+    assert (event.alert_id, event.subject, event.alert) == ("alert-1", "container HLXU8000014", ALERT)
+    assert declaration.holds == {"alert-1": ALERT}
+
+
+def test_a_release_restated_changes_nothing():
+    declaration = submitted()
+    declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z", code="08")
+    declaration.collect_events()
+    assert not declaration.record_response("customs", "m2", "released", "2026-12-01T09:05:00Z", code="08")
+    assert new_events(declaration) == []
+    assert declaration.record_response("customs", "m3", "released", "2026-12-01T09:06:00Z", code="09")
+    assert new_events(declaration) == ["AgencyResponded"]

@@ -142,6 +142,8 @@ class Lifecycle(RuleBasedStateMachine):
         elif self.released and status != "released" and not (
                 not state["routed"] and status in ACKNOWLEDGEMENTS):
             error = DeclarationClosed
+        elif status == "released" and state["status"] == "released":
+            error, late_receipt = None, True  # a release restated with the same code: changes nothing
         else:
             error = None
         self._expect(error, lambda: self.app.record_response(
@@ -156,7 +158,9 @@ class Lifecycle(RuleBasedStateMachine):
         if place:
             closed = alert not in self.holds and (self.withdrawn or self.released)
             self._expect(DeclarationClosed if closed else None,
-                         lambda: self.app.place_hold(self.id, alert, "party"))
+                         lambda: self.app.place_hold(self.id, {
+                             "alert_id": alert, "subject_kind": "party", "subject": samples.TRADER_A,
+                             "reason": "test", "raised_by": "admin", "raised_at": "2026-12-01T08:00:00+00:00"}))
             if not closed:
                 self.holds.add(alert)
         else:

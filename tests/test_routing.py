@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.declarations import RoutingError, RoutingRules, validate_document
+from hub.declarations import AGENCIES, RoutingError, RoutingRules, validate_document
 
 from . import samples
 
@@ -75,6 +75,10 @@ def test_a_rules_file_replaces_the_defaults(tmp_path: Path):
     ('[[rule]]\nagency = "customs"\nkinds = ["goods"]\nwhen = [{ always = true }]\nextra = 1', "unknown key(s) ['extra']"),
     ('[[rules]]\nagency = "customs"', "unknown top-level key(s) ['rules']"),
     ('[[rule]\n', "rules.toml"),
+    ('recognition = ["customs"]', "[recognition] must be a table"),
+    ('[recognition]\npolice = ["customs"]', "'police' is not an agency"),
+    ('[recognition]\ncustoms = ["customs"]', "customs must list other agencies"),
+    ('[recognition]\ncustoms = "inspection"', "customs must list other agencies"),
 ])
 def test_a_broken_rules_file_is_refused_with_its_place(tmp_path: Path, text: str, message: str):
     rules = tmp_path / "rules.toml"
@@ -82,6 +86,20 @@ def test_a_broken_rules_file_is_refused_with_its_place(tmp_path: Path, text: str
     with pytest.raises(RoutingError) as raised:
         RoutingRules.load(rules)
     assert message in str(raised.value) and "rules.toml" in str(raised.value)
+
+
+def test_mutual_recognition_is_data_with_the_spec_defaults(tmp_path: Path):
+    shipped = RoutingRules.load()
+    pairs = {(agency, inspector) for agency in AGENCIES for inspector in AGENCIES
+             if shipped.recognises(agency, inspector)}
+    assert pairs == {("customs", "inspection"), ("inspection", "customs"), ("port", "maritime"),
+                     ("maritime", "border")}
+    assert shipped.recognisers("inspection", ["port", "customs", "inspection"]) == ["customs"]
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[recognition]\nport = ["customs", "inspection"]\n')
+    assert RoutingRules.load(rules).recognisers("inspection", AGENCIES) == ["port"]
+    rules.write_text('[[rule]]\nagency = "customs"\nkinds = ["goods"]\nwhen = [{ always = true }]\n')
+    assert RoutingRules.load(rules).recognisers("inspection", AGENCIES) == []
 
 
 def test_a_missing_rules_file_is_named(tmp_path: Path):

@@ -1,6 +1,9 @@
 """Declarations: the aggregate, its validation, routing and the application."""
 
+from .alert import Alert, agency_alert_id, subject_key, subjects_of
 from .application import (
+    AlertInvalid,
+    AlertNotFound,
     Conflict,
     DeclarationNotFound,
     Declarations,
@@ -14,7 +17,7 @@ from .domainmodel import AGENCIES, Declaration, DeclarationError, declaration_id
 from .routing import RoutingError, RoutingRules
 
 __all__ = [
-    "AGENCIES", "Conflict", "Declaration", "DeclarationError", "DeclarationNotFound",
+    "AGENCIES", "Alert", "AlertInvalid", "AlertNotFound", "agency_alert_id", "subject_key", "subjects_of", "Conflict", "Declaration", "DeclarationError", "DeclarationNotFound",
     "Declarations", "DuplicateReference", "FieldError", "NotDeclarant", "InvalidDeclaration", "RoutingError",
     "RoutingRules", "Submission", "VersionConflict", "content_hash", "declaration_id",
     "validate_document",

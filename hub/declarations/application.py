@@ -17,10 +17,12 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from .alert import SUBJECT_KINDS, Alert
 from .documents import content_hash, validate_document
 from .domainmodel import Declaration
 from .groupcommit import GroupCommit
 from .routing import RoutingRules
+from .values import container_number, imo_number, text, uscc
 
 _RETRIES = 20
 
@@ -33,6 +35,18 @@ class Answer(Protocol):
 
 class DeclarationNotFound(LookupError):
     """No declaration has this id."""
+
+
+class AlertNotFound(LookupError):
+    """No alert has this id."""
+
+
+class AlertInvalid(ValueError):
+    """An alert with a field the hub cannot take; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 class Conflict(Exception):
@@ -165,17 +179,62 @@ class Declarations(Application):
 
         return self._retrying(declaration_id, command, current), changed[0]
 
-    def place_hold(self, declaration_id: UUID | str, alert_id: str, subject: str) -> Declaration:
-        return self._retrying(declaration_id, lambda d: d.place_hold(alert_id, subject))
+    def place_hold(self, declaration_id: UUID | str, alert: dict[str, str]) -> Declaration:
+        """Hold the declaration for an open alert (`Alert.details()`); a repeat changes nothing."""
+        return self._retrying(declaration_id, lambda d: d.place_hold(alert))
 
     def lift_hold(self, declaration_id: UUID | str, alert_id: str) -> Declaration:
         return self._retrying(declaration_id, lambda d: d.lift_hold(alert_id))
 
     def get(self, declaration_id: UUID | str) -> Declaration:
         try:
-            return self.repository.get(_uuid(declaration_id))
+            declaration = self.repository.get(_uuid(declaration_id))
         except AggregateNotFoundError:
-            raise DeclarationNotFound(f"no declaration {declaration_id}") from None
+            declaration = None
+        if not isinstance(declaration, Declaration):  # the log holds alerts too
+            raise DeclarationNotFound(f"no declaration {declaration_id}")
+        return declaration
+
+    # ---- alerts (enforcement assistance): stored in the same log as the declarations they hold ----
+
+    def raise_alert(self, subject_kind: str, subject: str, reason: str, raised_by: str,
+                    *, alert_id: UUID | None = None) -> Alert:
+        """Raise an alert on a party (USCC), vessel (IMO number) or container (ISO 6346 number).
+
+        `AlertInvalid` names the field at fault. With `alert_id` (an agency's alert, whose id derives
+        from its message), raising it again returns the alert already raised.
+        """
+        values = _alert_values(subject_kind, subject, reason, raised_by)
+        alert = Alert(**values) if alert_id is None else Alert(id=alert_id, **values)
+        try:
+            self._group.save(alert.collect_events())
+        except IntegrityError:
+            if alert_id is None:
+                raise
+            return self.get_alert(alert_id)
+        return alert
+
+    def clear_alert(self, alert_id: UUID | str, cleared_by: str) -> Alert:
+        """Clear an alert (`AlertNotFound` if there is none); clearing it again changes nothing."""
+        for _ in range(_RETRIES):
+            alert = self.get_alert(alert_id)
+            if not alert.clear(text_field("cleared_by", cleared_by, 70)):
+                return alert
+            try:
+                self._group.save(alert.collect_events())
+            except IntegrityError:
+                continue
+            return alert
+        raise VersionConflict(alert.version, self.get_alert(alert_id).version)
+
+    def get_alert(self, alert_id: UUID | str) -> Alert:
+        try:
+            alert = self.repository.get(_uuid(alert_id, AlertNotFound))
+        except AggregateNotFoundError:
+            alert = None
+        if not isinstance(alert, Alert):
+            raise AlertNotFound(f"no alert {alert_id}")
+        return alert
 
     def get_many(self, declaration_ids: Sequence[UUID | str]) -> dict[UUID, Declaration]:
         """Several declarations, read in one query where the store can (PostgreSQL); unknown ids left out."""
@@ -193,7 +252,7 @@ class Declarations(Application):
         for stored in select_streams(ids):
             event = self.mapper.to_domain_event(stored)
             declarations[event.originator_id] = event.mutate(declarations.get(event.originator_id))
-        return declarations
+        return {ident: found for ident, found in declarations.items() if isinstance(found, Declaration)}
 
     def history(self, declaration_id: UUID | str) -> list[dict[str, Any]]:
         """The declaration's events, oldest first, as plain data."""
@@ -207,6 +266,8 @@ class Declarations(Application):
         declaration = None
         for event in events:
             declaration = event.mutate(declaration)
+        if not isinstance(declaration, Declaration):
+            raise DeclarationNotFound(f"no declaration {declaration_id}")
         return declaration, [_describe(event) for event in events]
 
     def _retrying(self, declaration_id: UUID | str, command: Callable[[Declaration], bool],
@@ -238,10 +299,36 @@ def _describe(event: Any) -> dict[str, Any]:
     }
 
 
-def _uuid(value: UUID | str) -> UUID:
+def _uuid(value: UUID | str, missing: type[LookupError] = DeclarationNotFound) -> UUID:
     if isinstance(value, UUID):
         return value
     try:
         return UUID(value)
     except (ValueError, TypeError, AttributeError):
-        raise DeclarationNotFound(f"no declaration {value}") from None
+        what = "alert" if missing is AlertNotFound else "declaration"
+        raise missing(f"no {what} {value}") from None
+
+
+_SUBJECT_CHECKS = {"party": uscc, "vessel": imo_number, "container": container_number}
+
+
+def _alert_values(subject_kind: str, subject: str, reason: str, raised_by: str) -> dict[str, str]:
+    """An alert's fields, checked; `AlertInvalid` names the first one at fault."""
+    if subject_kind not in SUBJECT_KINDS:
+        raise AlertInvalid("subject_kind", f"must be one of {', '.join(SUBJECT_KINDS)}, got {subject_kind!r}")
+    try:
+        subject = _SUBJECT_CHECKS[subject_kind](str(subject).strip())
+    except ValueError as error:
+        raise AlertInvalid("subject", str(error)) from None
+    return {"subject_kind": subject_kind, "subject": subject, "reason": text_field("reason", reason, 512),
+            "raised_by": text_field("raised_by", raised_by, 70)}
+
+
+def text_field(field: str, value: str, max_length: int) -> str:
+    """One line of free text for a message to agencies; `AlertInvalid` naming `field` if it is not."""
+    if not isinstance(value, str):
+        raise AlertInvalid(field, "must be text")
+    try:
+        return text(value, max_length)
+    except ValueError as error:
+        raise AlertInvalid(field, str(error)) from None

@@ -121,10 +121,14 @@ class Declaration(Aggregate):
         inspected_at: str
 
     class HoldPlaced(Aggregate.Event):
-        """An enforcement alert holds the declaration whatever the agencies decide."""
+        """An enforcement alert holds the declaration whatever the agencies decide.
+
+        `alert` is what the agencies are told of it (`Alert.details()`): subject, reason, who raised it, when.
+        """
 
         alert_id: str
         subject: str
+        alert: dict[str, str]
 
     class HoldLifted(Aggregate.Event):
         """An enforcement hold was cleared."""
@@ -160,7 +164,7 @@ class Declaration(Aggregate):
         self.agencies: dict[str, dict[str, Any]] = {}
         self.applied_messages: set[str] = set()
         self.inspections: list[dict[str, Any]] = []
-        self.holds: dict[str, str] = {}
+        self.holds: dict[str, dict[str, str]] = {}  # alert id -> the alert, as agencies are told of it
         self.withdrawn = False
         self.withdrawal_reason = ""
         self.outcome = ""
@@ -200,8 +204,8 @@ class Declaration(Aggregate):
         self.agencies[agency].update(status=INSPECTED, updated_at=inspected_at)
 
     @event(HoldPlaced)
-    def _hold_placed(self, alert_id: str, subject: str) -> None:
-        self.holds[alert_id] = subject
+    def _hold_placed(self, alert_id: str, subject: str, alert: dict[str, str]) -> None:
+        self.holds[alert_id] = alert
 
     @event(HoldLifted)
     def _hold_lifted(self, alert_id: str) -> None:
@@ -300,6 +304,9 @@ class Declaration(Aggregate):
             raise DeclarationClosed(f"the declaration is withdrawn; {agency} cannot set it {status}")
         if self.outcome == RELEASED and status != RELEASED and not (routed_away and acknowledging):
             raise DeclarationClosed(f"the declaration is released; {agency} cannot set it {status}")
+        state = self.agencies[agency]
+        if status == RELEASED and state["status"] == RELEASED and state["code"] == code:
+            return False  # a release restated (on a recognised result, say) takes nothing further
         self._responded(agency, message_id, status, code, text, responded_at)
         self._settle(agency)
         return True
@@ -324,11 +331,12 @@ class Declaration(Aggregate):
         self._inspection_recorded(agency, message_id, result, findings, inspected_at)
         return True
 
-    def place_hold(self, alert_id: str, subject: str) -> bool:
-        if alert_id in self.holds:
+    def place_hold(self, alert: dict[str, str]) -> bool:
+        """Hold for an open alert (`Alert.details()`). Returns False when it already holds it."""
+        if alert["alert_id"] in self.holds:
             return False
         self._refuse_if_closed("held")
-        self._hold_placed(alert_id, subject)
+        self._hold_placed(alert["alert_id"], f"{alert['subject_kind']} {alert['subject']}", dict(alert))
         return True
 
     def lift_hold(self, alert_id: str) -> bool:

@@ -8,7 +8,7 @@ rule file stops the hub at start-up instead of misrouting declarations.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -89,10 +89,23 @@ class Rule:
 
 
 class RoutingRules:
-    """An ordered list of rules; `route` gives each involved agency with its reason."""
+    """An ordered list of rules; `route` gives each involved agency with its reason.
 
-    def __init__(self, rules: list[Rule]) -> None:
+    `recognition` maps each agency to the agencies whose inspection results it recognises.
+    """
+
+    def __init__(self, rules: list[Rule], recognition: dict[str, frozenset[str]] | None = None) -> None:
         self.rules = rules
+        self.recognition = recognition or {}
+
+    def recognises(self, agency: str, inspector: str) -> bool:
+        """Whether `agency` takes `inspector`'s inspection results as its own (never its own results)."""
+        return agency != inspector and inspector in self.recognition.get(agency, ())
+
+    def recognisers(self, inspector: str, routed: Iterable[str]) -> list[str]:
+        """The agencies among `routed` that recognise `inspector`'s results, in the hub's agency order."""
+        routed = set(routed)
+        return [agency for agency in AGENCIES if agency in routed and self.recognises(agency, inspector)]
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> RoutingRules:
@@ -109,7 +122,7 @@ class RoutingRules:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise RoutingError(f"{source}: {error}") from None
-        return cls(list(_parse_rules(data, source)))
+        return cls(list(_parse_rules(data, source)), _parse_recognition(data.get("recognition", {}), source))
 
     def route(self, document: Document) -> dict[str, str]:
         routes: dict[str, str] = {}
@@ -122,7 +135,7 @@ class RoutingRules:
 
 
 def _parse_rules(data: dict[str, Any], source: str) -> Iterator[Rule]:
-    unknown = set(data) - {"rule"}
+    unknown = set(data) - {"rule", "recognition"}
     if unknown:
         raise RoutingError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
     for number, raw in enumerate(data.get("rule", []), start=1):
@@ -141,6 +154,20 @@ def _parse_rules(data: dict[str, Any], source: str) -> Iterator[Rule]:
         for condition in when:
             _check_condition(condition, where)
         yield Rule(raw["agency"], tuple(kinds), tuple(when), str(raw.get("reason", "")))
+
+
+def _parse_recognition(data: Any, source: str) -> dict[str, frozenset[str]]:
+    where = f"{source}: [recognition]"
+    if not isinstance(data, dict):
+        raise RoutingError(f"{where} must be a table of agency = [agencies it recognises]")
+    recognition = {}
+    for agency, inspectors in data.items():
+        if agency not in AGENCIES:
+            raise RoutingError(f"{where}: {agency!r} is not an agency; use one of {AGENCIES}")
+        if not isinstance(inspectors, list) or not set(inspectors) <= set(AGENCIES) - {agency}:
+            raise RoutingError(f"{where}: {agency} must list other agencies, drawn from {AGENCIES}")
+        recognition[agency] = frozenset(inspectors)
+    return recognition
 
 
 def _check_condition(condition: Any, where: str) -> None:
