@@ -18,8 +18,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from hub.declarations import Declarations, RoutingRules
 from messaging.dispatch import MESSAGES_TABLE
+from projections.alerts import Enforcement
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
-from projections.runner import ProjectionRunner
+from projections.exchange import Exchange
+from projections.recognition import Recognition
+from projections.runner import ProjectionRunner, View
+from projections.statistics import Statistics
 from projections.status_board import StatusBoard
 
 
@@ -139,6 +143,15 @@ def build_views(settings: Settings, *, schema: str = "") -> ViewDatabase:
     return SQLiteViews(events.with_name(f"{events.stem}-views.sqlite"))
 
 
+def read_models(declarations: Declarations) -> list[View]:
+    """Every projection `worker project` runs and `projections rebuild` rebuilds (SPEC §5), in `VIEW_NAMES` order."""
+    return [StatusBoard(declarations), Exchange(), Recognition(declarations), Statistics(),
+            Enforcement(declarations)]
+
+
+VIEW_NAMES = (StatusBoard.name, Exchange.name, Recognition.name, Statistics.name, Enforcement.name)
+
+
 @dataclass
 class Hub:
     """Everything a hub process runs on, wired once."""
@@ -158,6 +171,6 @@ def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
     settings = settings or Settings.from_env()
     declarations = build_declarations(settings, schema=schema)
     views = build_views(settings, schema=schema)
-    runner = ProjectionRunner(declarations, views, [StatusBoard(declarations)])
+    runner = ProjectionRunner(declarations, views, read_models(declarations))
     views.create(MESSAGES_TABLE)  # the API lists what dispatch records, whichever process starts first
     return Hub(settings, declarations, views, runner)

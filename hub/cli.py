@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from eventsourcing.persistence import PersistenceError
 from psycopg_pool import PoolTimeout
 
 from hub.api.auth import SecretError, issue_token, resolve_secret
-from hub.bootstrap import ConfigurationError, Settings, routing_rules
+from hub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, routing_rules
 from hub.client import ClientError
 from hub.declarations import AGENCIES, InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
@@ -76,7 +77,6 @@ def print_openapi() -> int:
     import tempfile
 
     from hub.api.app import create_app
-    from hub.bootstrap import build_hub
 
     with tempfile.TemporaryDirectory() as directory:
         hub = build_hub(Settings(data_dir=Path(directory), secret="x" * 32))
@@ -99,6 +99,21 @@ def _processes(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
     return int(text)
+
+
+def rebuild_projections(settings: Settings, views: Sequence[str] | None) -> int:
+    """`tradehub projections rebuild`: each view emptied and rebuilt from the log, with what it took."""
+    hub = build_hub(settings)
+    try:
+        started = time.perf_counter()
+        applied = hub.runner.rebuild(views)
+        seconds = time.perf_counter() - started
+    finally:
+        hub.close()
+    for name, count in applied.items():
+        print(f"{name:14} {count:9} events")
+    print(f"rebuilt {len(applied)} view(s) in {seconds:.1f} s")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -164,6 +179,13 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--agency", choices=AGENCIES, action="append",
                           help="simulate only this agency (repeatable; default all)")
 
+    projections = commands.add_parser("projections", help="the read models")
+    projections_commands = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
+    rebuild = projections_commands.add_parser(
+        "rebuild", help="empty the read models and apply the whole event log to them again")
+    rebuild.add_argument("--view", action="append", choices=VIEW_NAMES, dest="views",
+                         help="rebuild only this view (repeatable; default all)")
+
     commands.add_parser("openapi", help="print the HTTP API's OpenAPI document")
     commands.add_parser("asyncapi", help="print the broker contract's AsyncAPI document")
 
@@ -226,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hub.worker import run_simulators
 
             return run_simulators(settings, args.agency or AGENCIES)
+        if args.command == "projections":
+            return rebuild_projections(settings, args.views)
         if args.command == "openapi":
             return print_openapi()
         if args.command == "asyncapi":

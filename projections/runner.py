@@ -14,6 +14,7 @@ retried; nothing is skipped.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -39,6 +40,14 @@ class View(Protocol):
 
     def forget(self) -> None:
         """Drop in-memory state after a rolled-back transaction."""
+
+
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
+
+
+def _tables(view: View) -> list[str]:
+    """The tables a view creates (its `tables` statements), which a rebuild empties."""
+    return [match.group(1) for statement in view.tables for match in [_CREATE_TABLE.match(statement)] if match]
 
 
 class ProjectionRunner:
@@ -108,6 +117,30 @@ class ProjectionRunner:
             while self.database.position(view.name) < head:
                 total += self.step(view)
         return total
+
+    def rebuild(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        """Empty the named views (default: all) and apply the whole log to them again; events applied each.
+
+        Each view's rows and position are reset in one transaction, so a runner following meanwhile finds
+        its position stale and reads again from the start: nothing is applied twice.
+        """
+        known = {view.name: view for view in self.views}
+        unknown = sorted(set(names or ()) - set(known))
+        if unknown:
+            raise ValueError(f"no view {', '.join(unknown)}; the views are {', '.join(known)}")
+        chosen = [known[name] for name in names] if names else self.views
+        applied = {}
+        for view in chosen:
+            with self.database.transaction() as cursor:
+                for table in _tables(view):
+                    cursor.execute(f"DELETE FROM {table}")
+                cursor.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (view.name,))
+            view.forget()
+            self._positions.pop(view.name, None)
+            head, applied[view.name] = self.app.recorder.max_notification_id() or 0, 0
+            while (self._positions.get(view.name) or self.database.position(view.name)) < head:
+                applied[view.name] += self.step(view)
+        return applied
 
     def lag(self, head: int | None = None) -> dict[str, int]:
         """Events each view is behind `head` (default: the log's last position)."""

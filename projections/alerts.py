@@ -1,0 +1,192 @@
+"""Enforcement assistance: alerts hold the declarations they touch, and the alerts view.
+
+A process over the log, not only a read model. It keeps which open
+declarations involve which subject (party, vessel, container) and which
+alerts are open, and:
+
+- when an alert is raised, holds every open declaration involving its subject;
+- when a declaration is submitted or amended, holds it for every open alert
+  on one of its subjects;
+- when an alert is cleared, lifts its holds.
+
+Alerts and declarations share one log, read in one order by one view, so a
+declaration submitted while an alert is raised is held either way. The
+commands it gives are idempotent (a hold placed twice is one hold), so a
+batch applied again after a crash, or a rebuild, changes nothing; before it
+holds, it checks that the alert is still open now, so replaying the log never
+re-holds for an alert cleared since. The agencies hear of holds through
+dispatch, which turns each hold placed or lifted into alert notices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from hub.declarations import (
+    Alert,
+    Declaration,
+    DeclarationError,
+    DeclarationNotFound,
+    Declarations,
+    subject_key,
+    subjects_of,
+)
+from hub.declarations.alert import OPEN
+
+from .database import Cursor, ViewDatabase
+from .status_board import stamp
+
+log = logging.getLogger(__name__)
+NAME = "alerts"
+
+
+class Enforcement:
+    name = NAME
+    tables = (
+        "CREATE TABLE IF NOT EXISTS alerts ("
+        " id TEXT PRIMARY KEY, subject_kind TEXT NOT NULL, subject TEXT NOT NULL, subject_key TEXT NOT NULL,"
+        " reason TEXT NOT NULL, raised_by TEXT NOT NULL, raised_at TEXT NOT NULL,"
+        " cleared_at TEXT, cleared_by TEXT)",
+        "CREATE INDEX IF NOT EXISTS alerts_by_subject ON alerts (subject_key, cleared_at)",
+        "CREATE INDEX IF NOT EXISTS alerts_by_raised ON alerts (raised_at)",
+        # The open declarations (not released, not withdrawn) involving each subject.
+        "CREATE TABLE IF NOT EXISTS alert_subjects ("
+        " subject_key TEXT NOT NULL, declaration_id TEXT NOT NULL, PRIMARY KEY (subject_key, declaration_id))",
+        "CREATE INDEX IF NOT EXISTS alert_subjects_by_declaration ON alert_subjects (declaration_id)",
+        "CREATE TABLE IF NOT EXISTS alert_holds ("
+        " alert_id TEXT NOT NULL, declaration_id TEXT NOT NULL, held_at TEXT NOT NULL, lifted_at TEXT,"
+        " PRIMARY KEY (alert_id, declaration_id))",
+    )
+
+    def __init__(self, app: Declarations) -> None:
+        self.app = app
+
+    def forget(self) -> None:
+        """Nothing kept in memory."""
+
+    def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        for _, event in events:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, cursor, event)
+
+    # ---- alerts ----
+
+    def _raised(self, cursor: Cursor, event: Alert.Raised) -> None:
+        alert_id = str(event.originator_id)
+        cursor.execute(
+            "INSERT INTO alerts (id, subject_kind, subject, subject_key, reason, raised_by, raised_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (alert_id, event.subject_kind, event.subject, subject_key(event.subject_kind, event.subject),
+             event.reason, event.raised_by, event.timestamp.isoformat()))
+        cursor.execute("SELECT declaration_id FROM alert_subjects WHERE subject_key = ?",
+                       (subject_key(event.subject_kind, event.subject),))
+        for (declaration_id,) in cursor.fetchall():
+            self._hold(declaration_id, _alert_of(event))
+
+    def _cleared(self, cursor: Cursor, event: Alert.Cleared) -> None:
+        alert_id = str(event.originator_id)
+        cursor.execute("UPDATE alerts SET cleared_at = ?, cleared_by = ? WHERE id = ?",
+                       (stamp(event.timestamp), event.cleared_by, alert_id))
+        # Its holds: those already seen in the log, and those it may have placed that the log has yet to show.
+        cursor.execute(
+            "SELECT declaration_id FROM alert_holds WHERE alert_id = ? AND lifted_at IS NULL"
+            " UNION SELECT s.declaration_id FROM alert_subjects s JOIN alerts a ON a.subject_key = s.subject_key"
+            " WHERE a.id = ?", (alert_id, alert_id))
+        for (declaration_id,) in cursor.fetchall():
+            try:
+                self.app.lift_hold(declaration_id, alert_id)
+            except DeclarationNotFound:
+                log.warning("alert %s held declaration %s, which is not in the store", alert_id, declaration_id)
+
+    # ---- declarations ----
+
+    def _declared(self, cursor: Cursor, event: Declaration.Submitted | Declaration.Amended) -> None:
+        declaration_id = str(event.originator_id)
+        keys = sorted(subjects_of(event.document))
+        cursor.execute("DELETE FROM alert_subjects WHERE declaration_id = ?", (declaration_id,))
+        cursor.executemany("INSERT INTO alert_subjects (subject_key, declaration_id) VALUES (?, ?)",
+                           [(key, declaration_id) for key in keys])
+        if not keys:
+            return
+        cursor.execute(
+            "SELECT id, subject_kind, subject, reason, raised_by, raised_at FROM alerts"
+            f" WHERE cleared_at IS NULL AND subject_key IN ({', '.join('?' * len(keys))})", keys)
+        for alert_id, kind, subject, reason, raised_by, raised_at in cursor.fetchall():
+            self._hold(declaration_id, {"alert_id": alert_id, "subject_kind": kind, "subject": subject,
+                                        "reason": reason, "raised_by": raised_by, "raised_at": raised_at})
+
+    def _closed(self, cursor: Cursor, event: Any) -> None:
+        cursor.execute("DELETE FROM alert_subjects WHERE declaration_id = ?", (str(event.originator_id),))
+
+    def _hold_placed(self, cursor: Cursor, event: Declaration.HoldPlaced) -> None:
+        cursor.execute(
+            "INSERT INTO alert_holds (alert_id, declaration_id, held_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (alert_id, declaration_id) DO UPDATE SET held_at = excluded.held_at, lifted_at = NULL",
+            (event.alert_id, str(event.originator_id), stamp(event.timestamp)))
+
+    def _hold_lifted(self, cursor: Cursor, event: Declaration.HoldLifted) -> None:
+        cursor.execute("UPDATE alert_holds SET lifted_at = ? WHERE alert_id = ? AND declaration_id = ?",
+                       (stamp(event.timestamp), event.alert_id, str(event.originator_id)))
+
+    def _hold(self, declaration_id: str, alert: dict[str, str]) -> None:
+        """Hold a declaration for an alert that is still open now (a replay may read one cleared since)."""
+        if self.app.get_alert(alert["alert_id"]).status != OPEN:
+            return
+        try:
+            self.app.place_hold(declaration_id, alert)
+        except DeclarationError:  # released or withdrawn meanwhile: nothing left to hold
+            pass
+        except DeclarationNotFound:
+            log.warning("declaration %s is in the log but not in the store", declaration_id)
+
+
+def _alert_of(event: Alert.Raised) -> dict[str, str]:
+    """What agencies are told of the alert: `Alert.details()`, from its event."""
+    return {"alert_id": str(event.originator_id), "subject_kind": event.subject_kind, "subject": event.subject,
+            "reason": event.reason, "raised_by": event.raised_by, "raised_at": event.timestamp.isoformat()}
+
+
+_HANDLERS = {
+    Alert.Raised: Enforcement._raised,
+    Alert.Cleared: Enforcement._cleared,
+    Declaration.Submitted: Enforcement._declared,
+    Declaration.Amended: Enforcement._declared,
+    Declaration.Released: Enforcement._closed,
+    Declaration.Withdrawn: Enforcement._closed,
+    Declaration.HoldPlaced: Enforcement._hold_placed,
+    Declaration.HoldLifted: Enforcement._hold_lifted,
+}
+
+
+def alerts_view(database: ViewDatabase, agency: str | None = None, *, limit: int = 500) -> dict[str, Any]:
+    """Alerts, newest first, each with the declarations it holds or held.
+
+    For an officer (`agency`), only declarations routed to that agency are listed, and only alerts that
+    touch one of them or that its own agency raised.
+    """
+    alerts = database.query(
+        "SELECT id, subject_kind, subject, reason, raised_by, raised_at, cleared_at, cleared_by FROM alerts"
+        " ORDER BY raised_at DESC, id LIMIT ?", (limit,))
+    if not alerts:
+        return {"alerts": []}
+    ids = [row[0] for row in alerts]
+    visible = ("" if agency is None else
+               " JOIN board_agencies v ON v.declaration_id = h.declaration_id AND v.agency = ?")
+    rows = database.query(
+        "SELECT h.alert_id, h.declaration_id, COALESCE(d.reference, ''), h.held_at, h.lifted_at FROM alert_holds h"
+        f" LEFT JOIN board_declarations d ON d.id = h.declaration_id{visible}"
+        f" WHERE h.alert_id IN ({', '.join('?' * len(ids))}) ORDER BY h.held_at, h.declaration_id",
+        ([agency] if agency else []) + ids)
+    held: dict[str, list[dict[str, Any]]] = {}
+    for alert_id, declaration_id, reference, held_at, lifted_at in rows:
+        held.setdefault(alert_id, []).append({"declaration_id": declaration_id, "reference": reference,
+                                              "held_at": held_at, "lifted_at": lifted_at})
+    return {"alerts": [
+        {"id": alert_id, "subject_kind": kind, "subject": subject, "reason": reason, "raised_by": raised_by,
+         "raised_at": raised_at, "status": "cleared" if cleared_at else "open", "cleared_at": cleared_at,
+         "cleared_by": cleared_by, "declarations": held.get(alert_id, [])}
+        for alert_id, kind, subject, reason, raised_by, raised_at, cleared_at, cleared_by in alerts
+        if agency is None or alert_id in held or raised_by.endswith(f":{agency}")]}

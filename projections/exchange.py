@@ -1,0 +1,114 @@
+"""Information exchange: for a declaration, each agency's messages sent, acknowledged and decided, with times.
+
+Each agency's decision is shown beside the others', and the flows between
+agencies that the hub carries without the trader: the release notice that
+tells the port customs and inspection have released, recognition notices,
+and alert notices. Times are the hub's: when it recorded each answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hub.declarations import Declaration
+from hub.declarations.domainmodel import AGENCIES, INSPECTED, RECEIVED
+
+from .database import Cursor, ViewDatabase
+from .status_board import stamp
+
+NAME = "exchange"
+# The hub's own notices, as dispatch records them (Message.name), and who the information comes from.
+RELEASE_NOTICE = "release-notice"
+GATE_OUT_AGENCIES = ("customs", "inspection")
+
+
+class Exchange:
+    name = NAME
+    tables = (
+        "CREATE TABLE IF NOT EXISTS exchange_agencies ("
+        " declaration_id TEXT NOT NULL, agency TEXT NOT NULL, acknowledged_at TEXT, decided_at TEXT,"
+        " decision TEXT, code TEXT NOT NULL DEFAULT '', text TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (declaration_id, agency))",
+    )
+
+    def forget(self) -> None:
+        """Nothing kept in memory."""
+
+    def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        acknowledged, decided = [], []
+        for _, event in events:
+            if isinstance(event, Declaration.AgencyResponded):
+                key, moment = (str(event.originator_id), event.agency), stamp(event.timestamp)
+                acknowledged.append((*key, moment))
+                if event.status != RECEIVED:
+                    decided.append((*key, moment, event.status, event.code, event.text))
+            elif isinstance(event, Declaration.InspectionRecorded):
+                key, moment = (str(event.originator_id), event.agency), stamp(event.timestamp)
+                acknowledged.append((*key, moment))
+                decided.append((*key, moment, INSPECTED, event.result, event.findings))
+        # A decision acknowledges too: the first answer of any kind is the acknowledgement.
+        cursor.executemany(
+            "INSERT INTO exchange_agencies (declaration_id, agency, acknowledged_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (declaration_id, agency) DO UPDATE SET acknowledged_at ="
+            " COALESCE(exchange_agencies.acknowledged_at, excluded.acknowledged_at)", acknowledged)
+        cursor.executemany(
+            "UPDATE exchange_agencies SET decided_at = ?, decision = ?, code = ?, text = ?"
+            " WHERE declaration_id = ? AND agency = ?",
+            [(moment, decision, code, text, declaration_id, agency)
+             for declaration_id, agency, moment, decision, code, text in decided])
+
+
+def exchange_view(database: ViewDatabase, declaration_id: str) -> dict[str, Any]:
+    """The matrix of agencies by message sent, acknowledged and decided, and the flows between agencies."""
+    states = {agency: (status, bool(routed)) for agency, status, routed in database.query(
+        "SELECT agency, status, routed FROM board_agencies WHERE declaration_id = ?", (declaration_id,))}
+    answers = {row[0]: row[1:] for row in database.query(
+        "SELECT agency, acknowledged_at, decided_at, decision, code, text FROM exchange_agencies"
+        " WHERE declaration_id = ?", (declaration_id,))}
+    sent = database.query(
+        "SELECT agency, type, MIN(recorded_at), COUNT(*) FROM agency_messages"
+        " WHERE declaration_id = ? AND direction = 'outbound' GROUP BY agency, type", (declaration_id,))
+    first_sent: dict[str, str] = {}
+    messages: dict[str, int] = {}
+    for agency, _, moment, count in sent:
+        first_sent[agency] = min(first_sent.get(agency, moment), moment)
+        messages[agency] = messages.get(agency, 0) + count
+    agencies = []
+    for agency in AGENCIES:
+        if agency not in states:
+            continue
+        status, routed = states[agency]
+        acknowledged_at, decided_at, decision, code, text = answers.get(agency, (None, None, None, "", ""))
+        agencies.append({"agency": agency, "routed": routed, "status": status, "code": code, "text": text,
+                         "sent_at": first_sent.get(agency), "messages_sent": messages.get(agency, 0),
+                         "acknowledged_at": acknowledged_at, "decided_at": decided_at, "decision": decision})
+    return {"declaration_id": declaration_id, "agencies": agencies, "flows": _flows(database, declaration_id, states)}
+
+
+def _flows(database: ViewDatabase, declaration_id: str, states: dict[str, tuple[str, bool]]
+           ) -> list[dict[str, Any]]:
+    """Information one agency's decision sent to another through the hub, in time order."""
+    flows = []
+    sources = [agency for agency in GATE_OUT_AGENCIES if states.get(agency, ("", False))[1]]
+    for agency, moment in database.query(
+            "SELECT agency, recorded_at FROM agency_messages WHERE declaration_id = ? AND direction = 'outbound'"
+            " AND type = ?", (declaration_id, RELEASE_NOTICE)):
+        flows.extend({"from": source, "to": agency, "message": "release notice", "time": moment}
+                     for source in sources)
+    for inspector, recogniser, moment, result in database.query(
+            "SELECT i.agency, r.agency, r.notified_at, i.result FROM recognitions r JOIN recognition_inspections i"
+            " ON i.declaration_id = r.declaration_id AND i.message_id = r.message_id WHERE r.declaration_id = ?",
+            (declaration_id,)):
+        flows.append({"from": inspector, "to": recogniser, "message": f"recognition notice ({result})",
+                      "time": moment})
+    for raised_by, subject, moment, lifted in database.query(
+            "SELECT a.raised_by, a.subject_kind || ' ' || a.subject, h.held_at, h.lifted_at FROM alert_holds h"
+            " JOIN alerts a ON a.id = h.alert_id WHERE h.declaration_id = ?", (declaration_id,)):
+        routed = [agency for agency, (_, is_routed) in states.items() if is_routed]
+        flows.extend({"from": raised_by, "to": agency, "message": f"alert notice: {subject}", "time": moment}
+                     for agency in routed)
+        if lifted:
+            flows.extend({"from": raised_by, "to": agency, "message": f"alert cleared: {subject}", "time": lifted}
+                         for agency in routed)
+    return sorted(flows, key=lambda flow: (flow["time"], flow["from"], flow["to"]))

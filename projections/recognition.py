@@ -1,0 +1,116 @@
+"""Mutual recognition: each inspection result, who recognised it, and the inspections saved.
+
+When an agency records an inspection result, each routed agency whose rules
+recognise that agency gets a recognition notice (dispatch sends it; the rules
+are the hub's routing rules, so this view and dispatch agree). A recognition
+saves an inspection when the recognising agency then releases the
+declaration without recording an inspection of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hub.declarations import Declaration, Declarations
+from hub.declarations.domainmodel import RELEASED
+
+from .database import Cursor, ViewDatabase
+from .status_board import stamp
+
+NAME = "recognition"
+
+
+class Recognition:
+    name = NAME
+    tables = (
+        "CREATE TABLE IF NOT EXISTS recognition_routes (declaration_id TEXT PRIMARY KEY, reference TEXT NOT NULL,"
+        " agencies TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS recognition_inspections ("
+        " declaration_id TEXT NOT NULL, message_id TEXT NOT NULL, agency TEXT NOT NULL, result TEXT NOT NULL,"
+        " findings TEXT NOT NULL, inspected_at TEXT NOT NULL, recorded_at TEXT NOT NULL,"
+        " PRIMARY KEY (declaration_id, message_id))",
+        "CREATE INDEX IF NOT EXISTS recognition_inspections_by_time ON recognition_inspections (recorded_at)",
+        # One row per (inspection, agency that recognises it); `inspected` once that agency inspected anyway.
+        "CREATE TABLE IF NOT EXISTS recognitions ("
+        " declaration_id TEXT NOT NULL, message_id TEXT NOT NULL, agency TEXT NOT NULL, notified_at TEXT NOT NULL,"
+        " released_at TEXT, inspected INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (declaration_id, message_id, agency))",
+        "CREATE INDEX IF NOT EXISTS recognitions_by_agency ON recognitions (declaration_id, agency)",
+    )
+
+    def __init__(self, app: Declarations) -> None:
+        self.rules = app.routing
+
+    def forget(self) -> None:
+        """Nothing kept in memory."""
+
+    def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        for _, event in events:
+            if isinstance(event, Declaration.Submitted | Declaration.Amended):
+                reference = event.reference if isinstance(event, Declaration.Submitted) else event.document[
+                    "reference"]
+                cursor.execute(
+                    "INSERT INTO recognition_routes (declaration_id, reference, agencies) VALUES (?, ?, ?)"
+                    " ON CONFLICT (declaration_id) DO UPDATE SET agencies = excluded.agencies",
+                    (str(event.originator_id), reference, ",".join(event.routes)))
+            elif isinstance(event, Declaration.InspectionRecorded):
+                self._inspected(cursor, event)
+            elif isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED:
+                cursor.execute("UPDATE recognitions SET released_at = ? WHERE declaration_id = ? AND agency = ?"
+                               " AND released_at IS NULL", (stamp(event.timestamp), str(event.originator_id),
+                                                            event.agency))
+
+    def _inspected(self, cursor: Cursor, event: Declaration.InspectionRecorded) -> None:
+        declaration_id, recorded = str(event.originator_id), stamp(event.timestamp)
+        cursor.execute(
+            "INSERT INTO recognition_inspections (declaration_id, message_id, agency, result, findings,"
+            " inspected_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (declaration_id, event.message_id, event.agency, event.result, event.findings, event.inspected_at,
+             recorded))
+        # The inspecting agency did not rely on results it recognised earlier: nothing saved there.
+        cursor.execute("UPDATE recognitions SET inspected = 1 WHERE declaration_id = ? AND agency = ?",
+                       (declaration_id, event.agency))
+        cursor.execute("SELECT agencies FROM recognition_routes WHERE declaration_id = ?", (declaration_id,))
+        routed = [row[0] for row in cursor.fetchall()]
+        recognisers = self.rules.recognisers(event.agency, routed[0].split(",") if routed else [])
+        cursor.executemany(
+            "INSERT INTO recognitions (declaration_id, message_id, agency, notified_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING", [(declaration_id, event.message_id, agency, recorded)
+                                        for agency in recognisers])
+
+
+def recognition_view(database: ViewDatabase, agency: str | None = None, *, limit: int = 500) -> dict[str, Any]:
+    """Inspections, newest first, with who recognised each; for an officer, on its agency's declarations only."""
+    visible = ("" if agency is None else
+               " JOIN board_agencies v ON v.declaration_id = i.declaration_id AND v.agency = ?")
+    scope = [agency] if agency else []
+    rows = database.query(
+        "SELECT i.declaration_id, COALESCE(r.reference, ''), i.agency, i.result, i.inspected_at, i.message_id,"
+        " i.findings, i.recorded_at FROM recognition_inspections i"
+        f" LEFT JOIN recognition_routes r ON r.declaration_id = i.declaration_id{visible}"
+        " ORDER BY i.recorded_at DESC, i.message_id LIMIT ?", (*scope, limit))
+    inspections = [{"declaration_id": declaration_id, "reference": reference, "agency": inspector,
+                    "result": result, "inspected_at": inspected_at, "message_id": message_id,
+                    "findings": findings, "recorded_at": recorded_at, "recognised_by": []}
+                   for declaration_id, reference, inspector, result, inspected_at, message_id, findings, recorded_at
+                   in rows]
+    if inspections:
+        keyed = {(item["declaration_id"], item["message_id"]): item for item in inspections}
+        declarations = sorted({item["declaration_id"] for item in inspections})
+        for declaration_id, message_id, recogniser, notified_at, released_at, inspected in database.query(
+                "SELECT declaration_id, message_id, agency, notified_at, released_at, inspected FROM recognitions"
+                f" WHERE declaration_id IN ({', '.join('?' * len(declarations))}) ORDER BY agency", declarations):
+            item = keyed.get((declaration_id, message_id))
+            if item is not None:
+                item["recognised_by"].append({"agency": recogniser, "notified_at": notified_at,
+                                              "released_at": released_at,
+                                              "saved": released_at is not None and not inspected})
+    [(count, recognitions, saved)] = database.query(
+        "SELECT (SELECT COUNT(*) FROM recognition_inspections i"
+        f"{visible}), COUNT(*), COUNT(CASE WHEN x.released_at IS NOT NULL AND x.inspected = 0 THEN 1 END)"
+        " FROM recognitions x" + ("" if agency is None else
+                                  " JOIN board_agencies w ON w.declaration_id = x.declaration_id AND w.agency = ?"),
+        scope * 2)
+    return {"inspections": inspections,
+            "totals": {"inspections": count, "recognitions": recognitions, "inspections_saved": saved}}

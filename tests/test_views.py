@@ -1,0 +1,204 @@
+"""The officer views as projections: enforcement holds, recognition, exchange, statistics, and rebuild."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.bootstrap import Hub
+from hub.declarations import AlertInvalid, AlertNotFound
+from projections.alerts import alerts_view
+from projections.exchange import exchange_view
+from projections.recognition import recognition_view
+from projections.statistics import _percentile, statistics_view
+
+from . import samples
+
+FOOD = samples.goods()["items"][0] | {"hs_code": "0306170000", "description": "Frozen shrimps"}
+CONTAINER = "HLXU8000014"  # in every samples.goods()
+OTHER_CONTAINER = "CSQU3054383"
+
+
+def release_everywhere(hub: Hub, declaration_id, prefix: str = "r") -> None:
+    declaration = hub.declarations.get(declaration_id)
+    for agency in declaration.routed_agencies:
+        hub.declarations.record_response(declaration_id, agency, f"{prefix}-{agency}", "released",
+                                         "2026-12-01T10:00:00Z", code="REL")
+
+
+def snapshot(hub: Hub) -> dict[str, list[tuple]]:
+    """Every row of every view, sorted: what a rebuild must give again."""
+    tables = ("board_declarations", "board_agencies", "exchange_agencies", "recognition_routes",
+              "recognition_inspections", "recognitions", "clearance", "alerts", "alert_subjects", "alert_holds")
+    return {table: sorted(hub.views.query(f"SELECT * FROM {table}")) for table in tables}
+
+
+def test_an_alert_holds_open_declarations_on_its_subject_and_every_later_one_until_cleared(hub: Hub):
+    app = hub.declarations
+    open_one = app.submit(samples.goods(reference="OPEN-1")).declaration.id
+    released = app.submit(samples.goods(reference="DONE-1")).declaration.id
+    elsewhere = app.submit(samples.goods(reference="ELSE-1", containers=[OTHER_CONTAINER])).declaration.id
+    release_everywhere(hub, released)
+    alert = app.raise_alert("container", CONTAINER, "tip-off: undeclared cargo", "officer:customs")
+    later = app.submit(samples.goods(reference="LATER-1")).declaration.id
+    hub.runner.catch_up()
+    hub.runner.catch_up()  # the holds the first round placed are events too
+    assert app.get(open_one).status == "held" and app.get(later).status == "held"
+    assert app.get(released).status == "released" and not app.get(released).holds
+    assert app.get(elsewhere).status == "submitted"
+    assert app.get(open_one).holds[str(alert.id)]["reason"] == "tip-off: undeclared cargo"
+
+    release_everywhere(hub, open_one)
+    assert app.get(open_one).status == "held"  # every agency released, yet the hold stands
+    [listed] = alerts_view(hub.views)["alerts"]
+    assert (listed["status"], listed["subject"], listed["raised_by"]) == ("open", CONTAINER, "officer:customs")
+    assert {row["reference"] for row in listed["declarations"]} == {"OPEN-1", "LATER-1"}
+
+    app.clear_alert(alert.id, "officer:customs")
+    hub.runner.catch_up()
+    hub.runner.catch_up()
+    assert app.get(open_one).status == "released" and app.get(later).status == "submitted"
+    [listed] = alerts_view(hub.views)["alerts"]
+    assert listed["status"] == "cleared" and all(row["lifted_at"] for row in listed["declarations"])
+    after_clearing = app.submit(samples.goods(reference="AFTER-1")).declaration.id
+    hub.runner.catch_up()
+    assert not app.get(after_clearing).holds
+
+
+def test_a_declaration_is_held_by_its_parties_and_its_ship_too(hub: Hub):
+    app = hub.declarations
+    by_party = app.submit(samples.goods(reference="PARTY-1", declarant=samples.TRADER_B)).declaration.id
+    call = app.submit(samples.vessel_call()).declaration.id
+    app.raise_alert("party", samples.TRADER_B.lower(), "sanctions list", "admin")
+    app.raise_alert("vessel", "IMO 9321483", "detained elsewhere", "admin")
+    hub.runner.catch_up()
+    assert [hold["subject_kind"] for hold in app.get(by_party).holds.values()] == ["party", "vessel"]
+    assert [hold["subject"] for hold in app.get(call).holds.values()] == ["9321483"]
+
+
+@pytest.mark.parametrize("kind, subject, reason, field", [
+    ("ship", "9321483", "x", "subject_kind"),
+    ("container", "HLXU8000015", "x", "subject"),  # wrong check digit
+    ("party", "91350200MA2YQ4RK0X", "x", "subject"),
+    ("vessel", "9321483", "  ", "reason"),
+    ("vessel", "9321483", "two\nlines", "reason"),
+])
+def test_a_bad_alert_names_its_field_and_stores_nothing(hub: Hub, kind, subject, reason, field):
+    head = hub.declarations.recorder.max_notification_id() or 0
+    with pytest.raises(AlertInvalid) as raised:
+        hub.declarations.raise_alert(kind, subject, reason, "admin")
+    assert raised.value.field == field
+    assert (hub.declarations.recorder.max_notification_id() or 0) == head
+
+
+def test_clearing_an_unknown_alert_or_a_declaration_id_is_not_found(hub: Hub):
+    declaration = hub.declarations.submit(samples.goods()).declaration
+    for ident in (declaration.id, "not-an-id", "0f6f1d8e-3c52-4b7a-8e21-6a4c2d9b7e13"):
+        with pytest.raises(AlertNotFound):
+            hub.declarations.clear_alert(ident, "admin")
+    alert = hub.declarations.raise_alert("container", CONTAINER, "x", "admin")
+    with pytest.raises(Exception, match="no declaration"):
+        hub.declarations.get(alert.id)
+
+
+def test_recognition_lists_each_inspection_who_recognised_it_and_the_inspections_saved(hub: Hub):
+    app = hub.declarations
+    shrimp = app.submit(samples.goods(reference="SHRIMP-1", items=[FOOD])).declaration.id
+    assert set(app.get(shrimp).routed_agencies) == {"customs", "inspection", "port"}
+    app.record_response(shrimp, "customs", "c-1", "inspection_required", "2026-12-01T09:00:00Z", code="05")
+    app.record_inspection(shrimp, "inspection", "i-1", "pass", "2026-12-01T09:30:00Z", findings="no findings")
+    app.record_response(shrimp, "customs", "c-2", "released", "2026-12-01T09:40:00Z", code="08")
+    hub.runner.catch_up()
+    view = recognition_view(hub.views)
+    [inspection] = view["inspections"]
+    assert (inspection["reference"], inspection["agency"], inspection["result"]) == ("SHRIMP-1", "inspection", "pass")
+    assert [(r["agency"], r["saved"]) for r in inspection["recognised_by"]] == [("customs", True)]
+    assert view["totals"] == {"inspections": 1, "recognitions": 1, "inspections_saved": 1}
+    # The port does not recognise inspection (only maritime), so its officer's view shows no recognition.
+    assert recognition_view(hub.views, "port")["inspections"][0]["recognised_by"] == [
+        {"agency": "customs", "notified_at": inspection["recognised_by"][0]["notified_at"],
+         "released_at": inspection["recognised_by"][0]["released_at"], "saved": True}]
+    assert recognition_view(hub.views, "border") == {
+        "inspections": [], "totals": {"inspections": 0, "recognitions": 0, "inspections_saved": 0}}
+
+
+def test_a_recognising_agency_that_inspects_anyway_saves_nothing(hub: Hub):
+    app = hub.declarations
+    shrimp = app.submit(samples.goods(reference="SHRIMP-2", items=[FOOD])).declaration.id
+    app.record_inspection(shrimp, "inspection", "i-1", "pass", "2026-12-01T09:30:00Z")
+    app.record_inspection(shrimp, "customs", "c-1", "pass", "2026-12-01T09:35:00Z")
+    app.record_response(shrimp, "customs", "c-2", "released", "2026-12-01T09:40:00Z", code="08")
+    hub.runner.catch_up()
+    view = recognition_view(hub.views)
+    assert view["totals"] == {"inspections": 2, "recognitions": 2, "inspections_saved": 0}
+
+
+def test_the_exchange_matrix_shows_each_agency_and_the_flows_between_them(hub: Hub):
+    app = hub.declarations
+    shrimp = app.submit(samples.goods(reference="SHRIMP-3", items=[FOOD])).declaration.id
+    app.record_response(shrimp, "customs", "c-1", "received", "2026-12-01T09:00:00Z", code="02")
+    app.record_inspection(shrimp, "inspection", "i-1", "pass", "2026-12-01T09:30:00Z")
+    app.record_response(shrimp, "customs", "c-2", "released", "2026-12-01T09:40:00Z", code="08", text="ok")
+    hub.runner.catch_up()
+    view = exchange_view(hub.views, str(shrimp))
+    rows = {row["agency"]: row for row in view["agencies"]}
+    assert list(rows) == ["customs", "inspection", "port"]
+    assert rows["customs"]["acknowledged_at"] < rows["customs"]["decided_at"]
+    assert (rows["customs"]["decision"], rows["customs"]["code"], rows["customs"]["text"]) == ("released", "08", "ok")
+    assert (rows["inspection"]["decision"], rows["inspection"]["code"]) == ("inspected", "pass")
+    assert rows["port"]["acknowledged_at"] is None and rows["port"]["decision"] is None
+    assert [(f["from"], f["to"], f["message"]) for f in view["flows"]] == [
+        ("inspection", "customs", "recognition notice (pass)")]
+
+
+def test_statistics_count_by_status_and_agency_and_time_clearance(hub: Hub):
+    app = hub.declarations
+    done = [app.submit(samples.goods(reference=f"DONE-{n}")).declaration.id for n in range(3)]
+    app.submit(samples.goods(reference="WAITING"))
+    for ident in done:
+        release_everywhere(hub, ident)
+    hub.runner.catch_up()
+    stats = statistics_view(hub.views)
+    assert stats["by_status"] == {"released": 3, "submitted": 1}
+    assert stats["by_agency"] == {"customs": {"released": 3, "pending": 1}, "port": {"released": 3, "pending": 1}}
+    overall = stats["clearance"]["overall"]
+    assert overall["count"] == 3 and 0 <= overall["p50_seconds"] <= overall["p90_seconds"] < 60
+    assert stats["clearance"]["agencies"]["customs"]["count"] == 3
+    assert stats["clearance"]["agencies"]["border"] == {"count": 0, "p50_seconds": None, "p90_seconds": None}
+
+
+def test_clearance_percentiles_are_nearest_rank(hub: Hub):
+    with hub.views.transaction() as cursor:
+        cursor.executemany("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch, seconds)"
+                           " VALUES (?, 'customs', '', 0, ?)", [(f"d{n}", float(n)) for n in range(1, 11)])
+    assert [_percentile(hub.views, "customs", 10, q) for q in (0.5, 0.9, 0.91, 1.0)] == [5.0, 9.0, 10.0, 10.0]
+
+
+def test_a_rebuild_gives_the_same_views_and_changes_nothing_in_the_log(hub: Hub):
+    app = hub.declarations
+    shrimp = app.submit(samples.goods(reference="SHRIMP-4", items=[FOOD])).declaration.id
+    app.record_inspection(shrimp, "inspection", "i-1", "pass", "2026-12-01T09:30:00Z")
+    release_everywhere(hub, shrimp)
+    held = app.submit(samples.goods(reference="HELD-1")).declaration.id
+    lifted = app.submit(samples.goods(reference="HELD-2")).declaration.id  # stays open: a replay must not re-hold
+    cleared = app.raise_alert("container", CONTAINER, "first tip-off", "admin")
+    hub.runner.catch_up()
+    app.clear_alert(cleared.id, "admin")
+    app.raise_alert("vessel", "9321483", "second tip-off", "admin")
+    app.submit(samples.vessel_call())
+    app.withdraw(held, "not shipped")
+    hub.runner.catch_up()
+    hub.runner.catch_up()
+    before, head = snapshot(hub), app.recorder.max_notification_id()
+    assert before["alert_holds"] and before["recognitions"] and before["clearance"]
+    assert app.get(lifted).status == "held"  # by the vessel alert only
+    assert [hold["reason"] for hold in app.get(lifted).holds.values()] == ["second tip-off"]
+
+    applied = hub.runner.rebuild()
+    assert applied["status_board"] == head and set(applied) == {
+        "status_board", "exchange", "recognition", "statistics", "alerts"}
+    assert app.recorder.max_notification_id() == head  # no hold placed or lifted again
+    assert snapshot(hub) == before
+    assert hub.runner.rebuild(["statistics"]) == {"statistics": head}
+    assert snapshot(hub) == before
+    with pytest.raises(ValueError, match="no view nonsense"):
+        hub.runner.rebuild(["nonsense"])
