@@ -32,6 +32,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.bootstrap import Hub
 from hub.declarations import (
     AGENCIES,
+    Alert,
+    AlertInvalid,
+    AlertNotFound,
     Conflict,
     Declaration,
     DeclarationError,
@@ -45,6 +48,10 @@ from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
 from hub.declarations.groupcommit import AsyncGroupCommit
 from hub.declarations.values import text
 from messaging.dispatch import DISPATCH_PREFIX, recorded_messages
+from projections.alerts import alerts_view
+from projections.exchange import exchange_view
+from projections.recognition import recognition_view
+from projections.statistics import statistics_view
 from projections.status_board import Filters, InvalidQuery, counts_by_status, list_declarations
 
 from .auth import Caller, InvalidToken, TokenVerifier
@@ -129,6 +136,116 @@ class AgencyMessages(BaseModel):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class AlertRequest(_Strict):
+    subject_kind: Literal["party", "vessel", "container"] = Field(
+        description="party: a USCC; vessel: an IMO number; container: an ISO 6346 number")
+    subject: str = Field(min_length=1, max_length=40)
+    reason: str = Field(min_length=1, max_length=512)
+
+
+class AlertResource(BaseModel):
+    id: UUID
+    subject_kind: str
+    subject: str
+    reason: str
+    raised_by: str
+    raised_at: datetime
+    status: Literal["open", "cleared"]
+    cleared_by: str = ""
+
+
+class ExchangeRow(BaseModel):
+    agency: str
+    routed: bool
+    status: str
+    code: str
+    text: str
+    sent_at: datetime | None
+    messages_sent: int
+    acknowledged_at: datetime | None
+    decided_at: datetime | None
+    decision: str | None
+
+
+class Flow(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    message: str
+    time: datetime
+
+
+class ExchangeView(BaseModel):
+    declaration_id: UUID
+    agencies: list[ExchangeRow]
+    flows: list[Flow]
+
+
+class Recognised(BaseModel):
+    agency: str
+    notified_at: datetime
+    released_at: datetime | None
+    saved: bool = Field(description="released on the recognised result without inspecting itself")
+
+
+class InspectionRow(BaseModel):
+    declaration_id: UUID
+    reference: str
+    agency: str = Field(description="the agency that inspected")
+    result: Literal["pass", "fail"]
+    inspected_at: str
+    message_id: str
+    findings: str
+    recorded_at: datetime
+    recognised_by: list[Recognised]
+
+
+class RecognitionTotals(BaseModel):
+    inspections: int
+    recognitions: int
+    inspections_saved: int
+
+
+class RecognitionView(BaseModel):
+    inspections: list[InspectionRow]
+    totals: RecognitionTotals
+
+
+class HeldDeclaration(BaseModel):
+    declaration_id: UUID
+    reference: str
+    held_at: datetime
+    lifted_at: datetime | None
+
+
+class AlertRow(AlertResource):
+    cleared_at: datetime | None
+    cleared_by: str | None = None
+    declarations: list[HeldDeclaration]
+
+
+class AlertsView(BaseModel):
+    alerts: list[AlertRow]
+
+
+class Clearance(BaseModel):
+    count: int
+    p50_seconds: float | None
+    p90_seconds: float | None
+
+
+class ClearanceTimes(BaseModel):
+    overall: Clearance
+    agencies: dict[str, Clearance]
+
+
+class StatisticsView(BaseModel):
+    by_status: dict[str, int]
+    by_agency: dict[str, dict[str, int]]
+    clearance: ClearanceTimes
 
 
 class AmendmentRequest(_Strict):
@@ -321,6 +438,61 @@ def create_app(hub: Hub) -> FastAPI:
             rows = [row for row in rows if row["agency"] == who.agency]
         return _json({"declaration_id": declaration.id, "messages": rows})
 
+    def officer_view(who: Caller) -> str | None:
+        """The agency whose declarations an officer's views cover (None: all, for an admin); 403 for traders."""
+        if who.role == "trader":
+            raise ProblemError(403, "forbidden", "Officers only", "the officer views are for agencies and admins")
+        return who.agency if who.role == "officer" else None
+
+    @app.get("/v1/views/exchange/{declaration_id}", response_model=ExchangeView, responses=documented(401, 404),
+             tags=["views"])
+    def exchange(declaration_id: str, who: Authenticated) -> Response:
+        """Each agency's messages sent, acknowledged and decided, with times, and the flows between agencies."""
+        declaration = visible(who, declaration_id)
+        return _json(exchange_view(hub.views, str(declaration.id)))
+
+    @app.get("/v1/views/recognition", response_model=RecognitionView, responses=documented(401, 403),
+             tags=["views"])
+    def recognition(who: Authenticated) -> Response:
+        """Each inspection result, who recognised it, and the inspections saved; an officer's agency's only."""
+        return _json(recognition_view(hub.views, officer_view(who)))
+
+    @app.get("/v1/views/alerts", response_model=AlertsView, responses=documented(401, 403), tags=["views"])
+    def alerts(who: Authenticated) -> Response:
+        """Alerts, newest first, with the declarations each holds; an officer sees its agency's declarations."""
+        return _json(alerts_view(hub.views, officer_view(who)))
+
+    @app.get("/v1/views/stats", response_model=StatisticsView, responses=documented(401, 403), tags=["views"])
+    def stats(who: Authenticated) -> Response:
+        """Counts by status and agency, and clearance time (submitted to released) p50 and p90."""
+        officer_view(who)
+        return _json(statistics_view(hub.views))
+
+    @app.post("/v1/alerts", status_code=201, response_model=AlertResource,
+              responses=documented(400, 401, 403, 413, 422), tags=["alerts"])
+    async def raise_alert(request: Request, who: Authenticated) -> Response:
+        """Raise a risk alert: every open declaration involving the subject, and every later one, is held."""
+        officer_view(who)
+        body = _envelope(AlertRequest, await json_body(request))
+        try:
+            alert = await offload(hub.declarations.raise_alert, body.subject_kind, body.subject, body.reason,
+                                  who.subject)
+        except AlertInvalid as error:
+            raise ProblemError(422, "invalid-request", "Invalid alert",
+                               errors=[{"path": f"$.{error.field}", "message": str(error)}]) from None
+        return _json(_alert(alert), 201, {"Location": f"/v1/alerts/{alert.id}"})
+
+    @app.post("/v1/alerts/{alert_id}/clearance", response_model=AlertResource, responses=documented(401, 403, 404),
+              tags=["alerts"])
+    async def clear_alert(alert_id: str, who: Authenticated) -> Response:
+        """Clear an alert: its holds are lifted. Clearing it again changes nothing."""
+        officer_view(who)
+        try:
+            alert = await offload(hub.declarations.clear_alert, alert_id, who.subject)
+        except AlertNotFound as error:
+            raise ProblemError(404, "not-found", "No such alert", str(error)) from None
+        return _json(_alert(alert))
+
     unauthenticated = {"security": []}
 
     @app.get("/healthz", tags=["operations"], responses={503: {"description": "not healthy"}},
@@ -380,6 +552,12 @@ def _resource(declaration: Declaration, who: Caller) -> dict[str, Any]:
         "holds": sorted(declaration.holds), "submitted_at": declaration.created_on,
         "updated_at": declaration.modified_on, "document": _document_for(who, declaration.document),
     }
+
+
+def _alert(alert: Alert) -> dict[str, Any]:
+    return {"id": alert.id, "subject_kind": alert.subject_kind, "subject": alert.subject, "reason": alert.reason,
+            "raised_by": alert.raised_by, "raised_at": alert.created_on, "status": alert.status,
+            "cleared_by": alert.cleared_by}
 
 
 def _document_for(who: Caller, document: dict[str, Any]) -> dict[str, Any]:
