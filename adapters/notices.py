@@ -26,13 +26,14 @@ the kind of notice alone, so it stays a safe file name whatever the ids hold.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lxml import etree
 
 from adapters.codes import IMO_NUMBER
 from adapters.messages import Message, message_id
-from adapters.xml import Schema, check_outbound, one_line, wco_recorded_time
+from adapters.xml import Schema, admit, check_outbound, one_line, wco_recorded_time
 from hub.declarations import AGENCIES
 
 NS = "urn:tradehub:notices:1"
@@ -95,10 +96,16 @@ def alert_cleared_notice(alert: Mapping[str, str], declaration_id: str, version:
 
 def _alert_notice(name: str, function: str, alert: Mapping[str, str], declaration_id: str, version: int,
                   to_agency: str, time: datetime) -> Message:
+    ident = _notice_id(declaration_id, version, to_agency, f"{name}:{alert['alert_id']}")
+    body = _alert_body(function, ident, alert, declaration_id, version, time)
+    return Message(to_agency, name, ident, declaration_id, version, function, time, body)
+
+
+def _alert_body(function: str, ident: str, alert: Mapping[str, str], declaration_id: str, version: int,
+                time: datetime) -> bytes:
     subject = _SUBJECTS.get(alert["subject_kind"])
     if subject is None:
         raise ValueError(f"an alert's subject_kind is one of {', '.join(_SUBJECTS)}, not {alert['subject_kind']!r}")
-    ident = _notice_id(declaration_id, version, to_agency, f"{name}:{alert['alert_id']}")
     root = _header(T["AlertNotice"], function, ident, declaration_id, version, time)
     element = _add(root, "Alert")
     _add(element, "ID", alert["alert_id"])
@@ -106,8 +113,47 @@ def _alert_notice(name: str, function: str, alert: Mapping[str, str], declaratio
     _add(element, "RaisedBy", one_line(alert["raised_by"], 70))
     _recorded_time(element, "RaisedDateTime", alert["raised_at"], "the alert")
     _statement(element, alert["reason"])
-    body = check_outbound(root, ALERT_NOTICE_SCHEMA)
-    return Message(to_agency, name, ident, declaration_id, version, function, time, body)
+    return check_outbound(root, ALERT_NOTICE_SCHEMA)
+
+
+# ---- an agency's own alert (enforcement assistance, inbound) -----------------------------------------
+
+@dataclass(frozen=True)
+class AgencyAlert:
+    """A risk alert an agency raises, in an alert notice of its own (function 9) about a declaration routed to it."""
+
+    message_id: str  # the agency's id for its message: the hub's alert id derives from it
+    function_code: str
+    declaration_id: str
+    version: int
+    subject_kind: str
+    subject: str
+    reason: str
+    raised_by: str
+
+
+def agency_alert(alert: Mapping[str, str], message_id: str, declaration_id: str, version: int,
+                 time: datetime) -> bytes:
+    """The alert notice an agency sends the hub to raise `alert` (as for `alert_notice`), under its own id."""
+    return _alert_body(ORIGINAL, message_id, alert, declaration_id, version, time)
+
+
+def read_agency_alert(data: bytes) -> AgencyAlert:
+    """An agency's alert notice, through the gate (`Refused` if it does not pass)."""
+    root = admit(data, ALERT_NOTICE_SCHEMA)
+    alert = root.find(T["Alert"])
+    kind, subject = next((kind, _text(element, T["ID"])) for kind, tag in _SUBJECT_TAGS.items()
+                         for element in alert.iterchildren(tag))
+    return AgencyAlert(
+        message_id=_text(root, T["FunctionalReferenceID"]), function_code=_text(root, T["FunctionCode"]),
+        declaration_id=_text(root, T["ID"]), version=int(_text(root, T["VersionID"])), subject_kind=kind,
+        subject=subject, reason=_text(alert, f"{T['AdditionalInformation']}/{T['StatementDescription']}"),
+        raised_by=_text(alert, T["RaisedBy"]))
+
+
+def _text(parent: etree._Element, path: str) -> str:
+    element = parent.find(path)
+    return (element.text or "").strip() if element is not None else ""
 
 
 def _notice_id(declaration_id: str, version: int, to_agency: str, key: str) -> str:
@@ -176,3 +222,4 @@ def _container(alert: etree._Element, number: str) -> None:
 _SUBJECTS: dict[str, Callable[[etree._Element, str], None]] = {
     "party": _party, "vessel": _vessel, "container": _container,
 }
+_SUBJECT_TAGS = {"party": T["Party"], "vessel": T["BorderTransportMeans"], "container": T["TransportEquipment"]}

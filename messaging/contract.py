@@ -40,6 +40,10 @@ FORMATS = {
     "border": ("Trafic2000 5.2 NCA_FAL5, NCA_FAL6, NCA_Suppr_Not (xsd/border/)",
                "NCA_Receipt, NCA_Form_Res (xsd/border/replies.xsd)"),
 }
+NOTICES = ("the hub's recognition notices (mutual recognition) and alert notices (enforcement assistance) "
+           "(xsd/notices/notices.xsd)")
+AGENCY_ALERT = ("a risk alert the agency raises on a declaration routed to it, as an alert notice with function "
+                "code 9 (xsd/notices/notices.xsd)")
 HUB_HEADERS = ("Nats-Msg-Id (the deterministic message id), Tradehub-Declaration-Id, Tradehub-Version, "
                "Tradehub-Message, Tradehub-Function-Code")
 DEAD_HEADERS = ("Tradehub-Dead-Code (a stable reason code), Tradehub-Dead-Reason, Tradehub-Agency, "
@@ -68,7 +72,7 @@ def _describe_inbound(broker: NatsBroker, agency: str) -> None:
         consumer.subject, stream=JStream(consumer.stream, declare=False), durable=consumer.durable,
         pull_sub=PullSub(batch_size=BATCH, batch=True), config=consumer.config, ack_policy=AckPolicy.MANUAL,
         title=f"{agency} answers",
-        description=f"{FORMATS[agency][1]}. Applied once per reply id, then acknowledged; a refused "
+        description=f"{FORMATS[agency][1]}, or {AGENCY_ALERT}. Applied once per reply id, then acknowledged; a refused "
                     f"message goes to {dead_subject(agency)}.",
     )(nothing)
 
@@ -79,8 +83,8 @@ def document(version: str) -> dict[str, Any]:
     for agency in AGENCIES:
         broker.publisher(outbound_subject(agency), stream=JStream(OUTBOUND_STREAM, declare=False),
                          title=f"{agency} messages",
-                         description=f"{FORMATS[agency][0]}, one XML document per message, validated before it "
-                                     f"leaves. Headers: {HUB_HEADERS}.")
+                         description=f"{FORMATS[agency][0]}, and {NOTICES}, one XML document per message, "
+                                     f"validated before it leaves. Headers: {HUB_HEADERS}.")
         broker.publisher(dead_subject(agency), stream=JStream(DEAD_STREAM, declare=False),
                          title=f"{agency} dead letters",
                          description=f"Answers from {agency} the hub refused, as received. Headers: {DEAD_HEADERS}.")

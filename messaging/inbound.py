@@ -20,6 +20,12 @@ consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
    the way, redelivers it: step 2 is then a no-op and step 3 fills in what
    is missing.
 
+An agency may also raise a risk alert (SPEC §5, enforcement assistance): an
+alert notice of the hub's own schema (xsd/notices/, function 9) about a
+declaration routed to it. The alert's id derives from the agency and its
+message id, so a redelivery raises nothing new; the alerts view then holds the
+declarations it touches.
+
 A message the hub refuses (hostile, invalid, unreadable, about an unknown
 declaration or one not routed to that agency, stale, or too late) changes
 nothing: it is published to `tradehub.dead.<agency>` with its reason in
@@ -48,9 +54,10 @@ from adapters.customs import parse_responses
 from adapters.inspection import parse_decisions
 from adapters.maritime import parse_maritime_replies
 from adapters.messages import Reply
+from adapters.notices import NS, ORIGINAL, read_agency_alert
 from adapters.port import parse_port_replies
-from adapters.xml import Refused
-from hub.declarations import Declarations
+from adapters.xml import UNEXPECTED_ROOT, Refused
+from hub.declarations import AlertInvalid, Declarations, agency_alert_id
 from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import (
     AgencyNotRouted,
@@ -96,6 +103,8 @@ POISON = "poison"
 UNKNOWN_AGENCY = "unknown-agency"
 
 APPLIED, UNCHANGED, DEAD = "applied", "unchanged", "dead"
+NOTICES_NAMESPACE = NS.encode()
+ALERT_RAISED = ORIGINAL  # an alert notice's function code when it raises the alert
 # The declarations of a batch are applied at once, so that group commit puts their saves in one transaction.
 _THREADS = ThreadPoolExecutor(16, thread_name_prefix="answers")
 
@@ -134,6 +143,10 @@ class Inbox:
         verdicts: list[Verdict | None] = [None] * len(bodies)
         read: dict[str, list[tuple[int, list[Reply]]]] = {}
         for index, body in enumerate(bodies):
+            if NOTICES_NAMESPACE in body:  # an agency's own alert, in the hub's notice schema
+                verdicts[index] = self._alert(agency, body)
+                if verdicts[index] is not None:
+                    continue
             outcome = self._read(agency, body)
             if isinstance(outcome, Verdict):
                 verdicts[index] = outcome
@@ -150,6 +163,31 @@ class Inbox:
                     records.append((bodies[index], replies, declaration.version))
         self._record(agency, records)
         return verdicts
+
+    def _alert(self, agency: str, body: bytes) -> Verdict | None:
+        """Raise the risk alert an agency sends, once per its message id; None if the body is no alert."""
+        try:
+            alert = read_agency_alert(body)
+        except Refused as refused:
+            return None if refused.code == UNEXPECTED_ROOT else dead(refused.code, str(refused))
+        if alert.function_code != ALERT_RAISED:
+            return dead(REFUSED_BY_HUB, "an agency raises alerts (function 9); only an officer clears them",
+                        alert.declaration_id)
+        try:
+            declaration = self.app.get(alert.declaration_id)
+        except DeclarationNotFound as error:
+            return dead(UNKNOWN_DECLARATION, str(error), alert.declaration_id)
+        if agency not in declaration.routed_agencies:
+            return dead(NOT_ROUTED, f"the declaration is not routed to {agency}", alert.declaration_id)
+        try:
+            raised = self.app.raise_alert(alert.subject_kind, alert.subject, alert.reason, f"agency:{agency}",
+                                          alert_id=agency_alert_id(agency, alert.message_id))
+        except AlertInvalid as error:
+            return dead(REFUSED_BY_HUB, str(error), alert.declaration_id)
+        self._insert([(INBOUND, agency, alert.message_id, alert.declaration_id, alert.version,
+                       f"alert {raised.subject_kind} {raised.subject}", ALERT_RAISED,
+                       raised.created_on.isoformat(), _text_of(body), recorded_now())])
+        return Verdict(APPLIED, alert.declaration_id)
 
     def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]], Declaration | None]
                         ) -> list[tuple[int, list[Reply], tuple]]:
@@ -221,6 +259,9 @@ class Inbox:
             rows.append((INBOUND, agency, first.message_id, first.declaration_id, first.version or version,
                          "reply " + "+".join(reply.code for reply in replies), first.code,
                          max(_iso(reply.issued_at) for reply in replies), _text_of(body), recorded_now()))
+        self._insert(rows)
+
+    def _insert(self, rows: Sequence[tuple]) -> None:
         with self.views.transaction() as cursor:
             cursor.executemany(
                 "INSERT INTO agency_messages (direction, agency, message_id, declaration_id, version, type,"

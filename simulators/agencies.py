@@ -8,9 +8,11 @@ in the agency's own reply format:
 
 | agency | message | receipt | decision |
 |---|---|---|---|
-| customs | declaration, conveyance report or amendment | 02 received | 08 release, or 03 rejected when the trader's reference contains `REJECT` |
+| customs | declaration, conveyance report or amendment | 02 received | 08 release; 03 rejected when the trader's reference contains `REJECT`; 05 physical control for controlled goods (below), then it waits for the inspection result |
+| customs | recognition notice of a result | | 08 release on a pass, 03 rejected on a fail, without inspecting again |
 | customs | invalidation | | 10 invalidated |
 | inspection | declaration or amendment | RCV | HPC, then IRP (inspection passed), then REL, as one message |
+| inspection | recognition notice of a result | | REL on a pass, NAC on a fail |
 | inspection | cancellation | | CAN |
 | port | cargo notice or its amendment | RCV | none: goods wait for the release notice |
 | port | release notice | RNR | REL |
@@ -20,7 +22,17 @@ in the agency's own reply format:
 | maritime, border | deletion of forms no longer needed | OK | |
 | maritime, border | cancellation | | Cancelled |
 
-Hub notices (recognition, alerts) are read and validated; they need no answer.
+Customs controls physically the goods the shipped routing rules send to the
+inspection agency: an item in HS chapters 01-24 or 44, or a health,
+phytosanitary or veterinary certificate. Under mutual recognition it does
+not inspect them itself: it answers 05 and releases on the inspection
+agency's result when the hub's recognition notice brings it. A declaration
+whose reference contains `ALERT` also makes customs raise a risk alert on its
+first container (or, without containers, its declarant), with an alert
+message of the hub's notice schema: the hub holds the declaration for it.
+Other notices (alerts, and recognition notices to the port, maritime and
+border agencies, which do not inspect here) are read and validated, and need
+no answer.
 Every reply's id derives from the message it answers, so a message delivered
 twice is answered with the same ids and the hub applies the answer once.
 """
@@ -33,6 +45,7 @@ from datetime import UTC, datetime
 from hashlib import blake2b
 
 from lxml import etree
+from stdnum.cn import uscc
 
 from adapters.border import CREW_LIST_SCHEMA, PASSENGER_LIST_SCHEMA
 from adapters.border import DECISION_SCHEMA as BORDER_DECISION
@@ -46,12 +59,17 @@ from adapters.maritime import DANGEROUS_GOODS_SCHEMA, GENERAL_DECLARATION_SCHEMA
 from adapters.maritime import DECISION_SCHEMA as MARITIME_DECISION
 from adapters.maritime import RECEIPT_SCHEMA as MARITIME_RECEIPT
 from adapters.maritime import SUPPRESSION_SCHEMA as MARITIME_SUPPRESSION
-from adapters.notices import ALERT_NOTICE_SCHEMA, RECOGNITION_NOTICE_SCHEMA
+from adapters.notices import ALERT_NOTICE_SCHEMA, NS, RECOGNITION_NOTICE_SCHEMA, agency_alert
 from adapters.port import CARGO_NOTICE_SCHEMA, RELEASE_NOTICE_SCHEMA, REPLIES_SCHEMA, VISIT_REQUEST_SCHEMA
 from adapters.xml import Schema, admit_any, check_outbound
 
 PERSONALISATION = b"tradehub-sim-v1"
 REJECT_MARK = "REJECT"
+ALERT_MARK = "ALERT"
+# Customs' risk profile: goods it controls physically (HS chapters, and WCO document codes of health,
+# phytosanitary and veterinary certificates), the same goods the shipped rules route to inspection.
+CONTROLLED_CHAPTERS = frozenset({f"{chapter:02d}" for chapter in range(1, 25)} | {"44"})
+CONTROLLED_DOCUMENTS = frozenset({"851", "852", "853"})
 
 MD = "urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"
 DEC = "urn:wco:datamodel:WCO:DEC-DMS:2"
@@ -94,9 +112,19 @@ def reply_id(answered: str, kind: str) -> str:
 def answer(agency: str, body: bytes, headers: Mapping[str, str], clock: Clock = _now) -> list[Answer]:
     """The replies `agency` sends for one hub message, in order; `Refused` if the message is not valid."""
     root = admit_any(body, INBOX[agency])
+    if root.tag == RECOGNITION_NOTICE_SCHEMA.root:
+        recognise = _RECOGNISING.get(agency)
+        return recognise(root, clock()) if recognise else []
     if root.tag in (schema.root for schema in NOTICES):
         return []
     return _RULES[agency](root, headers, clock())
+
+
+def _recognised(root: etree._Element) -> tuple[str, str, str, str, str]:
+    """A recognition notice's id, declaration id and version, and the inspecting agency and its result."""
+    return (_text(root, f"{{{NS}}}FunctionalReferenceID"), _text(root, f"{{{NS}}}ID"),
+            _text(root, f"{{{NS}}}VersionID"), _text(root, f"{{{NS}}}Inspection/{{{NS}}}AgencyCode"),
+            _text(root, f"{{{NS}}}Inspection/{{{NS}}}ResultCode"))
 
 
 # ---- customs (WCO RES-DMS:2) -------------------------------------------------------------------
@@ -115,7 +143,42 @@ def _customs(root: etree._Element, _headers: Mapping[str, str], now: datetime) -
     if REJECT_MARK in reference:
         return [receipt, _customs_response(answered, ident, version, "03", now,
                                            error=f"reference {reference} is marked {REJECT_MARK}")]
-    return [receipt, _customs_response(answered, ident, version, "08", now)]
+    alert = [_customs_alert(declaration, answered, ident, version, reference, now)] if ALERT_MARK in reference else []
+    if _controlled(declaration):
+        return [receipt, *alert, _customs_response(answered, ident, version, "05", now)]
+    return [receipt, *alert, _customs_response(answered, ident, version, "08", now)]
+
+
+def _controlled(declaration: etree._Element) -> bool:
+    """Whether customs would control these goods physically (its risk profile, above)."""
+    classification = "/".join(f"{{{DEC}}}{name}" for name in (
+        "GoodsShipment", "GovernmentAgencyGoodsItem", "Commodity", "Classification", "ID"))
+    chapters = {(element.text or "")[:2] for element in declaration.iterfind(classification)}
+    documents = {_text(document, f"{{{DEC}}}TypeCode")
+                 for document in declaration.iterchildren(f"{{{DEC}}}AdditionalDocument")}
+    return bool(chapters & CONTROLLED_CHAPTERS or documents & CONTROLLED_DOCUMENTS)
+
+
+def _customs_recognises(root: etree._Element, now: datetime) -> list[Answer]:
+    answered, ident, version, inspector, result = _recognised(root)
+    if result == "pass":
+        return [_customs_response(answered, ident, version, "08", now)]
+    return [_customs_response(answered, ident, version, "03", now,
+                              error=f"the {inspector} inspection failed; customs recognises its result")]
+
+
+def _customs_alert(declaration: etree._Element, answered: str, ident: str, version: str, reference: str,
+                   now: datetime) -> Answer:
+    """A risk alert customs raises on the declaration's first container, else on its declarant."""
+    container = _text(declaration,
+                      f"{{{DEC}}}GoodsShipment/{{{DEC}}}Consignment/{{{DEC}}}TransportEquipment/{{{DEC}}}ID")
+    declarant = _text(declaration, f"{{{DEC}}}Declarant/{{{DEC}}}ID")
+    subject = {"subject_kind": "container", "subject": container} if container else {
+        "subject_kind": "party", "subject": declarant + uscc.calc_check_digit(declarant)}
+    ident_of_alert = reply_id(answered, "customs-alert")
+    alert = {"alert_id": f"CUS-{ident_of_alert[:12].upper()}", **subject, "raised_by": "customs",
+             "raised_at": now.isoformat(), "reason": f"reference {reference} is marked {ALERT_MARK}"}
+    return Answer(ident_of_alert, agency_alert(alert, ident_of_alert, ident, int(version), now))
 
 
 def _customs_response(answered: str, ident: str, version: str, code: str, now: datetime, *,
@@ -138,6 +201,12 @@ def _customs_response(answered: str, ident: str, version: str, code: str, now: d
 
 
 # ---- inspection and port (the hub's own reply schemas) -----------------------------------------
+
+def _inspection_recognises(root: etree._Element, now: datetime) -> list[Answer]:
+    answered, ident, version, _, result = _recognised(root)
+    return [_replies(INSPECTION, "Decisions", INSPECTION_DECISION, answered, ident, version, now,
+                     [("Decision", "REL" if result == "pass" else "NAC")])]
+
 
 def _inspection(root: etree._Element, _headers: Mapping[str, str], now: datetime) -> list[Answer]:
     answered, ident, version, _ = _hub_message(root, INSPECTION)
@@ -246,3 +315,8 @@ _RULES: dict[str, Rules] = {
     "border": _fal("border", BORDER_RECEIPT, BORDER_DECISION, BORDER_SUPPRESSION),
 }
 AGENCIES = tuple(_RULES)
+# What the agencies that recognise another's inspections do with its result (the others need no answer).
+_RECOGNISING: dict[str, Callable[[etree._Element, datetime], list[Answer]]] = {
+    "customs": _customs_recognises,
+    "inspection": _inspection_recognises,
+}

@@ -81,8 +81,18 @@ async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Eve
                                      headers={"Nats-Msg-Id": reply.message_id})
             await raw.ack()  # a lost ack means a redelivery, answered with the same reply ids
 
+        async def answer_in_order(raws: list[Msg]) -> None:
+            for raw in raws:
+                await answer_one(raw)
+
         async def handle(raws: list[Msg]) -> None:
-            await asyncio.gather(*(answer_one(raw) for raw in raws))
+            # Declarations are answered concurrently; one declaration's messages in the order they came (a
+            # declaration's 05 before the 08 its recognition notice brings, say).
+            by_declaration: dict[str, list[Msg]] = {}
+            for raw in raws:
+                key = (raw.headers or {}).get("Tradehub-Declaration-Id") or raw.reply
+                by_declaration.setdefault(key, []).append(raw)
+            await asyncio.gather(*(answer_in_order(group) for group in by_declaration.values()))
 
         return handle
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 
 from adapters.messages import Message
+from adapters.notices import agency_alert, recognition_notice
 from adapters.xml import REFUSAL_CODES
 from hub.bootstrap import Hub
 from messaging.broker import headers_of
@@ -25,14 +27,17 @@ from messaging.inbound import (
     DEAD,
     MIXED_DECLARATIONS,
     NOT_ROUTED,
+    REFUSED_BY_HUB,
     STALE,
     UNCHANGED,
     UNKNOWN_AGENCY,
     UNKNOWN_DECLARATION,
     Inbox,
 )
+from projections.alerts import alerts_view
+from projections.recognition import recognition_view
 from projections.runner import ProjectionRunner
-from simulators.agencies import AGENCIES, REJECT_MARK, answer, reply_id
+from simulators.agencies import AGENCIES, ALERT_MARK, REJECT_MARK, answer, reply_id
 
 from .messaging import EXAMPLES
 
@@ -69,6 +74,7 @@ class Loop:
         Messages to the other agencies wait in the outbox, unanswered.
         """
         while True:
+            self.hub.runner.catch_up()  # the views, and the holds open alerts place
             self.runner.catch_up()
             due = [message for message in self.outbox.sent if message.agency in agencies]
             if not due:
@@ -302,3 +308,86 @@ def test_a_batch_applies_what_it_can_and_refuses_only_the_refused(hub: Hub):
     assert hub.declarations.get(ident).agencies["inspection"]["status"] == "received"
     assert [row["type"] for row in recorded_messages(hub.views, ident) if row["direction"] == "inbound"] == [
         "reply RCV"]
+
+
+# ---- mutual recognition and enforcement assistance -------------------------------------------------
+
+def test_customs_releases_on_the_recognised_inspection_without_inspecting_again(hub: Hub):
+    ident = str(hub.declarations.submit(example("goods-import.json")).declaration.id)  # shrimps: controlled
+    settle(hub)
+    declaration = hub.declarations.get(ident)
+    assert declaration.status == "released"
+    assert [(i["agency"], i["result"]) for i in declaration.inspections] == [("inspection", "pass")]
+    customs = [(row["direction"], row["type"]) for row in recorded_messages(hub.views, ident)
+               if row["agency"] == "customs"]
+    assert customs == [("outbound", "declaration"), ("inbound", "reply 02"), ("inbound", "reply 05"),
+                       ("outbound", "recognition-notice"), ("inbound", "reply 08")]
+    hub.runner.catch_up()
+    assert recognition_view(hub.views)["totals"] == {"inspections": 1, "recognitions": 1, "inspections_saved": 1}
+
+
+def test_goods_customs_does_not_control_are_released_at_once_and_a_restated_release_changes_nothing(hub: Hub):
+    ident = str(hub.declarations.submit(example("goods-export.json")).declaration.id)
+    settle(hub)
+    customs = [row["type"] for row in recorded_messages(hub.views, ident) if row["agency"] == "customs"]
+    assert customs == ["declaration", "reply 02", "reply 08"]
+    call = str(hub.declarations.submit(example("vessel-arrival.json")).declaration.id)
+    settle(hub)  # the health inspection of the ship is recognised by customs, already released
+    versions = hub.declarations.get(call).version
+    customs = [row["type"] for row in recorded_messages(hub.views, call) if row["agency"] == "customs"]
+    assert customs[-2:] == ["recognition-notice", "reply 08"]
+    assert hub.declarations.get(call).status == "released" and hub.declarations.get(call).version == versions
+
+
+@pytest.mark.parametrize("result, code", [("pass", "08"), ("fail", "03")])
+def test_customs_answers_a_recognition_notice_by_its_result(result: str, code: str):
+    inspection = {"agency": "inspection", "message_id": "i-1", "result": result, "findings": "",
+                  "inspected_at": "2026-12-01T09:30:00Z"}
+    notice = recognition_notice("6f1c3d0e-0000-4000-8000-000000000001", 3, "customs", inspection,
+                                datetime(2026, 12, 1, 9, 31, tzinfo=UTC))
+    [reply] = answer("customs", notice.body, {})
+    assert f"<FunctionCode>{code}</FunctionCode>".encode() in reply.body
+    assert answer("port", recognition_notice("6f1c3d0e-0000-4000-8000-000000000001", 3, "port", inspection,
+                                             datetime(2026, 12, 1, 9, 31, tzinfo=UTC)).body, {}) == []
+
+
+def test_customs_raises_an_alert_that_holds_the_declaration_and_tells_its_agencies(hub: Hub):
+    document = example("goods-import.json")
+    document["reference"] = f"XM-{ALERT_MARK}-0001"
+    ident = str(hub.declarations.submit(document).declaration.id)
+    loop = Loop(hub)
+    loop.settle()
+    loop.settle()
+    declaration = hub.declarations.get(ident)
+    assert declaration.status == "held"
+    assert all(state["status"] == "released" for state in declaration.routed_agencies.values())
+    [alert] = alerts_view(hub.views)["alerts"]
+    assert (alert["subject_kind"], alert["subject"], alert["raised_by"]) == (
+        "container", document["containers"][0], "agency:customs")
+    assert [row["declaration_id"] for row in alert["declarations"]] == [ident]
+    told = {row["agency"] for row in recorded_messages(hub.views, ident) if row["type"] == "alert-notice"}
+    assert told == set(declaration.routed_agencies)
+    # The same alert message again raises nothing new.
+    [body] = [reply for agency, reply in loop.answered if agency == "customs" and b"AlertNotice" in reply]
+    assert Inbox(hub.declarations, hub.views).receive("customs", body).outcome == APPLIED
+    hub.runner.catch_up()
+    assert len(alerts_view(hub.views)["alerts"]) == 1
+
+
+def agency_alert_body(declaration_id: str, function: str = "9", subject: tuple[str, str] = ("vessel", "9074729"),
+                      message_id: str = "a" * 32) -> bytes:
+    alert = {"alert_id": "X-1", "subject_kind": subject[0], "subject": subject[1], "raised_by": "border",
+             "raised_at": "2026-12-01T08:00:00+00:00", "reason": "watch list"}
+    body = agency_alert(alert, message_id, declaration_id, 1, datetime(2026, 12, 1, 8, tzinfo=UTC))
+    return body.replace(b"<FunctionCode>9</FunctionCode>", f"<FunctionCode>{function}</FunctionCode>".encode())
+
+
+def test_an_agency_alert_is_refused_when_it_clears_is_not_routed_or_names_no_declaration(hub: Hub):
+    ident = str(hub.declarations.submit(example("goods-import.json")).declaration.id)
+    assert_dead(hub, "customs", agency_alert_body(ident, function="1"), REFUSED_BY_HUB)
+    assert_dead(hub, "border", agency_alert_body(ident), NOT_ROUTED)
+    assert_dead(hub, "customs", agency_alert_body("6f1c3d0e-0000-4000-8000-000000000001"), UNKNOWN_DECLARATION)
+    broken = agency_alert_body(ident).replace(b"9074729", b"9074728")  # a wrong IMO check digit
+    assert_dead(hub, "customs", broken, REFUSED_BY_HUB)
+    unnamed = agency_alert_body(ident).replace(b"<RaisedBy>border</RaisedBy>", b"")
+    assert_dead(hub, "customs", unnamed, "schema-invalid")

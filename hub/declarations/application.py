@@ -205,7 +205,7 @@ class Declarations(Application):
         from its message), raising it again returns the alert already raised.
         """
         values = _alert_values(subject_kind, subject, reason, raised_by)
-        alert = Alert(**values) if alert_id is None else Alert(id=alert_id, **values)
+        alert = Alert(**values) if alert_id is None else Alert._create(Alert.Raised, id=alert_id, **values)
         try:
             self._group.save(alert.collect_events())
         except IntegrityError:
