@@ -223,6 +223,35 @@ def test_the_examples_go_from_submitted_to_released_with_every_message_listed(fl
     assert stream_messages(flow.nats.url, DEAD_STREAM) == []
 
 
+def test_the_shrimp_import_is_inspected_once_and_recognised_and_an_alert_holds_a_later_declaration(flow: Flow):
+    app = flow.hub.declarations
+    [shrimps] = [ident for ident, name in zip(flow.submit(), NAMES, strict=True) if name == "goods-import.json"]
+    flow.start_all()
+    flow.start("project", "worker", "project")
+    flow.wait_released([shrimps])
+    assert [inspection["agency"] for inspection in app.get(shrimps).inspections] == ["inspection"]
+    customs = [row["type"] for row in recorded_messages(flow.hub.views, shrimps) if row["agency"] == "customs"]
+    # Customs answers 05 and waits; it releases (08) only once the inspection result is recognised.
+    assert "reply 05" in customs and customs.index("recognition-notice") < customs.index("reply 08")
+
+    document = json.loads((EXAMPLES / "goods-import.json").read_text())
+    container = document["containers"][-1]
+    alert = app.raise_alert("container", container, "seal tampered at origin", "officer:customs")
+    later = dict(document, reference="XM-IMP-LATER-1", containers=[container])
+    held = str(app.submit(later).declaration.id)
+    flow.wait(lambda: app.get(held).status == "held" and all(
+        state["status"] == "released" for state in app.get(held).routed_agencies.values()),
+        "the later declaration held, every agency having released it")
+    flow.wait(lambda: {row["agency"] for row in recorded_messages(flow.hub.views, held)
+                       if row["type"] == "alert-notice"} == set(app.get(held).routed_agencies),
+              "every routed agency told of the alert")
+    app.clear_alert(alert.id, "officer:customs")
+    flow.wait_released([held])
+    told = {row["agency"] for row in recorded_messages(flow.hub.views, held) if row["type"] == "alert-cleared-notice"}
+    assert told <= set(app.get(held).routed_agencies)
+    assert stream_messages(flow.nats.url, DEAD_STREAM) == []
+
+
 def test_r3_processes_killed_at_several_points_lose_and_double_nothing(flow: Flow):
     ids = flow.submit(count=6)
     flow.start("simulate", "agencies", "simulate")
