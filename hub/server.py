@@ -17,13 +17,14 @@ import uvicorn
 from hub.api.app import create_app
 from hub.api.auth import resolve_secret
 from hub.bootstrap import Settings, build_hub
+from hub.web import install_pages
 from hub.worker import Supervised
 from messaging.embedded import EmbeddedNats
 
 
 def app_from_environment():  # a uvicorn factory, for worker processes
     hub = build_hub(Settings.from_env())
-    return create_app(hub)
+    return install_pages(create_app(hub), hub)
 
 
 def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool,
@@ -58,8 +59,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
             uvicorn.run("hub.server:app_from_environment", factory=True, host=host, port=port,
                         workers=workers, access_log=access_log, log_level="info", proxy_headers=False)
         else:
-            uvicorn.run(create_app(hub), host=host, port=port, access_log=access_log, log_level="info",
-                        proxy_headers=False)
+            app = install_pages(create_app(hub), hub)
+            uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", proxy_headers=False)
     finally:
         for part in reversed(parts):
             part.stop()

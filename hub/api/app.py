@@ -425,7 +425,7 @@ def create_app(hub: Hub) -> FastAPI:
         seen_by(who, declaration, declaration_id)
         for event in events:
             if "document" in event:
-                event["document"] = _document_for(who, event["document"])
+                event["document"] = document_for(who, event["document"])
         return _json({"declaration_id": declaration.id, "events": events})
 
     @app.get("/v1/declarations/{declaration_id}/messages", response_model=AgencyMessages,
@@ -550,7 +550,7 @@ def _resource(declaration: Declaration, who: Caller) -> dict[str, Any]:
                                                          "updated_at")}
                      for name, state in declaration.agencies.items()},
         "holds": sorted(declaration.holds), "submitted_at": declaration.created_on,
-        "updated_at": declaration.modified_on, "document": _document_for(who, declaration.document),
+        "updated_at": declaration.modified_on, "document": document_for(who, declaration.document),
     }
 
 
@@ -560,7 +560,7 @@ def _alert(alert: Alert) -> dict[str, Any]:
             "cleared_by": alert.cleared_by}
 
 
-def _document_for(who: Caller, document: dict[str, Any]) -> dict[str, Any]:
+def document_for(who: Caller, document: dict[str, Any]) -> dict[str, Any]:
     if who.role == "officer" and who.agency not in PERSONAL_DATA_AGENCIES:
         return {key: value for key, value in document.items() if key not in PERSONAL_DATA}
     return document

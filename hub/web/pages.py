@@ -1,0 +1,324 @@
+"""The officer web pages (SPEC §6): server-rendered HTML over the same reads as the API.
+
+A session is the bearer token itself, kept in an HttpOnly, SameSite=Strict
+cookie and verified on every request exactly as the API verifies it, so a
+page shows what the token's holder would get from the API and nothing more.
+Forms that change something also check that the request comes from this
+site's own pages. Pages set a strict Content-Security-Policy: every asset
+comes from /static, and there is no script at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from hub.api.app import document_for
+from hub.api.auth import Caller, InvalidToken
+from hub.bootstrap import Hub
+from hub.declarations import AGENCIES, AlertInvalid, AlertNotFound, DeclarationNotFound
+from hub.declarations.alert import SUBJECT_KINDS
+from hub.declarations.domainmodel import AGENCY_STATUSES, OVERALL_STATUSES
+from messaging.dispatch import recorded_messages
+from projections.alerts import alerts_view
+from projections.exchange import exchange_view
+from projections.recognition import recognition_view
+from projections.statistics import statistics_view
+from projections.status_board import InvalidQuery, counts_by_status, list_declarations
+
+from . import charts, present
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "tradehub_session"
+PAGE_SIZE = 50
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+class SignInRequired(Exception):
+    """No valid session: the browser goes to the sign-in form, and comes back after."""
+
+    def __init__(self, back_to: str, had_cookie: bool) -> None:
+        super().__init__(back_to)
+        self.back_to = back_to
+        self.had_cookie = had_cookie
+
+
+class PageError(Exception):
+    """An error page: 403 for a page the role may not use, 404 for what does not exist or may not be seen."""
+
+    def __init__(self, status: int, title: str, detail: str, who: Caller | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.who = who
+
+
+def templates() -> Environment:
+    environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                              undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters.update(utc=present.utc, iso=present.iso, duration=present.duration, label=present.label)
+    return environment
+
+
+def signed_in(request: Request) -> Caller | None:
+    """The caller the session cookie names, if the token in it is still good."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        return request.app.state.verify(token)
+    except InvalidToken:
+        return None
+
+
+def page_caller(request: Request) -> Caller:
+    who = signed_in(request)
+    if who is None:
+        back_to = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(back_to, SESSION_COOKIE in request.cookies)
+    return who
+
+
+SignedIn = Annotated[Caller, Depends(page_caller)]
+
+
+def officer_or_admin(who: SignedIn) -> Caller:
+    if who.role == "trader":
+        raise PageError(403, "For officers", "This view is for agency officers and administrators.", who)
+    return who
+
+
+Officer = Annotated[Caller, Depends(officer_or_admin)]
+
+
+def local_path(target: str | None, default: str = "/board") -> str:
+    """Where to go after signing in: a path on this site only, never another host."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+def same_site(request: Request) -> bool:
+    """A form post from this site's own pages: Origin, when sent, names this host; no cross-site fetch."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.headers.get("host", "").lower()
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields (the first value of each)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return {key: values[0] for key, values in parse_qs(body, max_num_fields=20).items()}
+
+
+def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
+    """Mount the pages and their static assets on the API's app; none of it enters the OpenAPI document."""
+    environment = templates()
+    router = APIRouter(include_in_schema=False)
+
+    def render(template: str, who: Caller | None, status: int = 200, **context: Any) -> HTMLResponse:
+        html = environment.get_template(template).render(who=who, **context)
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def see_other(location: str) -> RedirectResponse:
+        return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
+
+    # ---- signing in and out -------------------------------------------------------------------
+
+    @router.get("/")
+    def home(request: Request) -> Response:
+        return see_other("/board" if signed_in(request) else "/sign-in")
+
+    @router.get("/sign-in")
+    def sign_in_form(request: Request, back_to: Annotated[str, Query(alias="next")] = "") -> Response:
+        return render("sign_in.html", signed_in(request), back_to=local_path(back_to), error="")
+
+    @router.post("/sign-in")
+    async def sign_in(request: Request) -> Response:
+        if not same_site(request):
+            raise PageError(403, "Refused", "Sign-in is accepted from this site's own form only.")
+        form = await form_of(request)
+        back_to = local_path(form.get("next"))
+        token = form.get("token", "").strip()
+        error = "Paste a token to sign in."
+        if token:
+            try:
+                who = request.app.state.verify(token)
+                lifetime = int(who.expires - time.time())
+                if lifetime > 0:
+                    response = see_other(back_to)
+                    response.set_cookie(SESSION_COOKIE, token, max_age=lifetime, path="/", httponly=True,
+                                        samesite="strict", secure=request.url.scheme == "https")
+                    return response
+                error = "That token was not accepted: the token has expired."
+            except InvalidToken as refused:
+                error = f"That token was not accepted: {refused}."
+        return render("sign_in.html", None, 401, back_to=back_to, error=error)
+
+    @router.post("/sign-out")
+    async def sign_out(request: Request) -> Response:
+        if not same_site(request):
+            raise PageError(403, "Refused", "Sign-out is accepted from this site's own pages only.")
+        response = see_other("/sign-in")
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    # ---- the status board ---------------------------------------------------------------------
+
+    @router.get("/board")
+    def board(request: Request, who: SignedIn) -> Response:
+        query = present.board_query(request.query_params, party=who.party if who.role == "trader" else None,
+                                    agency=who.agency if who.role == "officer" else None)
+        items: list[dict[str, Any]] = []
+        following = None
+        if not query.errors and not query.nothing:
+            try:
+                items, following = list_declarations(hub.views, query.filters, limit=PAGE_SIZE, after=query.cursor)
+            except InvalidQuery as error:
+                query.errors[error.field] = str(error)
+        counts = counts_by_status(hub.views) if who.role != "trader" else {}
+        return render("board.html", who, 422 if query.errors else 200, query=query, items=items,
+                      older=query.link(cursor=following) if following else None,
+                      newest=query.link(cursor=None) if query.cursor else None,
+                      counts=counts, statuses=OVERALL_STATUSES, kinds=("goods", "vessel_call"), agencies=AGENCIES)
+
+    # ---- one declaration ----------------------------------------------------------------------
+
+    @router.get("/declarations/{declaration_id}")
+    def declaration_page(declaration_id: str, who: SignedIn) -> Response:
+        missing = PageError(404, "Not found", f"There is no declaration {declaration_id} for you to see.", who)
+        try:
+            declaration, events = hub.declarations.with_history(declaration_id)
+        except DeclarationNotFound:
+            raise missing from None
+        if not who.may_see(declaration):
+            raise missing  # the same page as for an unknown id: a hidden one does not leak
+        every_message = recorded_messages(hub.views, str(declaration.id))
+        messages = [m for m in every_message if who.role != "officer" or m["agency"] == who.agency]
+        exchange = exchange_view(hub.views, str(declaration.id))
+        document = document_for(who, declaration.document)
+        return render("declaration.html", who, declaration=declaration,
+                      timelines=present.timelines(declaration.agencies, messages, events),
+                      exchange=exchange, messages=messages, history=present.history_rows(events),
+                      document=json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False),
+                      holds=sorted(declaration.holds.items()))
+
+    # ---- the views of the agencies' work together -------------------------------------------------
+
+    def scope(who: Caller) -> str | None:
+        return who.agency if who.role == "officer" else None
+
+    @router.get("/recognition")
+    def recognition(who: Officer) -> Response:
+        return render("recognition.html", who, data=recognition_view(hub.views, scope(who)))
+
+    def alerts_page(who: Caller, status: int = 200, *, error: str = "", values: Mapping[str, str] | None = None,
+                    raised: str = "") -> HTMLResponse:
+        return render("alerts.html", who, status, data=alerts_view(hub.views, scope(who)), error=error,
+                      values=values or {}, raised=raised, subject_kinds=SUBJECT_KINDS)
+
+    @router.get("/alerts")
+    def alerts(who: Officer, raised: str = "") -> Response:
+        return alerts_page(who, raised=raised[:100])
+
+    @router.post("/alerts")
+    async def raise_alert(request: Request, who: Officer) -> Response:
+        if not same_site(request):
+            raise PageError(403, "Refused", "Alerts are raised from this site's own form only.", who)
+        form = await form_of(request)
+        values = {key: form.get(key, "").strip() for key in ("subject_kind", "subject", "reason")}
+        try:
+            alert = await run_in_threadpool(hub.declarations.raise_alert, values["subject_kind"], values["subject"],
+                                            values["reason"], who.subject)
+        except AlertInvalid as error:
+            return await run_in_threadpool(alerts_page, who, 422, error=str(error), values=values)
+        return see_other(f"/alerts?raised={alert.id}")
+
+    @router.post("/alerts/{alert_id}/clear")
+    async def clear_alert(alert_id: str, request: Request, who: Officer) -> Response:
+        if not same_site(request):
+            raise PageError(403, "Refused", "Alerts are cleared from this site's own pages only.", who)
+        try:
+            await run_in_threadpool(hub.declarations.clear_alert, alert_id, who.subject)
+        except AlertNotFound:
+            raise PageError(404, "Not found", f"There is no alert {alert_id}.", who) from None
+        return see_other("/alerts")
+
+    @router.get("/stats")
+    def statistics(who: Officer) -> Response:
+        data = statistics_view(hub.views)
+        return render("statistics.html", who, data=data, charts=statistics_charts(data))
+
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    async def to_sign_in(_: Request, error: Exception) -> Response:
+        assert isinstance(error, SignInRequired)
+        response = see_other("/sign-in" + (f"?next={quote(error.back_to, safe='/')}" if error.back_to != "/" else ""))
+        if error.had_cookie:
+            response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    async def error_page(_: Request, error: Exception) -> Response:
+        assert isinstance(error, PageError)
+        return render("error.html", error.who, error.status, title=error.title, detail=error.detail)
+
+    app.add_exception_handler(SignInRequired, to_sign_in)
+    app.add_exception_handler(PageError, error_page)
+    return app
+
+
+def statistics_charts(data: Mapping[str, Any]) -> dict[str, charts.Chart]:
+    """The statistics page's three charts: declarations by status, by agency and status, clearance times."""
+    by_status = data.get("by_status", {})
+    statuses = [s for s in OVERALL_STATUSES if s in by_status] + sorted(set(by_status) - set(OVERALL_STATUSES))
+    status_chart = charts.bar_chart(
+        [charts.Row(present.label(s), [charts.Segment(present.label(s), by_status[s], f"s-{s}")]) for s in statuses],
+        fmt=_count)
+    by_agency = data.get("by_agency", {})
+    agency_statuses = [s for s in AGENCY_STATUSES if any(s in counts for counts in by_agency.values())]
+    agency_statuses += sorted({s for counts in by_agency.values() for s in counts} - set(agency_statuses))
+    agency_chart = charts.bar_chart(
+        [charts.Row(agency, [charts.Segment(present.label(s), counts.get(s, 0), f"s-{s}") for s in agency_statuses])
+         for agency, counts in _agency_order(by_agency)],
+        fmt=_count, legend=[(present.label(s), f"s-{s}") for s in agency_statuses])
+    clearance = data.get("clearance", {})
+    rows = [("overall", clearance.get("overall") or {})] + list(_agency_order(clearance.get("agencies", {})))
+    clearance_chart = charts.bar_chart(
+        [charts.Row(name, [charts.Segment("p50", times.get("p50_seconds"), "q-p50"),
+                           charts.Segment("p90", times.get("p90_seconds"), "q-p90")])
+         for name, times in rows],
+        stacked=False, fmt=present.duration, steps=charts.DURATION_STEPS,
+        legend=[("p50 (median)", "q-p50"), ("p90", "q-p90")])
+    return {"status": status_chart, "agency": agency_chart, "clearance": clearance_chart}
+
+
+def _agency_order(by_agency: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    known = [(name, by_agency[name]) for name in AGENCIES if name in by_agency]
+    return known + sorted((name, value) for name, value in by_agency.items() if name not in AGENCIES)
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"

@@ -1,0 +1,266 @@
+"""What the officer pages show, worked out from the hub's data: pure functions, no HTTP.
+
+Times are stored as ISO 8601 strings or aware datetimes; pages show them in
+UTC, to the second. The per-agency timeline interleaves the messages the hub
+exchanged with an agency (in the order the hub recorded them) with the
+answers its log holds for that agency.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from hub.declarations import AGENCIES
+from hub.declarations.documents import KINDS
+from hub.declarations.domainmodel import OVERALL_STATUSES
+from projections.status_board import Filters
+
+# An agency's answers that decide something, as opposed to acknowledging receipt.
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An aware UTC datetime from an ISO 8601 string or a datetime; None if it is neither."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def utc(value: Any) -> str:
+    """A time as people read it: `2026-03-02 08:30:15 UTC`; anything unreadable as it is."""
+    moment = parse_time(value)
+    if moment is None:
+        return "" if value is None else str(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(value: Any) -> str:
+    """The machine-readable form, for `<time datetime=…>`."""
+    moment = parse_time(value)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else ""
+
+
+def duration(seconds: float | None) -> str:
+    """A span in the two largest units that matter: `250 ms`, `45 s`, `4 min 12 s`, `2 h 30 min`, `3 d 4 h`."""
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.1f} s" if seconds < 10 and seconds != whole else f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def label(value: Any) -> str:
+    """`inspection_required` → `inspection required`."""
+    return str(value).replace("_", " ")
+
+
+# ---- the board's filters ------------------------------------------------------------------------
+
+FILTER_FIELDS = ("status", "kind", "agency", "declarant", "reference", "submitted_from", "submitted_to")
+_CHOICES = {"status": OVERALL_STATUSES, "kind": KINDS, "agency": AGENCIES}
+_LENGTHS = {"declarant": 18, "reference": 35}
+
+
+@dataclass
+class BoardQuery:
+    """The board's GET form as submitted: the values to echo, the filters, and what was wrong."""
+
+    values: dict[str, str]
+    filters: Filters
+    cursor: str | None
+    errors: dict[str, str] = field(default_factory=dict)
+    nothing: bool = False  # a trader asked for another party's declarations: none are its to see
+
+    def link(self, **changes: str | None) -> str:
+        """The board's URL with these filters, and `changes` on top (None drops a parameter)."""
+        params = {key: value for key, value in self.values.items() if value}
+        for key, value in changes.items():
+            if value:
+                params[key] = value
+            else:
+                params.pop(key, None)
+        return "/board" + ("?" + urlencode(params) if params else "")
+
+
+def board_query(params: Mapping[str, str], *, party: str | None, agency: str | None) -> BoardQuery:
+    """Read the board's form. A trader (`party`) sees its own only, an officer (`agency`) its agency's."""
+    values = {key: (params.get(key) or "").strip() for key in FILTER_FIELDS}
+    errors: dict[str, str] = {}
+    chosen: dict[str, Any] = {}
+    for key, allowed in _CHOICES.items():
+        if values[key] and values[key] not in allowed:
+            errors[key] = f"{key} must be one of {', '.join(allowed)}"
+        chosen[key] = values[key] if values[key] and key not in errors else None
+    for key, longest in _LENGTHS.items():
+        if len(values[key]) > longest:
+            errors[key] = f"{key} has at most {longest} characters"
+        chosen[key] = values[key] if values[key] and key not in errors else None
+    for key, end_of_day in (("submitted_from", False), ("submitted_to", True)):
+        chosen[key] = None
+        if values[key]:
+            try:
+                chosen[key] = _bound(values[key], end_of_day)
+            except ValueError:
+                errors[key] = f"{label(key)} must be a date (YYYY-MM-DD) or an ISO 8601 time"
+    nothing = party is not None and chosen["declarant"] not in (None, party)
+    if party is not None:
+        chosen["declarant"] = party
+    cursor = (params.get("cursor") or "").strip()[:200] or None
+    filters = Filters(status=chosen["status"], kind=chosen["kind"], agency=chosen["agency"],
+                      declarant=chosen["declarant"], reference=chosen["reference"],
+                      submitted_from=chosen["submitted_from"], submitted_to=chosen["submitted_to"],
+                      visible_to_agency=agency)
+    return BoardQuery(values, filters, cursor, errors, nothing)
+
+
+def _bound(value: str, end_of_day: bool) -> datetime:
+    """A date means the whole day (UTC): `from` its start, `to` the start of the next."""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    start = datetime.combine(day, time(), tzinfo=timezone.utc)
+    return start + timedelta(days=1) if end_of_day else start
+
+
+# ---- the declaration page -----------------------------------------------------------------------
+
+_NOT_SHOWN = {"type", "version", "time", "document", "content_hash"}
+
+
+def history_rows(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each event with its key fields as (name, text) pairs; documents are left to their own section."""
+    rows = []
+    for event in events:
+        fields = [(label(key), utc(value) if key.endswith("_at") and parse_time(value) else _text(value))
+                  for key, value in event.items() if key not in _NOT_SHOWN and value not in ("", None, {}, [])]
+        rows.append({"type": event["type"], "version": event["version"], "time": event["time"],
+                     "fields": fields})
+    return rows
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "; ".join(f"{key}: {_text(item)}" for key, item in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(_text(item) for item in value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of an agency's timeline."""
+
+    time: str
+    kind: str  # "sent", "received" or "answer"
+    title: str
+    detail: str = ""
+    status: str = ""
+    message_id: str = ""
+
+
+@dataclass
+class AgencyTimeline:
+    agency: str
+    routed: bool
+    reason: str
+    status: str
+    code: str
+    text: str
+    updated_at: str
+    entries: list[Entry]
+
+
+def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapping[str, Any]],
+              events: Sequence[Mapping[str, Any]]) -> list[AgencyTimeline]:
+    """For each agency the declaration was routed to: its messages and answers in time order, and where it stands.
+
+    An inbound message shows the status its answer set; an answer with no recorded message
+    (applied before the record existed, or the second reply in one message) stands on its own.
+    """
+    answers: dict[str, list[Mapping[str, Any]]] = {}
+    for event in events:
+        if event["type"] in ("AgencyResponded", "InspectionRecorded"):
+            answers.setdefault(event["agency"], []).append(event)
+    result = []
+    for name in _in_order(agencies):
+        state = agencies[name]
+        own_answers = answers.get(name, [])
+        by_message: dict[str, list[Mapping[str, Any]]] = {}
+        for event in own_answers:
+            by_message.setdefault(str(event["message_id"]).split(":")[0], []).append(event)
+        sent_and_received = []
+        for message in messages:
+            if message["agency"] != name:
+                continue
+            outbound = message["direction"] == "outbound"
+            matched = [] if outbound else by_message.pop(message["message_id"], [])
+            sent_and_received.append(Entry(
+                time=message["time"], kind="sent" if outbound else "received",
+                title=f"{'Sent' if outbound else 'Received'} {message['type']}",
+                detail=" · ".join([f"version {message['version']}", *filter(None, map(_answer_text, matched))]),
+                status=_answer_status(matched[-1]) if matched else "", message_id=message["message_id"]))
+        unmatched = [Entry(time=event["time"], kind="answer", title=_answer_title(event),
+                           detail=_answer_text(event), status=_answer_status(event),
+                           message_id=str(event["message_id"]))
+                     for group in by_message.values() for event in group]
+        unmatched.sort(key=lambda entry: _sort_key(entry.time))
+        entries = list(heapq.merge(sent_and_received, unmatched, key=lambda entry: _sort_key(entry.time)))
+        result.append(AgencyTimeline(
+            agency=name, routed=bool(state.get("routed")), reason=str(state.get("reason", "")),
+            status=str(state.get("status", "")), code=str(state.get("code", "")),
+            text=str(state.get("text", "")), updated_at=str(state.get("updated_at", "")), entries=entries))
+    return result
+
+
+def _in_order(agencies: Iterable[str]) -> list[str]:
+    present = set(agencies)
+    return [name for name in AGENCIES if name in present] + sorted(present - set(AGENCIES))
+
+
+def _sort_key(value: Any) -> datetime:
+    return parse_time(value) or _EPOCH
+
+
+def _answer_status(event: Mapping[str, Any]) -> str:
+    return str(event.get("status") or ("inspected" if event["type"] == "InspectionRecorded" else ""))
+
+
+def _answer_title(event: Mapping[str, Any]) -> str:
+    if event["type"] == "InspectionRecorded":
+        return f"Inspection: {event.get('result', '')}"
+    return f"Answer: {label(event.get('status', ''))}"
+
+
+def _answer_text(event: Mapping[str, Any]) -> str:
+    """What the answer said beyond its status (which the page shows as a chip)."""
+    if event["type"] == "InspectionRecorded":
+        parts = [f"inspection {event.get('result', '')}", str(event.get("findings") or "")]
+    else:
+        parts = [str(event.get("code") or ""), str(event.get("text") or "")]
+    return " – ".join(part for part in parts if part)

@@ -1,0 +1,470 @@
+"""The officer web pages over HTTP, in process, on SQLite and PostgreSQL: sessions, scoping, what each page shows."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapters.messages import Message
+from hub.api.app import create_app
+from hub.api.auth import issue_token
+from hub.bootstrap import Hub
+from hub.web import install_pages
+from hub.web import pages as web_pages
+from messaging.broker import headers_of
+from messaging.dispatch import dispatches
+from messaging.inbound import APPLIED, UNCHANGED, Inbox
+from projections.runner import ProjectionRunner
+from simulators.agencies import AGENCIES, answer
+
+from . import samples
+from .conftest import SECRET
+
+CSP = "default-src 'self'"
+EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+class _Outbox:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def publish(self, messages: Sequence[Message]) -> int:
+        self.sent.extend(messages)
+        return len(messages)
+
+
+def exchange_with_simulated_agencies(hub: Hub, agencies: Sequence[str] = AGENCIES) -> None:
+    """Dispatch every message and let the simulated `agencies` answer until they are done, with no broker between."""
+    outbox = _Outbox()
+    runner = ProjectionRunner(hub.declarations, hub.views, dispatches(hub.declarations, AGENCIES, outbox))
+    inbox = Inbox(hub.declarations, hub.views)
+    while True:
+        runner.catch_up()
+        due = [message for message in outbox.sent if message.agency in agencies]
+        if not due:
+            break
+        outbox.sent = [message for message in outbox.sent if message.agency not in agencies]
+        for message in due:
+            for reply in answer(message.agency, message.body, headers_of(message)):
+                assert inbox.receive(message.agency, reply.body).outcome in (APPLIED, UNCHANGED)
+    hub.runner.catch_up()
+
+
+class Browser:
+    """A TestClient over the API with the pages installed; `sign_in` keeps the session cookie."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.client = TestClient(install_pages(create_app(hub), hub))
+
+    def token(self, role: str, **claims: Any) -> str:
+        return issue_token(SECRET, role, **claims)
+
+    def sign_in(self, role: str, **claims: Any) -> Browser:
+        response = self.client.post("/sign-in", data={"token": self.token(role, **claims)}, follow_redirects=False)
+        assert response.status_code == 303, response.text
+        return self
+
+    def get(self, path: str, **kwargs: Any):
+        return self.client.get(path, follow_redirects=False, **kwargs)
+
+    def post(self, path: str, **kwargs: Any):
+        return self.client.post(path, follow_redirects=False, **kwargs)
+
+
+@pytest.fixture
+def browser(hub: Hub) -> Browser:
+    return Browser(hub)
+
+
+def submit(hub: Hub, *documents: dict[str, Any]) -> list[str]:
+    ids = [str(hub.declarations.submit(document).declaration.id) for document in documents]
+    hub.runner.catch_up()
+    return ids
+
+
+def references(html: str) -> list[str]:
+    """The references the board lists, top to bottom."""
+    return re.findall(r'<a href="/declarations/[0-9a-f-]{36}">([^<]+)</a>', html)
+
+
+# ---- sessions ------------------------------------------------------------------------------------
+
+def test_signing_in_sets_an_http_only_strict_cookie_bounded_by_the_token_and_goes_to_the_board(browser: Browser):
+    token = issue_token(SECRET, "officer", agency="customs", ttl=timedelta(hours=2))
+    response = browser.post("/sign-in", data={"token": token})
+    assert response.status_code == 303 and response.headers["location"] == "/board"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"tradehub_session={token};")
+    attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
+    assert {"httponly", "path", "samesite", "max-age"} <= set(attributes)
+    assert attributes["samesite"].lower() == "samesite=strict" and attributes["path"] == "Path=/"
+    assert 7100 < int(attributes["max-age"].split("=")[1]) <= 7200
+    board = browser.get("/board")
+    assert board.status_code == 200 and "customs" in board.text
+
+
+@pytest.mark.parametrize("token, reason", [
+    ("not-a-token", "not valid"),
+    (issue_token(SECRET, "officer", agency="customs", now=datetime.now(timezone.utc) - timedelta(hours=9)),
+     "expired"),
+    (issue_token("another-secret-" + "x" * 40, "admin"), "not valid"),
+    ("", "Paste a token"),
+])
+def test_a_bad_token_is_refused_with_401_and_a_message(browser: Browser, token: str, reason: str):
+    response = browser.post("/sign-in", data={"token": token})
+    assert response.status_code == 401
+    assert "set-cookie" not in response.headers
+    assert reason in response.text and 'role="alert"' in response.text
+    assert browser.get("/board").status_code == 303
+
+
+@pytest.mark.parametrize("path", ["/board", "/board?status=held", "/declarations/0b6d4c9c-6c0e-5f4e-9d3a-2f1b0c9e8a7d",
+                                  "/recognition", "/alerts", "/stats"])
+def test_pages_send_a_visitor_without_a_session_to_sign_in_and_back(browser: Browser, path: str):
+    response = browser.get(path)
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("/sign-in?next=")
+    assert browser.get(location).status_code == 200
+    token = browser.token("admin")
+    back = browser.post("/sign-in", data={"token": token, "next": path})
+    assert back.headers["location"] == path
+
+
+def test_the_root_goes_to_the_board_or_to_sign_in(browser: Browser):
+    assert browser.get("/").headers["location"] == "/sign-in"
+    browser.sign_in("admin")
+    assert browser.get("/").headers["location"] == "/board"
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "board"])
+def test_signing_in_never_sends_the_browser_to_another_site(browser: Browser, target: str):
+    response = browser.post("/sign-in", data={"token": browser.token("admin"), "next": target})
+    assert response.headers["location"] == "/board"
+
+
+def test_signing_out_clears_the_cookie(browser: Browser):
+    browser.sign_in("admin")
+    response = browser.post("/sign-out")
+    assert response.status_code == 303 and response.headers["location"] == "/sign-in"
+    assert 'tradehub_session=""' in response.headers["set-cookie"] or "Max-Age=0" in response.headers["set-cookie"]
+    assert browser.get("/board").status_code == 303
+
+
+def test_an_expired_session_goes_back_to_sign_in(browser: Browser):
+    expired = issue_token(SECRET, "admin", now=datetime.now(timezone.utc) - timedelta(hours=9))
+    browser.client.cookies.set("tradehub_session", expired)
+    response = browser.get("/board")
+    assert response.status_code == 303 and response.headers["location"].startswith("/sign-in")
+
+
+def test_the_session_cookie_is_no_bearer_token_for_the_api(browser: Browser):
+    browser.sign_in("admin")
+    assert browser.get("/v1/declarations").status_code == 401
+
+
+def test_forms_posted_from_another_site_are_refused(browser: Browser):
+    token = browser.token("admin")
+    assert browser.post("/sign-in", data={"token": token}, headers={"Origin": "https://evil.example"}
+                        ).status_code == 403
+    assert browser.post("/sign-in", data={"token": token}, headers={"Sec-Fetch-Site": "cross-site"}
+                        ).status_code == 403
+    same = browser.post("/sign-in", data={"token": token}, headers={"Origin": "http://testserver"})
+    assert same.status_code == 303
+    assert browser.post("/sign-out", headers={"Origin": "null"}).status_code == 403
+
+
+# ---- the board -----------------------------------------------------------------------------------
+
+def test_the_board_lists_declarations_newest_first_with_per_agency_chips(browser: Browser):
+    submit(browser.hub, samples.goods("WEB-0001"), samples.vessel_call("WEB-0002"), samples.goods("WEB-0003"))
+    html = browser.sign_in("admin").get("/board").text
+    assert references(html) == ["WEB-0003", "WEB-0002", "WEB-0001"]
+    assert 'class="chip s-pending" title="customs: pending"' in html
+    assert 'title="border: pending"' in html  # the vessel call is routed to border
+    assert 'class="chip s-submitted"' in html
+
+
+def test_the_board_filters(browser: Browser):
+    submit(browser.hub, samples.goods("WEB-0001"), samples.vessel_call("WEB-0002"),
+           samples.goods("WEB-0003", declarant=samples.TRADER_B, consignee={"id": samples.TRADER_B, "name": "B",
+                                                                             "country": "CN"}))
+    browser.sign_in("admin")
+    assert references(browser.get("/board?kind=vessel_call").text) == ["WEB-0002"]
+    assert references(browser.get("/board?agency=border").text) == ["WEB-0002"]
+    assert references(browser.get(f"/board?declarant={samples.TRADER_B}").text) == ["WEB-0003"]
+    assert references(browser.get("/board?reference=WEB-0001").text) == ["WEB-0001"]
+    assert references(browser.get("/board?status=released").text) == []
+    today = datetime.now(timezone.utc).date()
+    assert len(references(browser.get(f"/board?submitted_from={today}&submitted_to={today}").text)) == 3
+    assert references(browser.get(f"/board?submitted_to={today - timedelta(days=1)}").text) == []
+    kept = browser.get("/board?kind=goods&declarant=" + samples.TRADER_A).text
+    assert 'value="goods" selected' in kept and f'value="{samples.TRADER_A}"' in kept
+
+
+@pytest.mark.parametrize("query, message", [
+    ("status=lost", "status must be one of"),
+    ("submitted_from=yesterday", "submitted from must be a date"),
+    ("cursor=nonsense", "not a page cursor"),
+])
+def test_a_bad_filter_is_422_naming_it(browser: Browser, query: str, message: str):
+    response = browser.sign_in("admin").get(f"/board?{query}")
+    assert response.status_code == 422 and message in response.text
+
+
+def test_the_board_pages_with_an_older_link_that_keeps_the_filters(browser: Browser, monkeypatch):
+    monkeypatch.setattr(web_pages, "PAGE_SIZE", 2)
+    submit(browser.hub, *(samples.goods(f"WEB-{n:04d}") for n in range(5)))
+    browser.sign_in("admin")
+    seen = []
+    path = "/board?kind=goods"
+    while path:
+        html = browser.get(path).text
+        seen += references(html)
+        older = re.search(r'<a href="([^"]+)" rel="next">Older', html)
+        path = older.group(1).replace("&amp;", "&") if older else None
+        if path:
+            assert "kind=goods" in path and "cursor=" in path
+    assert seen == [f"WEB-{n:04d}" for n in reversed(range(5))]
+
+
+def test_an_officer_sees_only_declarations_routed_to_its_agency(browser: Browser):
+    goods, call = submit(browser.hub, samples.goods("WEB-0001"), samples.vessel_call("WEB-0002"))
+    border = Browser(browser.hub).sign_in("officer", agency="border")
+    assert references(border.get("/board").text) == ["WEB-0002"]
+    assert references(border.get("/board?reference=WEB-0001").text) == []
+    hidden, unknown = border.get(f"/declarations/{goods}"), border.get(f"/declarations/{uuid.uuid4()}")
+    assert hidden.status_code == unknown.status_code == 404
+    assert "WEB-0001" not in hidden.text
+    assert border.get("/declarations/not-an-id").status_code == 404
+    assert border.get(f"/declarations/{call}").status_code == 200
+    customs = Browser(browser.hub).sign_in("officer", agency="customs")
+    assert references(customs.get("/board").text) == ["WEB-0002", "WEB-0001"]
+
+
+def test_a_trader_sees_its_own_declarations_only_and_not_the_officers_views(browser: Browser):
+    other = samples.goods("WEB-B", declarant=samples.TRADER_B,
+                          consignee={"id": samples.TRADER_B, "name": "B", "country": "CN"})
+    mine, theirs = submit(browser.hub, samples.goods("WEB-A"), other)
+    trader = browser.sign_in("trader", party=samples.TRADER_A)
+    assert references(trader.get("/board").text) == ["WEB-A"]
+    assert references(trader.get(f"/board?declarant={samples.TRADER_B}").text) == []
+    assert trader.get(f"/declarations/{theirs}").status_code == 404
+    assert trader.get(f"/declarations/{mine}").status_code == 200
+    for path in ("/recognition", "/alerts", "/stats"):
+        response = trader.get(path)
+        assert response.status_code == 403 and "officers" in response.text
+    assert trader.post("/alerts", data={"subject_kind": "party", "subject": samples.TRADER_B,
+                                        "reason": "x"}).status_code == 403
+    assert 'href="/stats"' not in trader.get("/board").text
+
+
+def test_the_board_stays_quick_with_ten_thousand_declarations(browser: Browser):
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows, agencies = [], []
+    for n in range(10_000):
+        ident = str(uuid.UUID(int=n + 1))
+        stamp = (start + timedelta(seconds=n)).isoformat(timespec="microseconds")
+        routed = '{"customs": {"status": "accepted", "routed": true}, "port": {"status": "pending", "routed": true}}'
+        rows.append((ident, "goods", samples.TRADER_A, f"BULK-{n:05d}", "in_progress", 2, stamp, stamp, routed))
+        agencies += [(ident, "customs", "accepted", 1), (ident, "port", "pending", 1)]
+    with browser.hub.views.transaction() as cursor:
+        cursor.executemany("INSERT INTO board_declarations (id, kind, declarant, reference, status, version,"
+                           " submitted_at, updated_at, agencies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        cursor.executemany("INSERT INTO board_agencies (declaration_id, agency, status, routed)"
+                           " VALUES (?, ?, ?, ?)", agencies)
+    officer = browser.sign_in("officer", agency="customs")
+    officer.get("/board")  # warm up
+    started = time.perf_counter()
+    first = officer.get("/board")
+    following = re.search(r'<a href="([^"]+)" rel="next">', first.text).group(1).replace("&amp;", "&")
+    second = officer.get(following)
+    elapsed = time.perf_counter() - started
+    assert references(first.text) == [f"BULK-{n:05d}" for n in range(9_999, 9_949, -1)]
+    assert references(second.text)[0] == "BULK-09949" and len(references(second.text)) == 50
+    assert "10,000" in first.text  # the hub-wide count by status
+    assert elapsed < 2.0, f"two board pages took {elapsed:.2f} s"
+
+
+# ---- a declaration -------------------------------------------------------------------------------
+
+def test_the_declaration_page_shows_the_timeline_the_escaped_xml_and_the_history(browser: Browser):
+    [ident] = submit(browser.hub, samples.goods("WEB-0001"))
+    exchange_with_simulated_agencies(browser.hub)
+    html = browser.sign_in("admin").get(f"/declarations/{ident}").text
+    assert "<h1>WEB-0001</h1>" in html and 'class="chip s-released"' in html
+    customs = html[html.index('id="agency-customs"'):html.index("</article>", html.index('id="agency-customs"'))]
+    assert "→ Sent declaration" in customs and "← Received reply" in customs
+    assert customs.index("→ Sent declaration") < customs.index("← Received reply")
+    assert "every goods" in customs  # why it was routed
+    assert 'id="agency-port"' in html and 'id="agency-border"' not in html
+    messages = html[html.index('id="messages"'):html.index('id="history"')]
+    assert messages.count("<details") >= 4
+    assert "&lt;?xml" in messages and "<?xml" not in messages
+    history = html[html.index('id="history"'):html.index('id="document"')]
+    assert history.index("Submitted") < history.index("AgencyResponded") < history.index("Released")
+    assert "every goods" in history  # the routes the Submitted event recorded
+    assert 'id="exchange"' in html and "<th>Acknowledged</th>" in html
+
+
+def test_an_officer_reads_its_own_agencys_messages_and_no_personal_data_unless_border_or_maritime(browser: Browser):
+    [ident] = submit(browser.hub, samples.vessel_call("WEB-CALL"))
+    exchange_with_simulated_agencies(browser.hub)
+    customs = Browser(browser.hub).sign_in("officer", agency="customs").get(f"/declarations/{ident}").text
+    messages = customs[customs.index('id="messages"'):customs.index('id="history"')]
+    assert "to customs" in messages and "to border" not in messages and "to maritime" not in messages
+    assert "MEIER" not in customs and "C01X00T47" not in customs
+    assert 'id="agency-border"' in customs  # every agency's decision is visible to the others
+    border = Browser(browser.hub).sign_in("officer", agency="border").get(f"/declarations/{ident}").text
+    assert "MEIER" in border
+
+
+def test_a_declaration_with_no_messages_yet_still_has_its_page(browser: Browser):
+    [ident] = submit(browser.hub, samples.goods("WEB-0001"))
+    html = browser.sign_in("admin").get(f"/declarations/{ident}").text
+    assert "No messages recorded yet" in html and "No messages yet." in html
+
+
+def test_user_data_is_escaped(browser: Browser):
+    document = samples.goods("WEB-ESC")
+    document["items"][0]["description"] = "<script>alert(1)</script> & <b>"
+    [ident] = submit(browser.hub, document)
+    html = browser.sign_in("admin").get(f"/declarations/{ident}").text
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;" in html
+
+
+# ---- headers and assets --------------------------------------------------------------------------
+
+def test_every_page_sets_a_strict_content_security_policy_and_loads_nothing_from_elsewhere(browser: Browser):
+    [ident] = submit(browser.hub, samples.goods("WEB-0001"))
+    exchange_with_simulated_agencies(browser.hub)
+    pages = {"/sign-in": browser.get("/sign-in")}
+    browser.sign_in("admin")
+    for path in ("/board", f"/declarations/{ident}", "/recognition", "/alerts", "/stats", f"/declarations/{uuid.uuid4()}"):
+        pages[path] = browser.get(path)
+    for path, response in pages.items():
+        policy = response.headers["content-security-policy"]
+        assert policy.startswith(CSP) and "unsafe-inline" not in policy and "unsafe-eval" not in policy, path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-type"].startswith("text/html")
+        assert not EXTERNAL.search(response.text), (path, EXTERNAL.search(response.text))
+        assert "<script" not in response.text and " style=" not in response.text, path
+        assert "<style" not in response.text, path
+    stylesheet = browser.get("/static/style.css")
+    assert stylesheet.status_code == 200 and stylesheet.headers["content-type"].startswith("text/css")
+    assert "url(" not in stylesheet.text and "@import" not in stylesheet.text
+    assert browser.get("/static/favicon.svg").status_code == 200
+
+
+def test_the_pages_leave_the_openapi_document_alone(hub: Hub):
+    plain = TestClient(create_app(hub)).get("/openapi.json").json()
+    with_pages = TestClient(install_pages(create_app(hub), hub)).get("/openapi.json").json()
+    assert with_pages == plain
+    assert not any(path in with_pages["paths"] for path in ("/", "/board", "/sign-in", "/stats"))
+
+
+# ---- recognition, alerts and statistics ------------------------------------------------------------
+
+def fake_projection(monkeypatch, name: str, result: dict[str, Any]) -> list[tuple]:
+    """Stand a read function in for the pages' `name`; returns the calls it gets."""
+    calls: list[tuple] = []
+
+    def view(views: Any, *args: Any) -> dict[str, Any]:
+        calls.append(args)
+        return result
+
+    monkeypatch.setattr(web_pages, name, view)
+    return calls
+
+
+ALERTS = {"alerts": [
+    {"id": "alert-1", "subject_kind": "vessel", "subject": "9321483", "reason": "Smuggling <tip-off>",
+     "raised_by": "officer:customs", "raised_at": "2026-03-02T08:30:15+00:00", "status": "open",
+     "cleared_at": None, "cleared_by": None,
+     "declarations": [{"declaration_id": str(uuid.UUID(int=7)), "reference": "HELD-1",
+                       "held_at": "2026-03-02T08:30:16+00:00", "lifted_at": None}]},
+    {"id": "alert-0", "subject_kind": "party", "subject": samples.TRADER_B, "reason": "old", "raised_by": "admin:admin",
+     "raised_at": "2026-03-01T08:00:00+00:00", "status": "cleared", "cleared_at": "2026-03-01T09:00:00+00:00",
+     "cleared_by": "admin:admin", "declarations": []},
+]}
+
+
+def test_the_alerts_page_lists_alerts_and_the_declarations_they_hold(browser: Browser, monkeypatch):
+    calls = fake_projection(monkeypatch, "alerts_view", ALERTS)
+    html = browser.sign_in("officer", agency="maritime").get("/alerts").text
+    assert calls == [("maritime",)]
+    assert "Smuggling &lt;tip-off&gt;" in html and "HELD-1" in html
+    assert html.count(">Clear</button>") == 1  # the open one only
+    assert 'action="/alerts/alert-1/clear"' in html
+    assert '<select id="a-kind" name="subject_kind">' in html
+
+
+def test_the_recognition_page_lists_inspections_and_who_recognised_them(browser: Browser, monkeypatch):
+    calls = fake_projection(monkeypatch, "recognition_view", {
+        "inspections": [{"declaration_id": str(uuid.UUID(int=3)), "reference": "INSP-1", "agency": "inspection",
+                         "result": "pass", "inspected_at": "2026-03-02T08:30:15+00:00", "message_id": "m-1",
+                         "recognised_by": [{"agency": "customs", "notified_at": "2026-03-02T08:30:16+00:00",
+                                            "released_at": "2026-03-02T08:31:00+00:00", "saved": True}]}],
+        "totals": {"inspections": 1, "recognitions": 1, "inspections_saved": 1}})
+    html = browser.sign_in("admin").get("/recognition").text
+    assert calls == [(None,)]
+    assert "INSP-1" in html and "inspection saved" in html and "2026-03-02 08:31:00 UTC" in html
+
+
+def test_the_statistics_page_draws_its_charts_as_inline_svg(browser: Browser, monkeypatch):
+    fake_projection(monkeypatch, "statistics_view", {
+        "by_status": {"released": 40, "in_progress": 12, "rejected": 3, "held": 1},
+        "by_agency": {"customs": {"released": 40, "accepted": 10}, "port": {"pending": 5, "released": 30}},
+        "clearance": {"overall": {"count": 40, "p50_seconds": 312.0, "p90_seconds": 5400.0},
+                      "agencies": {"customs": {"count": 40, "p50_seconds": 120.0, "p90_seconds": 900.0},
+                                   "port": {"count": 0, "p50_seconds": None, "p90_seconds": None}}}})
+    html = browser.sign_in("officer", agency="port").get("/stats").text
+    assert html.count("<svg") == 3
+    assert '<rect class="bar s-released"' in html and '<rect class="bar q-p90"' in html
+    assert "5 min 12 s" in html and "1 h 30 min" in html  # p50 and p90 overall, readably
+    assert "56" in html  # declarations in all
+
+
+# ---- the same views over the hub's own projections ---------------------------------------------------
+
+def test_an_officer_raises_an_alert_from_the_page_that_holds_a_declaration_then_clears_it(browser: Browser):
+    [ident] = submit(browser.hub, samples.goods("WEB-0001"))  # carried by vessel 9321483
+    officer = browser.sign_in("officer", agency="customs")
+    raised = officer.post("/alerts", data={"subject_kind": "vessel", "subject": "9321483", "reason": "tip-off"})
+    assert raised.status_code == 303
+    alert_id = raised.headers["location"].split("raised=")[1]
+    browser.hub.runner.catch_up()
+    browser.hub.runner.catch_up()  # the holds the alert placed, onto the board
+    page = officer.get("/alerts").text
+    assert "tip-off" in page and "WEB-0001" in page and f'action="/alerts/{alert_id}/clear"' in page
+    assert 'class="chip s-held"' in officer.get(f"/declarations/{ident}").text
+    refused = officer.post("/alerts", data={"subject_kind": "vessel", "subject": "1234568", "reason": "x"})
+    assert refused.status_code == 422 and 'role="alert"' in refused.text and 'value="1234568"' in refused.text
+    assert f"Alert {alert_id} raised" in officer.get(raised.headers["location"]).text
+    forged = {"Origin": "https://evil.example"}
+    assert officer.post("/alerts", data={"subject_kind": "vessel", "subject": "9321483", "reason": "x"},
+                        headers=forged).status_code == 403
+    assert officer.post(f"/alerts/{alert_id}/clear", headers=forged).status_code == 403
+    assert officer.post(f"/alerts/{alert_id}/clear").status_code == 303
+    assert officer.post(f"/alerts/{uuid.uuid4()}/clear").status_code == 404
+    browser.hub.runner.catch_up()
+    browser.hub.runner.catch_up()
+    assert 'class="chip a-cleared"' in officer.get("/alerts").text
+
+
+def test_the_statistics_and_recognition_pages_over_released_declarations(browser: Browser):
+    submit(browser.hub, samples.goods("WEB-0001"), samples.vessel_call("WEB-0002"))
+    exchange_with_simulated_agencies(browser.hub)
+    admin = browser.sign_in("admin")
+    stats = admin.get("/stats")
+    assert stats.status_code == 200 and stats.text.count("<svg") == 3
+    assert '<rect class="bar s-released"' in stats.text
+    assert admin.get("/recognition").status_code == 200
