@@ -213,6 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--offered", type=int, default=250, help="declarations offered per second meanwhile")
     e2e.add_argument("--latency-seconds", type=int, default=20, help="seconds at 100/s for the latency figure")
     e2e.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
+    rebuild_bench = suites.add_parser("rebuild", help="the read models rebuilt from 100,000+ events, against a "
+                                                     "raw read of the event table")
+    rebuild_bench.add_argument("--declarations", type=int, default=16000,
+                               help="goods declarations in the log (about 7 events each)")
+    rebuild_bench.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     http.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
     http.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     return parser
@@ -274,6 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from hub.bench_e2e import run_e2e
 
                 return run_e2e(args)
+            if args.suite == "rebuild":
+                from hub.bench_rebuild import run_rebuild
+
+                return run_rebuild(args)
             if args.suite == "messages":
                 from hub.bench_messages import run_messages
 

@@ -67,98 +67,116 @@ class Enforcement:
         """Nothing kept in memory."""
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        batch = _Batch(self, cursor)
         for _, event in events:
-            handler = _HANDLERS.get(type(event))
-            if handler is not None:
-                handler(self, cursor, event)
+            if isinstance(event, Declaration.Submitted | Declaration.Amended):
+                batch.declared(str(event.originator_id), subjects_of(event.document))
+            elif isinstance(event, Declaration.Released | Declaration.Withdrawn):
+                batch.declared(str(event.originator_id), set())  # no longer open: no longer involved
+            elif isinstance(event, Declaration.HoldPlaced):
+                batch.holds.append(("placed", stamp(event.timestamp), event.alert_id, str(event.originator_id)))
+            elif isinstance(event, Declaration.HoldLifted):
+                batch.holds.append(("lifted", stamp(event.timestamp), event.alert_id, str(event.originator_id)))
+            elif isinstance(event, Alert.Raised):
+                batch.flush()  # the alert must see every declaration before it
+                self._raised(batch, event)
+            elif isinstance(event, Alert.Cleared):
+                batch.flush()
+                self._cleared(batch, event)
+        batch.flush()
 
-    # ---- alerts ----
-
-    def _raised(self, cursor: Cursor, event: Alert.Raised) -> None:
-        alert_id = str(event.originator_id)
-        cursor.execute(
+    def _raised(self, batch: _Batch, event: Alert.Raised) -> None:
+        alert = _alert_of(event)
+        key = subject_key(event.subject_kind, event.subject)
+        batch.cursor.execute(
             "INSERT INTO alerts (id, subject_kind, subject, subject_key, reason, raised_by, raised_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            (alert_id, event.subject_kind, event.subject, subject_key(event.subject_kind, event.subject),
-             event.reason, event.raised_by, event.timestamp.isoformat()))
-        cursor.execute("SELECT declaration_id FROM alert_subjects WHERE subject_key = ?",
-                       (subject_key(event.subject_kind, event.subject),))
-        for (declaration_id,) in cursor.fetchall():
-            self._hold(declaration_id, _alert_of(event))
+            (alert["alert_id"], event.subject_kind, event.subject, key, event.reason, event.raised_by,
+             alert["raised_at"]))
+        batch.open.setdefault(key, []).append(alert)
+        batch.cursor.execute("SELECT declaration_id FROM alert_subjects WHERE subject_key = ?", (key,))
+        for (declaration_id,) in batch.cursor.fetchall():
+            batch.hold(declaration_id, alert)
 
-    def _cleared(self, cursor: Cursor, event: Alert.Cleared) -> None:
+    def _cleared(self, batch: _Batch, event: Alert.Cleared) -> None:
         alert_id = str(event.originator_id)
-        cursor.execute("UPDATE alerts SET cleared_at = ?, cleared_by = ? WHERE id = ?",
-                       (stamp(event.timestamp), event.cleared_by, alert_id))
+        batch.cursor.execute("UPDATE alerts SET cleared_at = ?, cleared_by = ? WHERE id = ?",
+                             (stamp(event.timestamp), event.cleared_by, alert_id))
+        for alerts in batch.open.values():
+            alerts[:] = [alert for alert in alerts if alert["alert_id"] != alert_id]
         # Its holds: those already seen in the log, and those it may have placed that the log has yet to show.
-        cursor.execute(
+        batch.cursor.execute(
             "SELECT declaration_id FROM alert_holds WHERE alert_id = ? AND lifted_at IS NULL"
             " UNION SELECT s.declaration_id FROM alert_subjects s JOIN alerts a ON a.subject_key = s.subject_key"
             " WHERE a.id = ?", (alert_id, alert_id))
-        for (declaration_id,) in cursor.fetchall():
+        for (declaration_id,) in batch.cursor.fetchall():
             try:
                 self.app.lift_hold(declaration_id, alert_id)
             except DeclarationNotFound:
                 log.warning("alert %s held declaration %s, which is not in the store", alert_id, declaration_id)
 
-    # ---- declarations ----
 
-    def _declared(self, cursor: Cursor, event: Declaration.Submitted | Declaration.Amended) -> None:
-        declaration_id = str(event.originator_id)
-        keys = sorted(subjects_of(event.document))
-        cursor.execute("DELETE FROM alert_subjects WHERE declaration_id = ?", (declaration_id,))
-        cursor.executemany("INSERT INTO alert_subjects (subject_key, declaration_id) VALUES (?, ?)",
-                           [(key, declaration_id) for key in keys])
-        if not keys:
-            return
-        cursor.execute(
-            "SELECT id, subject_kind, subject, reason, raised_by, raised_at FROM alerts"
-            f" WHERE cleared_at IS NULL AND subject_key IN ({', '.join('?' * len(keys))})", keys)
-        for alert_id, kind, subject, reason, raised_by, raised_at in cursor.fetchall():
-            self._hold(declaration_id, {"alert_id": alert_id, "subject_kind": kind, "subject": subject,
-                                        "reason": reason, "raised_by": raised_by, "raised_at": raised_at})
+class _Batch:
+    """One batch's writes, gathered into a few statements; flushed before an alert event reads them."""
 
-    def _closed(self, cursor: Cursor, event: Any) -> None:
-        cursor.execute("DELETE FROM alert_subjects WHERE declaration_id = ?", (str(event.originator_id),))
+    def __init__(self, process: Enforcement, cursor: Cursor) -> None:
+        self.process = process
+        self.cursor = cursor
+        self.subjects: dict[str, set[str]] = {}  # declaration -> the subjects it now involves
+        self.holds: list[tuple[str, str, str, str]] = []  # (placed or lifted, time, alert, declaration)
+        self.still_open: dict[str, bool] = {}
+        cursor.execute("SELECT id, subject_kind, subject, subject_key, reason, raised_by, raised_at FROM alerts"
+                       " WHERE cleared_at IS NULL")
+        self.open: dict[str, list[dict[str, str]]] = {}  # subject key -> the open alerts on it
+        for alert_id, kind, subject, key, reason, raised_by, raised_at in cursor.fetchall():
+            self.open.setdefault(key, []).append({
+                "alert_id": alert_id, "subject_kind": kind, "subject": subject, "reason": reason,
+                "raised_by": raised_by, "raised_at": raised_at})
 
-    def _hold_placed(self, cursor: Cursor, event: Declaration.HoldPlaced) -> None:
-        cursor.execute(
-            "INSERT INTO alert_holds (alert_id, declaration_id, held_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (alert_id, declaration_id) DO UPDATE SET held_at = excluded.held_at, lifted_at = NULL",
-            (event.alert_id, str(event.originator_id), stamp(event.timestamp)))
+    def declared(self, declaration_id: str, keys: set[str]) -> None:
+        self.subjects[declaration_id] = keys
+        for key in sorted(keys):
+            for alert in self.open.get(key, ()):
+                self.hold(declaration_id, alert)
 
-    def _hold_lifted(self, cursor: Cursor, event: Declaration.HoldLifted) -> None:
-        cursor.execute("UPDATE alert_holds SET lifted_at = ? WHERE alert_id = ? AND declaration_id = ?",
-                       (stamp(event.timestamp), event.alert_id, str(event.originator_id)))
-
-    def _hold(self, declaration_id: str, alert: dict[str, str]) -> None:
+    def hold(self, declaration_id: str, alert: dict[str, str]) -> None:
         """Hold a declaration for an alert that is still open now (a replay may read one cleared since)."""
-        if self.app.get_alert(alert["alert_id"]).status != OPEN:
+        alert_id = alert["alert_id"]
+        if alert_id not in self.still_open:
+            self.still_open[alert_id] = self.process.app.get_alert(alert_id).status == OPEN
+        if not self.still_open[alert_id]:
             return
         try:
-            self.app.place_hold(declaration_id, alert)
+            self.process.app.place_hold(declaration_id, alert)
         except DeclarationError:  # released or withdrawn meanwhile: nothing left to hold
             pass
         except DeclarationNotFound:
             log.warning("declaration %s is in the log but not in the store", declaration_id)
+
+    def flush(self) -> None:
+        if self.subjects:
+            touched = [(declaration_id,) for declaration_id in self.subjects]
+            self.cursor.executemany("DELETE FROM alert_subjects WHERE declaration_id = ?", touched)
+            self.cursor.executemany("INSERT INTO alert_subjects (subject_key, declaration_id) VALUES (?, ?)",
+                                    [(key, declaration_id) for declaration_id, keys in self.subjects.items()
+                                     for key in sorted(keys)])
+            self.subjects.clear()
+        for kind, moment, alert_id, declaration_id in self.holds:
+            if kind == "placed":
+                self.cursor.execute(
+                    "INSERT INTO alert_holds (alert_id, declaration_id, held_at) VALUES (?, ?, ?) ON CONFLICT"
+                    " (alert_id, declaration_id) DO UPDATE SET held_at = excluded.held_at, lifted_at = NULL",
+                    (alert_id, declaration_id, moment))
+            else:
+                self.cursor.execute("UPDATE alert_holds SET lifted_at = ? WHERE alert_id = ? AND declaration_id = ?",
+                                    (moment, alert_id, declaration_id))
+        self.holds.clear()
 
 
 def _alert_of(event: Alert.Raised) -> dict[str, str]:
     """What agencies are told of the alert: `Alert.details()`, from its event."""
     return {"alert_id": str(event.originator_id), "subject_kind": event.subject_kind, "subject": event.subject,
             "reason": event.reason, "raised_by": event.raised_by, "raised_at": event.timestamp.isoformat()}
-
-
-_HANDLERS = {
-    Alert.Raised: Enforcement._raised,
-    Alert.Cleared: Enforcement._cleared,
-    Declaration.Submitted: Enforcement._declared,
-    Declaration.Amended: Enforcement._declared,
-    Declaration.Released: Enforcement._closed,
-    Declaration.Withdrawn: Enforcement._closed,
-    Declaration.HoldPlaced: Enforcement._hold_placed,
-    Declaration.HoldLifted: Enforcement._hold_lifted,
-}
 
 
 def alerts_view(database: ViewDatabase, agency: str | None = None, *, limit: int = 500) -> dict[str, Any]:

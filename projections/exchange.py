@@ -48,10 +48,14 @@ class Exchange:
                 acknowledged.append((*key, moment))
                 decided.append((*key, moment, INSPECTED, event.result, event.findings))
         # A decision acknowledges too: the first answer of any kind is the acknowledgement.
+        first: dict[tuple[str, str], str] = {}
+        for declaration_id, agency, moment in acknowledged:
+            first.setdefault((declaration_id, agency), moment)
         cursor.executemany(
             "INSERT INTO exchange_agencies (declaration_id, agency, acknowledged_at) VALUES (?, ?, ?)"
             " ON CONFLICT (declaration_id, agency) DO UPDATE SET acknowledged_at ="
-            " COALESCE(exchange_agencies.acknowledged_at, excluded.acknowledged_at)", acknowledged)
+            " COALESCE(exchange_agencies.acknowledged_at, excluded.acknowledged_at)",
+            [(*key, moment) for key, moment in first.items()])
         cursor.executemany(
             "UPDATE exchange_agencies SET decided_at = ?, decision = ?, code = ?, text = ?"
             " WHERE declaration_id = ? AND agency = ?",

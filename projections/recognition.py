@@ -31,7 +31,7 @@ class Recognition:
         " findings TEXT NOT NULL, inspected_at TEXT NOT NULL, recorded_at TEXT NOT NULL,"
         " PRIMARY KEY (declaration_id, message_id))",
         "CREATE INDEX IF NOT EXISTS recognition_inspections_by_time ON recognition_inspections (recorded_at)",
-        # One row per (inspection, agency that recognises it); `inspected` once that agency inspected anyway.
+        # One row per (inspection, agency that recognises it); `inspected` (not 0) if that agency inspected too.
         "CREATE TABLE IF NOT EXISTS recognitions ("
         " declaration_id TEXT NOT NULL, message_id TEXT NOT NULL, agency TEXT NOT NULL, notified_at TEXT NOT NULL,"
         " released_at TEXT, inspected INTEGER NOT NULL DEFAULT 0,"
@@ -46,38 +46,51 @@ class Recognition:
         """Nothing kept in memory."""
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        routes: dict[str, tuple[str, str]] = {}  # declaration -> (reference, routed agencies), as of this batch
+        inspections: list[Declaration.InspectionRecorded] = []
+        released = []
         for _, event in events:
+            declaration_id = str(event.originator_id)
             if isinstance(event, Declaration.Submitted | Declaration.Amended):
-                reference = event.reference if isinstance(event, Declaration.Submitted) else event.document[
-                    "reference"]
-                cursor.execute(
-                    "INSERT INTO recognition_routes (declaration_id, reference, agencies) VALUES (?, ?, ?)"
-                    " ON CONFLICT (declaration_id) DO UPDATE SET agencies = excluded.agencies",
-                    (str(event.originator_id), reference, ",".join(event.routes)))
+                routes[declaration_id] = (event.document["reference"], ",".join(event.routes))
             elif isinstance(event, Declaration.InspectionRecorded):
-                self._inspected(cursor, event)
+                inspections.append((event, routes.get(declaration_id)))
             elif isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED:
-                cursor.execute("UPDATE recognitions SET released_at = ? WHERE declaration_id = ? AND agency = ?"
-                               " AND released_at IS NULL", (stamp(event.timestamp), str(event.originator_id),
-                                                            event.agency))
-
-    def _inspected(self, cursor: Cursor, event: Declaration.InspectionRecorded) -> None:
-        declaration_id, recorded = str(event.originator_id), stamp(event.timestamp)
-        cursor.execute(
-            "INSERT INTO recognition_inspections (declaration_id, message_id, agency, result, findings,"
-            " inspected_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (declaration_id, event.message_id, event.agency, event.result, event.findings, event.inspected_at,
-             recorded))
-        # The inspecting agency did not rely on results it recognised earlier: nothing saved there.
-        cursor.execute("UPDATE recognitions SET inspected = 1 WHERE declaration_id = ? AND agency = ?",
-                       (declaration_id, event.agency))
-        cursor.execute("SELECT agencies FROM recognition_routes WHERE declaration_id = ?", (declaration_id,))
-        routed = [row[0] for row in cursor.fetchall()]
-        recognisers = self.rules.recognisers(event.agency, routed[0].split(",") if routed else [])
+                moment = stamp(event.timestamp)
+                released.append((moment, declaration_id, event.agency, moment))
         cursor.executemany(
-            "INSERT INTO recognitions (declaration_id, message_id, agency, notified_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING", [(declaration_id, event.message_id, agency, recorded)
-                                        for agency in recognisers])
+            "INSERT INTO recognition_routes (declaration_id, reference, agencies) VALUES (?, ?, ?)"
+            " ON CONFLICT (declaration_id) DO UPDATE SET agencies = excluded.agencies",
+            [(declaration_id, reference, agencies) for declaration_id, (reference, agencies) in routes.items()])
+        if inspections:
+            self._inspected(cursor, inspections)
+        # A release saves an inspection only if it came after the recognition notice.
+        cursor.executemany("UPDATE recognitions SET released_at = ? WHERE declaration_id = ? AND agency = ?"
+                           " AND released_at IS NULL AND notified_at <= ?", released)
+
+    def _inspected(self, cursor: Cursor, inspections: list[tuple[Any, tuple[str, str] | None]]) -> None:
+        unknown = sorted({str(event.originator_id) for event, routed in inspections if routed is None})
+        stored = dict(cursor.execute(
+            f"SELECT declaration_id, agencies FROM recognition_routes WHERE declaration_id IN"
+            f" ({', '.join('?' * len(unknown))})", unknown) and cursor.fetchall()) if unknown else {}
+        rows, inspected, recognitions = [], [], []
+        for event, routed in inspections:
+            declaration_id, recorded = str(event.originator_id), stamp(event.timestamp)
+            agencies = routed[1] if routed else stored.get(declaration_id, "")
+            rows.append((declaration_id, event.message_id, event.agency, event.result, event.findings,
+                         event.inspected_at, recorded))
+            inspected.append((declaration_id, event.agency))
+            recognitions += [(declaration_id, event.message_id, agency, recorded, declaration_id, agency)
+                             for agency in self.rules.recognisers(event.agency, agencies.split(","))]
+        # An agency that inspected the goods itself, before or after, saved no inspection by recognising.
+        cursor.executemany(
+            "INSERT INTO recognition_inspections (declaration_id, message_id, agency, result, findings,"
+            " inspected_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+        cursor.executemany(
+            "INSERT INTO recognitions (declaration_id, message_id, agency, notified_at, inspected)"
+            " VALUES (?, ?, ?, ?, (SELECT COUNT(*) FROM recognition_inspections"
+            " WHERE declaration_id = ? AND agency = ?)) ON CONFLICT DO NOTHING", recognitions)
+        cursor.executemany("UPDATE recognitions SET inspected = 1 WHERE declaration_id = ? AND agency = ?", inspected)
 
 
 def recognition_view(database: ViewDatabase, agency: str | None = None, *, limit: int = 500) -> dict[str, Any]:

@@ -28,7 +28,8 @@ from hub.declarations import Declarations
 from .database import Cursor, StaleTracking, ViewDatabase
 
 log = logging.getLogger(__name__)
-LISTEN_SAFETY_POLL = 1.0  # seconds: on PostgreSQL the log is read this often even if no NOTIFY came
+LISTEN_SAFETY_POLL = 1.0
+REBUILD_BATCH = 5000  # events per transaction while rebuilding: fewer commits, one read shared by every view  # seconds: on PostgreSQL the log is read this often even if no NOTIFY came
 
 
 class View(Protocol):
@@ -129,7 +130,6 @@ class ProjectionRunner:
         if unknown:
             raise ValueError(f"no view {', '.join(unknown)}; the views are {', '.join(known)}")
         chosen = [known[name] for name in names] if names else self.views
-        applied = {}
         for view in chosen:
             with self.database.transaction() as cursor:
                 for table in _tables(view):
@@ -137,10 +137,22 @@ class ProjectionRunner:
                 cursor.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (view.name,))
             view.forget()
             self._positions.pop(view.name, None)
-            head, applied[view.name] = self.app.recorder.max_notification_id() or 0, 0
-            while (self._positions.get(view.name) or self.database.position(view.name)) < head:
-                applied[view.name] += self.step(view)
+        # The views go through the log together, so that each batch is read and decoded once for all of them.
+        head = self.app.recorder.max_notification_id() or 0
+        applied = dict.fromkeys((view.name for view in chosen), 0)
+        batch, self.batch = self.batch, max(self.batch, REBUILD_BATCH)
+        try:
+            while behind := [view for view in chosen if self._position(view) < head]:
+                reads: dict[int, list[Any]] = {}
+                for view in behind:
+                    applied[view.name] += self.step(view, reads)
+        finally:
+            self.batch = batch
         return applied
+
+    def _position(self, view: View) -> int:
+        position = self._positions.get(view.name)
+        return self.database.position(view.name) if position is None else position
 
     def lag(self, head: int | None = None) -> dict[str, int]:
         """Events each view is behind `head` (default: the log's last position)."""

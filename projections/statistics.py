@@ -36,31 +36,27 @@ class Statistics:
         """Nothing kept in memory."""
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
+        started, rerouted, released = [], [], []
         for _, event in events:
             declaration_id = str(event.originator_id)
             if isinstance(event, Declaration.Submitted):
                 moment = event.timestamp
-                cursor.executemany(
-                    "INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [(declaration_id, agency, stamp(moment), moment.timestamp())
-                     for agency in (OVERALL, *event.routes)])
+                started += [(declaration_id, agency, stamp(moment), moment.timestamp())
+                            for agency in (OVERALL, *event.routes)]
             elif isinstance(event, Declaration.Amended):  # agencies routed by the amendment start their clock
-                cursor.executemany(
-                    "INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch)"
-                    " SELECT declaration_id, ?, submitted_at, submitted_epoch FROM clearance"
-                    " WHERE declaration_id = ? AND agency = '' ON CONFLICT DO NOTHING",
-                    [(agency, declaration_id) for agency in event.routes])
+                rerouted += [(agency, declaration_id) for agency in event.routes]
             elif isinstance(event, Declaration.Released):
-                self._released(cursor, declaration_id, OVERALL, event.timestamp)
+                released.append((stamp(event.timestamp), event.timestamp.timestamp(), declaration_id, OVERALL))
             elif isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED:
-                self._released(cursor, declaration_id, event.agency, event.timestamp)
-
-    @staticmethod
-    def _released(cursor: Cursor, declaration_id: str, agency: str, moment: Any) -> None:
-        cursor.execute("UPDATE clearance SET released_at = ?, seconds = ? - submitted_epoch"
-                       " WHERE declaration_id = ? AND agency = ? AND released_at IS NULL",
-                       (stamp(moment), moment.timestamp(), declaration_id, agency))
+                released.append((stamp(event.timestamp), event.timestamp.timestamp(), declaration_id, event.agency))
+        # In this order, as in the log: a declaration is submitted (or re-routed) before it is released.
+        cursor.executemany("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch)"
+                           " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", started)
+        cursor.executemany("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch)"
+                           " SELECT declaration_id, ?, submitted_at, submitted_epoch FROM clearance"
+                           " WHERE declaration_id = ? AND agency = '' ON CONFLICT DO NOTHING", rerouted)
+        cursor.executemany("UPDATE clearance SET released_at = ?, seconds = ? - submitted_epoch"
+                           " WHERE declaration_id = ? AND agency = ? AND released_at IS NULL", released)
 
 
 def statistics_view(database: ViewDatabase) -> dict[str, Any]:

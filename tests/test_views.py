@@ -132,6 +132,28 @@ def test_a_recognising_agency_that_inspects_anyway_saves_nothing(hub: Hub):
     assert view["totals"] == {"inspections": 2, "recognitions": 2, "inspections_saved": 0}
 
 
+def test_a_recognising_agency_that_inspected_first_saves_nothing_either(hub: Hub):
+    app = hub.declarations
+    shrimp = app.submit(samples.goods(reference="SHRIMP-5", items=[FOOD])).declaration.id
+    app.record_inspection(shrimp, "customs", "c-1", "pass", "2026-12-01T09:25:00Z")
+    hub.runner.catch_up()  # the customs inspection and the inspection agency's in different batches
+    app.record_inspection(shrimp, "inspection", "i-1", "pass", "2026-12-01T09:30:00Z")
+    app.record_response(shrimp, "customs", "c-2", "released", "2026-12-01T09:40:00Z", code="08")
+    hub.runner.catch_up()
+    assert recognition_view(hub.views)["totals"] == {"inspections": 2, "recognitions": 2, "inspections_saved": 0}
+
+
+def test_a_release_before_the_recognition_saves_nothing(hub: Hub):
+    app = hub.declarations
+    shrimp = app.submit(samples.goods(reference="SHRIMP-6", items=[FOOD])).declaration.id
+    app.record_response(shrimp, "customs", "c-1", "released", "2026-12-01T09:20:00Z", code="08")
+    app.record_inspection(shrimp, "inspection", "i-1", "pass", "2026-12-01T09:30:00Z")
+    hub.runner.catch_up()
+    [inspection] = recognition_view(hub.views)["inspections"]
+    assert inspection["recognised_by"][0]["released_at"] is None
+    assert recognition_view(hub.views)["totals"]["inspections_saved"] == 0
+
+
 def test_the_exchange_matrix_shows_each_agency_and_the_flows_between_them(hub: Hub):
     app = hub.declarations
     shrimp = app.submit(samples.goods(reference="SHRIMP-3", items=[FOOD])).declaration.id
