@@ -11,7 +11,12 @@ commit, many threads), as API workers do, and measures:
    server stores it);
 2. throughput: declarations offered for `--duration` seconds faster than the
    hub can take them, then the time until the last one is released; rate =
-   declarations released / that time.
+   declarations released / that time;
+3. projection lag meanwhile (`tradehub worker project` runs too): every
+   100 ms, the log's head and the position of the view furthest behind; the
+   lag of a sample is how long ago the oldest event that view has yet to
+   apply entered the log, bounded from above by the sample before it
+   appeared (so the figures may overstate by up to 100 ms, never understate).
 
 The raw baselines come from the same run, on the same services: single-row
 INSERTs into the same database, and JetStream publishes with 100
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import os
 import subprocess
 import sys
@@ -38,7 +44,7 @@ from nats.aio.client import Client
 
 from hub.bench import _postgres, _postgres_raw, _stored_rows, synthetic_goods
 from hub.bench_http import fresh_database
-from hub.bootstrap import Settings, build_hub
+from hub.bootstrap import VIEW_NAMES, Settings, build_hub
 from hub.declarations import Declarations
 from hub.processes import stop_processes
 from messaging.embedded import EmbeddedNats
@@ -64,32 +70,41 @@ def run_e2e(args: argparse.Namespace) -> int:
                 raw_publish = asyncio.run(_raw_publish(nats.url, 5000))
                 settings = Settings(data_dir=Path(directory), database_url=database, broker_url=nats.url)
                 hub = build_hub(settings)  # the tables, before the workers start
-                with _workers(settings, Path(directory)):
+                with _workers(settings, Path(directory), projecting=args.projections):
                     try:
                         latencies = _latency(hub, nats.url, documents[:latency_count])
-                        released, seconds = _throughput(hub, database, documents[latency_count:-2000],
-                                                        args.offered)
+                        with _LagSampler(database) as lag:
+                            released, seconds = _throughput(hub, database, documents[latency_count:-2000],
+                                                            args.offered)
                     finally:
                         hub.close()
             finally:
                 nats.stop()
     rate = released / seconds
-    print("e2e: PostgreSQL and an embedded nats-server (JetStream); dispatch, consume and the simulated "
-          "agencies each their own process; submits through the application")
+    print("e2e: PostgreSQL and an embedded nats-server (JetStream); dispatch, consume, "
+          f"{'the projections, ' if args.projections else ''}and the simulated agencies each their own process; "
+          "submits through the application")
     print(f"raw single-row INSERT          {raw_insert:9.0f} rows/s")
     print(f"raw JetStream publish          {raw_publish:9.0f} messages/s (100 acknowledgements in flight)")
     print(f"submitted -> released          {rate:9.1f} declarations/s   {rate / raw_insert:6.1%} of raw INSERT   "
           f"({released} in {seconds:.1f} s, offered {args.offered}/s for {args.duration} s)")
     print(f"submit -> dispatched at 100/s  p50 {_percentile(latencies, .5):.0f} ms   "
           f"p99 {_percentile(latencies, .99):.0f} ms   ({len(latencies)} declarations)")
+    lags = lag.seconds()
+    if args.projections:
+        print(f"projection lag, throughput     p50 {_percentile(lags, .5):.0f} ms   p99 {_percentile(lags, .99):.0f} ms   "
+              f"max {_percentile(lags, 1):.0f} ms   ({len(lags)} samples, every {LAG_SAMPLE * 1000:.0f} ms, "
+              f"{len(VIEW_NAMES)} views)")
     return 0
 
 
 @contextmanager
-def _workers(settings: Settings, directory: Path) -> Iterator[None]:
+def _workers(settings: Settings, directory: Path, *, projecting: bool) -> Iterator[None]:
     env = dict(os.environ, TRADEHUB_DATABASE_URL=settings.database_url, TRADEHUB_BROKER_URL=settings.broker_url,
                TRADEHUB_DATA_DIR=str(directory), TRADEHUB_SECRET="bench-" + "x" * 40)
     commands = [("worker", "dispatch"), ("worker", "consume"), ("agencies", "simulate")]
+    if projecting:
+        commands.append(("worker", "project"))
     processes = [subprocess.Popen([sys.executable, "-m", "hub.cli", *command], env=env, stdout=subprocess.DEVNULL,
                                   stderr=(directory / f"{command[-1]}.log").open("wb")) for command in commands]
     try:
@@ -208,6 +223,51 @@ class _Counter:
             self.count += matching
             self.seen = last
         return self.count
+
+
+LAG_SAMPLE = 0.1  # seconds between samples of the projections' lag
+
+
+class _LagSampler:
+    """The log's head and the slowest view's position, sampled on a thread of its own while in use."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.samples: list[tuple[float, int, int]] = []  # (time, head, slowest view's position)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _sample(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.database, autocommit=True) as connection:
+            while not self._stop.wait(LAG_SAMPLE):
+                head, position = connection.execute(
+                    "SELECT (SELECT COALESCE(max(notification_id), 0) FROM declarations_events),"
+                    " (SELECT COALESCE(min(position), 0) FROM projection_tracking WHERE name = ANY(%s))",
+                    (list(VIEW_NAMES),)).fetchone()
+                self.samples.append((time.perf_counter(), head, position))
+
+    def seconds(self) -> list[float]:
+        """Each sample's lag: since the last sample before the oldest event not yet applied entered the log."""
+        times = [moment for moment, _, _ in self.samples]
+        heads = [head for _, head, _ in self.samples]
+        lags = []
+        for moment, head, position in self.samples:
+            if position >= head:
+                lags.append(0.0)
+                continue
+            appeared = bisect.bisect_right(heads, position)  # the first sample whose head includes it
+            lags.append(moment - times[max(0, appeared - 1)])
+        return lags
 
 
 def _paced(documents: list[dict], rate: float, submit) -> None:

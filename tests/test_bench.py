@@ -87,3 +87,24 @@ def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(post
             assert (submitted(), withdrawn()) == (2, 1)  # counted once
     finally:
         app.close()
+
+
+@pytest.mark.postgres
+def test_bench_rebuild_reports_the_rebuild_against_a_raw_read_of_the_same_log(postgres_url: str):
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "rebuild", "--declarations", "300",
+                             "--database-url", postgres_url], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    events = int(re.search(r"PostgreSQL, (\d+) events \(300 goods declarations\), 5 views", result.stdout)[1])
+    assert events > 6 * 300  # submitted, a receipt and a decision per agency, an inspection, the release
+    raw = re.search(rf"raw read of the event table\s+(\d+) events/s\s+\({events} rows", result.stdout)
+    rebuilt = re.search(r"projections rebuild\s+(\d+) events/s\s+([\d.]+)% of raw read", result.stdout)
+    assert raw and rebuilt and float(rebuilt[2]) == pytest.approx(100 * int(rebuilt[1]) / int(raw[1]), abs=0.1)
+
+
+def test_the_e2e_bench_measures_projection_lag_from_when_the_oldest_unapplied_event_appeared():
+    from hub.bench_e2e import _LagSampler
+
+    sampler = _LagSampler("unused")
+    # (time, head, slowest view's position): event 11 appears between 1.0 and 1.1; the view applies it by 1.5.
+    sampler.samples = [(1.0, 10, 10), (1.1, 12, 10), (1.2, 15, 11), (1.5, 15, 15), (1.6, 20, 15)]
+    assert sampler.seconds() == pytest.approx([0.0, 0.1, 0.2, 0.0, 0.1])
