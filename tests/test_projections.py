@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hub.bootstrap import Hub, Settings, build_hub
+from hub.bootstrap import VIEW_NAMES, Hub, Settings, build_hub
 from projections.database import StaleTracking
 from projections.runner import ProjectionRunner
 from projections.status_board import Filters, StatusBoard, list_declarations
@@ -105,6 +105,39 @@ def test_the_follow_loop_reports_failures_for_healthz_and_clears_them(hub: Hub, 
     hub.runner.stop()
     assert board(hub).keys() == {"TEST-GOODS-0001"}
     assert hub.views.failures() == {}
+
+
+def test_views_at_one_position_share_a_transaction_and_a_failing_one_holds_up_no_other(hub: Hub, monkeypatch):
+    hub.declarations.submit(samples.goods())
+    opened, transactions = [], []
+    transaction, advance = hub.views.transaction, hub.views.advance
+
+    def counted():
+        opened.append(len(opened))
+        return transaction()
+
+    def seen(cursor, name, start, end):
+        transactions.append(opened[-1])  # which transaction moved this view
+        advance(cursor, name, start, end)
+
+    monkeypatch.setattr(hub.views, "transaction", counted)
+    monkeypatch.setattr(hub.views, "advance", seen)
+    assert hub.runner.rebuild() == dict.fromkeys(VIEW_NAMES, 1)
+    assert len(transactions) == len(VIEW_NAMES) and len(set(transactions)) == 1  # every view, one transaction
+
+    hub.declarations.submit(samples.goods(reference="TEST-GOODS-0002"))
+    board_view = hub.runner.views[0]
+    monkeypatch.setattr(board_view, "apply", lambda cursor, events: (_ for _ in ()).throw(RuntimeError("disk")))
+    hub.runner.interval = 0.01
+    hub.runner.start()
+    deadline = time.monotonic() + 10
+    while not (hub.views.failures() and hub.runner.lag()["exchange"] == 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    hub.runner.stop()
+    lag = hub.runner.lag()
+    assert lag["status_board"] == 1 and all(lag[name] == 0 for name in VIEW_NAMES if name != "status_board")
+    assert hub.views.failures().keys() == {"status_board"}
+    assert board(hub).keys() == {"TEST-GOODS-0001"}
 
 
 def test_a_follower_wakes_when_the_log_grows_on_postgresql_and_polls_on_sqlite(hub: Hub, monkeypatch):
