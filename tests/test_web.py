@@ -445,7 +445,8 @@ def test_an_officer_raises_an_alert_from_the_page_that_holds_a_declaration_then_
     browser.hub.runner.catch_up()  # the holds the alert placed, onto the board
     page = officer.get("/alerts").text
     assert "tip-off" in page and "WEB-0001" in page and f'action="/alerts/{alert_id}/clear"' in page
-    assert 'class="chip s-held"' in officer.get(f"/declarations/{ident}").text
+    held = officer.get(f"/declarations/{ident}").text
+    assert 'class="chip s-held" href="/alerts" title="tip-off (raised by officer:customs)">vessel 9321483</a>' in held
     refused = officer.post("/alerts", data={"subject_kind": "vessel", "subject": "1234568", "reason": "x"})
     assert refused.status_code == 422 and 'role="alert"' in refused.text and 'value="1234568"' in refused.text
     assert f"Alert {alert_id} raised" in officer.get(raised.headers["location"]).text

@@ -223,7 +223,7 @@ def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
                       timelines=present.timelines(declaration.agencies, messages, events),
                       exchange=exchange, messages=messages, history=present.history_rows(events),
                       document=json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False),
-                      holds=sorted(declaration.holds.items()))
+                      holds=[declaration.holds[alert_id] for alert_id in sorted(declaration.holds)])
 
     # ---- the views of the agencies' work together -------------------------------------------------
 
