@@ -57,7 +57,7 @@ from adapters.messages import Reply
 from adapters.notices import NS, ORIGINAL, read_agency_alert
 from adapters.port import parse_port_replies
 from adapters.xml import UNEXPECTED_ROOT, Refused
-from hub.declarations import AlertInvalid, Declarations, agency_alert_id
+from hub.declarations import AlertInvalid, AlertNotFound, Declarations, agency_alert_id
 from hub.declarations.application import DeclarationNotFound
 from hub.declarations.domainmodel import (
     AgencyNotRouted,
@@ -179,15 +179,20 @@ class Inbox:
             return dead(UNKNOWN_DECLARATION, str(error), alert.declaration_id)
         if agency not in declaration.routed_agencies:
             return dead(NOT_ROUTED, f"the declaration is not routed to {agency}", alert.declaration_id)
+        alert_id = agency_alert_id(agency, alert.message_id)
         try:
-            raised = self.app.raise_alert(alert.subject_kind, alert.subject, alert.reason, f"agency:{agency}",
-                                          alert_id=agency_alert_id(agency, alert.message_id))
-        except AlertInvalid as error:
-            return dead(REFUSED_BY_HUB, str(error), alert.declaration_id)
+            raised, outcome = self.app.get_alert(alert_id), UNCHANGED  # delivered again
+        except AlertNotFound:
+            try:
+                raised = self.app.raise_alert(alert.subject_kind, alert.subject, alert.reason, f"agency:{agency}",
+                                              alert_id=alert_id)
+            except AlertInvalid as error:
+                return dead(REFUSED_BY_HUB, str(error), alert.declaration_id)
+            outcome = APPLIED
         self._insert([(INBOUND, agency, alert.message_id, alert.declaration_id, alert.version,
                        f"alert {raised.subject_kind} {raised.subject}", ALERT_RAISED,
                        raised.created_on.isoformat(), _text_of(body), recorded_now())])
-        return Verdict(APPLIED, alert.declaration_id)
+        return Verdict(outcome, alert.declaration_id)
 
     def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]], Declaration | None]
                         ) -> list[tuple[int, list[Reply], tuple]]:

@@ -28,8 +28,8 @@ from hub.declarations import Declarations
 from .database import Cursor, StaleTracking, ViewDatabase
 
 log = logging.getLogger(__name__)
-LISTEN_SAFETY_POLL = 1.0
-REBUILD_BATCH = 5000  # events per transaction while rebuilding: fewer commits, one read shared by every view  # seconds: on PostgreSQL the log is read this often even if no NOTIFY came
+LISTEN_SAFETY_POLL = 1.0  # seconds: on PostgreSQL the log is read this often even if no NOTIFY came
+REBUILD_BATCH = 5000  # events per transaction while rebuilding: fewer commits, one read shared by every view
 
 
 class View(Protocol):
@@ -74,32 +74,10 @@ class ProjectionRunner:
         `reads` shares what was read from the log between views at the same position (in one round of
         `follow` they usually are: one query instead of one per view).
         """
-        start = self._positions.get(view.name)
-        if start is None:
-            start = self._positions[view.name] = self.database.position(view.name)
-        notifications = None if reads is None else reads.get(start)
-        if notifications is None:
-            notifications = self.app.recorder.select_notifications(
-                start=start, limit=self.batch, inclusive_of_start=False)
-            if reads is not None:
-                reads[start] = notifications
-        if not notifications:
-            return 0
-        events = [(n.id, self._event(n)) for n in notifications]
         try:
-            with self.database.transaction() as cursor:
-                view.apply(cursor, events)
-                self.database.advance(cursor, view.name, start, notifications[-1].id)
+            return self.step_together([view], {} if reads is None else reads)
         except StaleTracking:
-            self._positions.pop(view.name, None)
-            view.forget()  # another runner got there first; read again from its position
-            return 0
-        except BaseException:
-            self._positions.pop(view.name, None)
-            view.forget()
-            raise
-        self._positions[view.name] = notifications[-1].id
-        return len(events)
+            return 0  # another runner got there first; the next step reads again from its position
 
     def step_together(self, views: Sequence[View], reads: dict[int, list[Any]]) -> int:
         """`step` for views at the same position, in one transaction: one commit instead of one per view.
@@ -200,8 +178,11 @@ class ProjectionRunner:
         return applied
 
     def _position(self, view: View) -> int:
+        """The view's position as this runner last read or wrote it, read from the database the first time."""
         position = self._positions.get(view.name)
-        return self.database.position(view.name) if position is None else position
+        if position is None:
+            position = self._positions[view.name] = self.database.position(view.name)
+        return position
 
     def lag(self, head: int | None = None) -> dict[str, int]:
         """Events each view is behind `head` (default: the log's last position)."""

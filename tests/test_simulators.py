@@ -369,7 +369,7 @@ def test_customs_raises_an_alert_that_holds_the_declaration_and_tells_its_agenci
     assert told == set(declaration.routed_agencies)
     # The same alert message again raises nothing new.
     [body] = [reply for agency, reply in loop.answered if agency == "customs" and b"AlertNotice" in reply]
-    assert Inbox(hub.declarations, hub.views).receive("customs", body).outcome == APPLIED
+    assert Inbox(hub.declarations, hub.views).receive("customs", body).outcome == UNCHANGED
     hub.runner.catch_up()
     assert len(alerts_view(hub.views)["alerts"]) == 1
 
