@@ -24,6 +24,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+_CREATE_LOCK = 0x7472616465657673  # the advisory lock that serialises creating the event tables ("tradeevs")
+
 
 class ArrayInsertRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
@@ -39,6 +41,21 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
             "WHERE originator_id = ANY(%s::{id_type}[]) ORDER BY originator_id, originator_version"
         ).format(**names)
+
+    def create_table(self) -> None:
+        """eventsourcing's tables, index, NOTIFY function and trigger, one process at a time.
+
+        `CREATE OR REPLACE FUNCTION` and `CREATE ... IF NOT EXISTS` race when processes start together
+        (serve's workers do): PostgreSQL then fails one with "tuple concurrently updated" or a unique
+        violation in its catalogue. A session advisory lock, held on a connection of its own while the
+        library creates everything, makes the others wait instead.
+        """
+        with self.datastore.get_connection() as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+            try:
+                super().create_table()
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
 
     def select_streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of these aggregates, in one query: each aggregate's in version order."""

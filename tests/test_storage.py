@@ -47,3 +47,30 @@ def test_a_duplicate_in_a_batch_rolls_the_whole_batch_back(app):
         app.save(_declaration(app, "FRESH-1"), _declaration(app, "TAKEN"))
     after = [n.originator_id for n in app.recorder.select_notifications(start=1, limit=10)]
     assert len(after) == 1 and app.recorder.max_notification_id() == before
+
+
+def test_processes_starting_together_create_the_event_tables_without_a_catalogue_race(postgres_url, tmp_path):
+    """serve starts its workers at once, and each creates eventsourcing's tables, function and trigger."""
+    import subprocess
+    import sys
+
+    import psycopg
+
+    schema = "race_" + tmp_path.name[-8:].lower().replace("-", "_")
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    code = ("import sys; from pathlib import Path; from hub.bootstrap import Settings, build_declarations; "
+            "build_declarations(Settings(data_dir=Path(sys.argv[1]), database_url=sys.argv[2]), "
+            "schema=sys.argv[3]).close()")
+    try:
+        for _ in range(3):  # a race needs a few tries to show
+            processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), postgres_url, schema],
+                                          stderr=subprocess.PIPE, text=True) for _ in range(6)]
+            failures = [process.communicate(timeout=60)[1] for process in processes if process.wait(60)]
+            assert not failures, failures[0]
+            with psycopg.connect(postgres_url, autocommit=True) as connection:
+                connection.execute(f"DROP SCHEMA {schema} CASCADE")
+                connection.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
