@@ -233,3 +233,13 @@ def test_a_release_restated_changes_nothing():
     assert new_events(declaration) == []
     assert declaration.record_response("customs", "m3", "released", "2026-12-01T09:06:00Z", code="09")
     assert new_events(declaration) == ["AgencyResponded"]
+
+
+@pytest.mark.parametrize("late", ["received", "accepted", "inspection_required", "inspected"])
+def test_an_agencys_step_applied_after_its_release_takes_nothing_back(late: str):
+    declaration = submitted()
+    declaration.record_response("customs", "m-08", "released", "2026-12-01T09:05:00Z", code="08")
+    declaration.collect_events()
+    assert not declaration.record_response("customs", "m-05", late, "2026-12-01T09:00:00Z", code="05")
+    assert new_events(declaration) == [] and declaration.agencies["customs"]["status"] == "released"
+    assert declaration.record_response("customs", "m-03", "rejected", "2026-12-01T09:10:00Z", code="03")

@@ -135,6 +135,8 @@ class Lifecycle(RuleBasedStateMachine):
             error = StaleResponse
         elif status == "received" and state["status"] not in ("pending", "received"):
             error, late_receipt = None, True  # overtaken by the agency's decision: changes nothing
+        elif status in ("accepted", "inspection_required", "inspected") and state["status"] == "released":
+            error, late_receipt = None, True  # out of order after the agency's release: changes nothing
         elif status == "cancelled" and state["routed"] and not self.withdrawn:
             error = DeclarationError
         elif self.withdrawn and status not in ACKNOWLEDGEMENTS:

@@ -30,6 +30,8 @@ AGENCY_STATUSES = (
 )
 # How an agency acknowledges a cancellation (after withdrawal, or when routed away).
 _ACKNOWLEDGEMENTS = (RECEIVED, CANCELLED)
+# An agency's steps on the way to its decision: once it has released a version, they come too late.
+_ON_THE_WAY = (RECEIVED, ACCEPTED, INSPECTION_REQUIRED, INSPECTED)
 
 # Overall statuses (SPEC §3, lifecycle step 4).
 SUBMITTED = "submitted"
@@ -297,6 +299,8 @@ class Declaration(Aggregate):
         self._check_agency_may_speak(agency, answers_version, acknowledging=acknowledging)
         if status == RECEIVED and self.agencies[agency]["status"] not in (PENDING, RECEIVED):
             return False  # a receipt overtaken by the agency's own decision takes nothing back
+        if status in _ON_THE_WAY and self.agencies[agency]["status"] == RELEASED:
+            return False  # answers applied out of order (redelivered, say): the agency's release stands
         routed_away = not self.agencies[agency]["routed"]
         if status == CANCELLED and not (routed_away or self.withdrawn):
             raise DeclarationError(f"{agency} may only acknowledge a cancellation the hub sent")
