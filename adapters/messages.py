@@ -17,6 +17,7 @@ from hashlib import blake2b
 from typing import Any, Literal
 
 from hub.declarations import Declaration
+from hub.declarations.domainmodel import GATE_OUT_AGENCIES
 
 # Fixed forever: message ids derive from it, so a resend carries the same id.
 MESSAGE_PERSONALISATION = b"tradehub-msg-v1"
@@ -35,9 +36,6 @@ RECOGNITION, ALERT, ALERT_CLEARED = "recognition", "alert", "alert_cleared"  # t
 
 # Lists of people: their entries are personal data, so a change inside one is named by the list alone.
 PERSONAL_LISTS = ("$.crew", "$.passengers")
-
-# Who must have released goods before the port lets them out (SPEC §4).
-GATE_OUT_AGENCIES = ("customs", "inspection")
 
 
 @dataclass(frozen=True)

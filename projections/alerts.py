@@ -86,7 +86,7 @@ class Enforcement:
         batch.flush()
 
     def _raised(self, batch: _Batch, event: Alert.Raised) -> None:
-        alert = _alert_of(event)
+        alert = event.mutate(None).details()  # what agencies are told of it, as the aggregate says
         key = subject_key(event.subject_kind, event.subject)
         batch.cursor.execute(
             "INSERT INTO alerts (id, subject_kind, subject, subject_key, reason, raised_by, raised_at)"
@@ -171,12 +171,6 @@ class _Batch:
                 self.cursor.execute("UPDATE alert_holds SET lifted_at = ? WHERE alert_id = ? AND declaration_id = ?",
                                     (moment, alert_id, declaration_id))
         self.holds.clear()
-
-
-def _alert_of(event: Alert.Raised) -> dict[str, str]:
-    """What agencies are told of the alert: `Alert.details()`, from its event."""
-    return {"alert_id": str(event.originator_id), "subject_kind": event.subject_kind, "subject": event.subject,
-            "reason": event.reason, "raised_by": event.raised_by, "raised_at": event.timestamp.isoformat()}
 
 
 def alerts_view(database: ViewDatabase, agency: str | None = None, *, limit: int = 500) -> dict[str, Any]:

@@ -12,15 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.declarations import Declaration
-from hub.declarations.domainmodel import AGENCIES, INSPECTED, RECEIVED
+from hub.declarations.domainmodel import AGENCIES, GATE_OUT_AGENCIES, INSPECTED, RECEIVED
 
 from .database import Cursor, ViewDatabase
 from .status_board import stamp
 
 NAME = "exchange"
-# The hub's own notices, as dispatch records them (Message.name), and who the information comes from.
+# The port's release notice, as dispatch records it (its Message.name).
 RELEASE_NOTICE = "release-notice"
-GATE_OUT_AGENCIES = ("customs", "inspection")
 
 
 class Exchange:
@@ -94,7 +93,8 @@ def _flows(database: ViewDatabase, declaration_id: str, states: dict[str, tuple[
            ) -> list[dict[str, Any]]:
     """Information one agency's decision sent to another through the hub, in time order."""
     flows = []
-    sources = [agency for agency in GATE_OUT_AGENCIES if states.get(agency, ("", False))[1]]
+    routed = [agency for agency, (_, is_routed) in states.items() if is_routed]
+    sources = [agency for agency in GATE_OUT_AGENCIES if agency in routed]
     for agency, moment in database.query(
             "SELECT agency, recorded_at FROM agency_messages WHERE declaration_id = ? AND direction = 'outbound'"
             " AND type = ?", (declaration_id, RELEASE_NOTICE)):
@@ -109,7 +109,6 @@ def _flows(database: ViewDatabase, declaration_id: str, states: dict[str, tuple[
     for raised_by, subject, moment, lifted in database.query(
             "SELECT a.raised_by, a.subject_kind || ' ' || a.subject, h.held_at, h.lifted_at FROM alert_holds h"
             " JOIN alerts a ON a.id = h.alert_id WHERE h.declaration_id = ?", (declaration_id,)):
-        routed = [agency for agency, (_, is_routed) in states.items() if is_routed]
         flows.extend({"from": raised_by, "to": agency, "message": f"alert notice: {subject}", "time": moment}
                      for agency in routed)
         if lifted:

@@ -47,7 +47,7 @@ class Recognition:
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         routes: dict[str, tuple[str, str]] = {}  # declaration -> (reference, routed agencies), as of this batch
-        inspections: list[Declaration.InspectionRecorded] = []
+        inspections: list[tuple[Any, tuple[str, str] | None]] = []  # each with its routes, if in this batch
         released = []
         for _, event in events:
             declaration_id = str(event.originator_id)
@@ -70,9 +70,11 @@ class Recognition:
 
     def _inspected(self, cursor: Cursor, inspections: list[tuple[Any, tuple[str, str] | None]]) -> None:
         unknown = sorted({str(event.originator_id) for event, routed in inspections if routed is None})
-        stored = dict(cursor.execute(
-            f"SELECT declaration_id, agencies FROM recognition_routes WHERE declaration_id IN"
-            f" ({', '.join('?' * len(unknown))})", unknown) and cursor.fetchall()) if unknown else {}
+        stored: dict[str, str] = {}
+        if unknown:  # routed in an earlier batch
+            cursor.execute(f"SELECT declaration_id, agencies FROM recognition_routes WHERE declaration_id IN"
+                           f" ({', '.join('?' * len(unknown))})", unknown)
+            stored = dict(cursor.fetchall())
         rows, inspected, recognitions = [], [], []
         for event, routed in inspections:
             declaration_id, recorded = str(event.originator_id), stamp(event.timestamp)

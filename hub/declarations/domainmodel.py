@@ -13,6 +13,8 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 AGENCIES = ("customs", "inspection", "port", "maritime", "border")
+# Who must have released goods (where routed) before the port lets them out (SPEC §4).
+GATE_OUT_AGENCIES = ("customs", "inspection")
 
 # Per-agency statuses (SPEC §3, lifecycle step 3), plus "pending" before the
 # agency has answered and "cancelled" once it is no longer involved.
