@@ -155,11 +155,12 @@ class _Batch:
 
     def flush(self) -> None:
         if self.subjects:
-            touched = [(declaration_id,) for declaration_id in self.subjects]
-            self.cursor.executemany("DELETE FROM alert_subjects WHERE declaration_id = ?", touched)
-            self.cursor.executemany("INSERT INTO alert_subjects (subject_key, declaration_id) VALUES (?, ?)",
-                                    [(key, declaration_id) for declaration_id, keys in self.subjects.items()
-                                     for key in sorted(keys)])
+            self.cursor.bulk("DELETE FROM alert_subjects WHERE declaration_id IN (SELECT id FROM {rows})", "id text",
+                             [(declaration_id,) for declaration_id in self.subjects])
+            self.cursor.bulk("INSERT INTO alert_subjects (subject_key, declaration_id) SELECT * FROM {rows}",
+                             "subject_key text, declaration_id text",
+                             [(key, declaration_id) for declaration_id, keys in self.subjects.items()
+                              for key in sorted(keys)])
             self.subjects.clear()
         for kind, moment, alert_id, declaration_id in self.holds:
             if kind == "placed":

@@ -2,7 +2,9 @@
 
 On the embedded default the views are a SQLite file beside the events
 (`views.sqlite`); on PostgreSQL they are tables in the hub's own database and
-schema. Statements are written once with `?` placeholders. Each view commits
+schema. Statements are written once with `?` placeholders; a statement over
+many rows is written once too, set-based, with `{rows}` for its row source
+(`Cursor.bulk`). Each view commits
 its rows together with its tracking position, and the position only moves
 forward from the value the view started from, so two runners racing on one
 view cannot both apply the same events.
@@ -35,6 +37,41 @@ class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
     def fetchall(self) -> list[tuple]: ...
+
+    def bulk(self, sql: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run `sql` once for a set of rows: its `{rows}` is a row source named `batch`, with `columns`.
+
+        `columns` declares them, as in a table ("declaration_id text, seconds double precision"). On
+        PostgreSQL the rows go as one array per column, unnested in one statement; on SQLite, which is
+        in-process, the statement runs once per row. A statement must mean the same either way: no key
+        may appear twice in one call where order would matter (see `rounds`).
+        """
+
+
+def rounds(rows: Sequence[Sequence[Any]], key: Any) -> list[list[Sequence[Any]]]:
+    """Rows split so that no key comes twice in one round; a key's rows stay in their order across rounds.
+
+    Run one set-based statement per round, in order, and each key sees its rows one after the other, as
+    the log gave them; different keys never depend on each other.
+    """
+    split: list[list[Sequence[Any]]] = []
+    seen: dict[Any, int] = {}
+    for row in rows:
+        index = seen[key(row)] = seen.get(key(row), -1) + 1
+        if index == len(split):
+            split.append([])
+        split[index].append(row)
+    return split
+
+
+def _columns(columns: str) -> tuple[list[str], list[str]]:
+    """`"a text, b double precision"` as names and types."""
+    names, types = [], []
+    for column in columns.split(","):
+        name, _, kind = column.strip().partition(" ")
+        names.append(name)
+        types.append(kind.strip())
+    return names, types
 
 
 _CREATE_LOCK = 0x7472616465687562  # "tradehub": the advisory lock that serialises creating view tables
@@ -97,6 +134,14 @@ class ViewDatabase:
             raise StaleTracking(name)
 
 
+class _SQLiteCursor(sqlite3.Cursor):
+    def bulk(self, sql: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            names, _ = _columns(columns)
+            source = f"(SELECT {', '.join(f'? AS {name}' for name in names)}) AS batch"
+            self.executemany(sql.replace("{rows}", source), rows)
+
+
 class SQLiteViews(ViewDatabase):
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -113,9 +158,9 @@ class SQLiteViews(ViewDatabase):
         return connection
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self) -> Iterator[_SQLiteCursor]:
         connection = self._connection()
-        cursor = connection.cursor()
+        cursor = connection.cursor(_SQLiteCursor)
         cursor.execute("BEGIN IMMEDIATE")
         try:
             yield cursor
@@ -152,6 +197,12 @@ class _PostgresCursor:
 
     def fetchall(self) -> list[tuple]:
         return self._cursor.fetchall()
+
+    def bulk(self, sql: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            names, types = _columns(columns)
+            source = f"unnest({', '.join(f'%b::{kind}[]' for kind in types)}) AS batch ({', '.join(names)})"
+            self._cursor.execute(sql.replace("{rows}", source), [list(column) for column in zip(*rows, strict=True)])
 
 
 class PostgresViews(ViewDatabase):

@@ -35,31 +35,32 @@ class Exchange:
         """Nothing kept in memory."""
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
-        acknowledged, decided = [], []
+        # One row per (declaration, agency) a batch: its first answer of any kind is the acknowledgement
+        # (a decision acknowledges too), its last decision is the decision.
+        rows: dict[tuple[str, str], list[Any]] = {}
         for _, event in events:
             if isinstance(event, Declaration.AgencyResponded):
-                key, moment = (str(event.originator_id), event.agency), stamp(event.timestamp)
-                acknowledged.append((*key, moment))
-                if event.status != RECEIVED:
-                    decided.append((*key, moment, event.status, event.code, event.text))
+                decision = None if event.status == RECEIVED else (event.status, event.code, event.text)
             elif isinstance(event, Declaration.InspectionRecorded):
-                key, moment = (str(event.originator_id), event.agency), stamp(event.timestamp)
-                acknowledged.append((*key, moment))
-                decided.append((*key, moment, INSPECTED, event.result, event.findings))
-        # A decision acknowledges too: the first answer of any kind is the acknowledgement.
-        first: dict[tuple[str, str], str] = {}
-        for declaration_id, agency, moment in acknowledged:
-            first.setdefault((declaration_id, agency), moment)
-        cursor.executemany(
-            "INSERT INTO exchange_agencies (declaration_id, agency, acknowledged_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (declaration_id, agency) DO UPDATE SET acknowledged_at ="
-            " COALESCE(exchange_agencies.acknowledged_at, excluded.acknowledged_at)",
-            [(*key, moment) for key, moment in first.items()])
-        cursor.executemany(
-            "UPDATE exchange_agencies SET decided_at = ?, decision = ?, code = ?, text = ?"
-            " WHERE declaration_id = ? AND agency = ?",
-            [(moment, decision, code, text, declaration_id, agency)
-             for declaration_id, agency, moment, decision, code, text in decided])
+                decision = (INSPECTED, event.result, event.findings)
+            else:
+                continue
+            key, moment = (str(event.originator_id), event.agency), stamp(event.timestamp)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = [*key, moment, None, None, "", ""]
+            if decision is not None:
+                row[3:] = [moment, *decision]
+        cursor.bulk(
+            "INSERT INTO exchange_agencies (declaration_id, agency, acknowledged_at, decided_at, decision, code, text)"
+            " SELECT * FROM {rows} WHERE true ON CONFLICT (declaration_id, agency) DO UPDATE SET"
+            " acknowledged_at = COALESCE(exchange_agencies.acknowledged_at, excluded.acknowledged_at),"
+            " decided_at = COALESCE(excluded.decided_at, exchange_agencies.decided_at),"
+            " decision = COALESCE(excluded.decision, exchange_agencies.decision),"
+            " code = CASE WHEN excluded.decided_at IS NULL THEN exchange_agencies.code ELSE excluded.code END,"
+            " text = CASE WHEN excluded.decided_at IS NULL THEN exchange_agencies.text ELSE excluded.text END",
+            "declaration_id text, agency text, acknowledged_at text, decided_at text, decision text, code text,"
+            " text text", list(rows.values()))
 
 
 def exchange_view(database: ViewDatabase, declaration_id: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from hub.declarations import Declaration, Declarations
 from hub.declarations.domainmodel import RELEASED
 
-from .database import Cursor, ViewDatabase
+from .database import Cursor, ViewDatabase, rounds
 from .status_board import stamp
 
 NAME = "recognition"
@@ -56,17 +56,21 @@ class Recognition:
             elif isinstance(event, Declaration.InspectionRecorded):
                 inspections.append((event, routes.get(declaration_id)))
             elif isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED:
-                moment = stamp(event.timestamp)
-                released.append((moment, declaration_id, event.agency, moment))
-        cursor.executemany(
-            "INSERT INTO recognition_routes (declaration_id, reference, agencies) VALUES (?, ?, ?)"
+                released.append((declaration_id, event.agency, stamp(event.timestamp)))
+        cursor.bulk(
+            "INSERT INTO recognition_routes (declaration_id, reference, agencies) SELECT * FROM {rows} WHERE true"
             " ON CONFLICT (declaration_id) DO UPDATE SET agencies = excluded.agencies",
+            "declaration_id text, reference text, agencies text",
             [(declaration_id, reference, agencies) for declaration_id, (reference, agencies) in routes.items()])
         if inspections:
             self._inspected(cursor, inspections)
         # A release saves an inspection only if it came after the recognition notice.
-        cursor.executemany("UPDATE recognitions SET released_at = ? WHERE declaration_id = ? AND agency = ?"
-                           " AND released_at IS NULL AND notified_at <= ?", released)
+        for releases in rounds(released, key=lambda row: row[:2]):
+            cursor.bulk("UPDATE recognitions SET released_at = batch.released_at FROM {rows}"
+                        " WHERE recognitions.declaration_id = batch.declaration_id"
+                        " AND recognitions.agency = batch.agency AND recognitions.released_at IS NULL"
+                        " AND recognitions.notified_at <= batch.released_at",
+                        "declaration_id text, agency text, released_at text", releases)
 
     def _inspected(self, cursor: Cursor, inspections: list[tuple[Any, tuple[str, str] | None]]) -> None:
         unknown = sorted({str(event.originator_id) for event, routed in inspections if routed is None})
@@ -82,17 +86,23 @@ class Recognition:
             rows.append((declaration_id, event.message_id, event.agency, event.result, event.findings,
                          event.inspected_at, recorded))
             inspected.append((declaration_id, event.agency))
-            recognitions += [(declaration_id, event.message_id, agency, recorded, declaration_id, agency)
+            recognitions += [(declaration_id, event.message_id, agency, recorded)
                              for agency in self.rules.recognisers(event.agency, agencies.split(","))]
         # An agency that inspected the goods itself, before or after, saved no inspection by recognising.
-        cursor.executemany(
+        cursor.bulk(
             "INSERT INTO recognition_inspections (declaration_id, message_id, agency, result, findings,"
-            " inspected_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
-        cursor.executemany(
+            " inspected_at, recorded_at) SELECT * FROM {rows} WHERE true ON CONFLICT DO NOTHING",
+            "declaration_id text, message_id text, agency text, result text, findings text, inspected_at text,"
+            " recorded_at text", rows)
+        cursor.bulk(
             "INSERT INTO recognitions (declaration_id, message_id, agency, notified_at, inspected)"
-            " VALUES (?, ?, ?, ?, (SELECT COUNT(*) FROM recognition_inspections"
-            " WHERE declaration_id = ? AND agency = ?)) ON CONFLICT DO NOTHING", recognitions)
-        cursor.executemany("UPDATE recognitions SET inspected = 1 WHERE declaration_id = ? AND agency = ?", inspected)
+            " SELECT batch.declaration_id, batch.message_id, batch.agency, batch.notified_at,"
+            " (SELECT COUNT(*) FROM recognition_inspections i WHERE i.declaration_id = batch.declaration_id"
+            " AND i.agency = batch.agency) FROM {rows} WHERE true ON CONFLICT DO NOTHING",
+            "declaration_id text, message_id text, agency text, notified_at text", recognitions)
+        cursor.bulk("UPDATE recognitions SET inspected = 1 FROM {rows}"
+                    " WHERE recognitions.declaration_id = batch.declaration_id AND recognitions.agency = batch.agency",
+                    "declaration_id text, agency text", inspected)
 
 
 def recognition_view(database: ViewDatabase, agency: str | None = None, *, limit: int = 500) -> dict[str, Any]:

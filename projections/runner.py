@@ -29,7 +29,7 @@ from .database import Cursor, StaleTracking, ViewDatabase
 
 log = logging.getLogger(__name__)
 LISTEN_SAFETY_POLL = 1.0  # seconds: on PostgreSQL the log is read this often even if no NOTIFY came
-REBUILD_BATCH = 5000  # events per transaction while rebuilding: fewer commits, one read shared by every view
+REBUILD_BATCH = 20_000  # events per transaction while rebuilding: fewer commits, one read shared by every view
 
 
 class View(Protocol):

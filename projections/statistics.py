@@ -15,7 +15,7 @@ from typing import Any
 from hub.declarations import Declaration
 from hub.declarations.domainmodel import AGENCIES, RELEASED
 
-from .database import Cursor, ViewDatabase
+from .database import Cursor, ViewDatabase, rounds
 from .status_board import stamp
 
 NAME = "statistics"
@@ -36,27 +36,47 @@ class Statistics:
         """Nothing kept in memory."""
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
-        started, rerouted, released = [], [], []
+        # Clocks started in this batch are kept here, released here, and written once; those started in an
+        # earlier batch are re-routed and released in the table.
+        clocks: dict[tuple[str, str], list[Any]] = {}  # -> [id, agency, submitted_at, epoch, released_at, seconds]
+        rerouted, released = [], []
         for _, event in events:
             declaration_id = str(event.originator_id)
             if isinstance(event, Declaration.Submitted):
-                moment = event.timestamp
-                started += [(declaration_id, agency, stamp(moment), moment.timestamp())
-                            for agency in (OVERALL, *event.routes)]
+                moment, epoch = stamp(event.timestamp), event.timestamp.timestamp()
+                for agency in (OVERALL, *event.routes):
+                    clocks.setdefault((declaration_id, agency), [declaration_id, agency, moment, epoch, None, None])
             elif isinstance(event, Declaration.Amended):  # agencies routed by the amendment start their clock
-                rerouted += [(agency, declaration_id) for agency in event.routes]
-            elif isinstance(event, Declaration.Released):
-                released.append((stamp(event.timestamp), event.timestamp.timestamp(), declaration_id, OVERALL))
-            elif isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED:
-                released.append((stamp(event.timestamp), event.timestamp.timestamp(), declaration_id, event.agency))
+                overall = clocks.get((declaration_id, OVERALL))
+                if overall is None:
+                    rerouted += [(agency, declaration_id) for agency in event.routes]
+                else:
+                    for agency in event.routes:
+                        clocks.setdefault((declaration_id, agency),
+                                          [declaration_id, agency, *overall[2:4], None, None])
+            elif isinstance(event, Declaration.Released) or (
+                    isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED):
+                agency = OVERALL if isinstance(event, Declaration.Released) else event.agency
+                clock = clocks.get((declaration_id, agency))
+                if clock is None:
+                    released.append((stamp(event.timestamp), event.timestamp.timestamp(), declaration_id, agency))
+                elif clock[4] is None:  # the first release stops the clock
+                    clock[4:] = [stamp(event.timestamp), event.timestamp.timestamp() - clock[3]]
         # In this order, as in the log: a declaration is submitted (or re-routed) before it is released.
-        cursor.executemany("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch)"
-                           " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", started)
-        cursor.executemany("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch)"
-                           " SELECT declaration_id, ?, submitted_at, submitted_epoch FROM clearance"
-                           " WHERE declaration_id = ? AND agency = '' ON CONFLICT DO NOTHING", rerouted)
-        cursor.executemany("UPDATE clearance SET released_at = ?, seconds = ? - submitted_epoch"
-                           " WHERE declaration_id = ? AND agency = ? AND released_at IS NULL", released)
+        cursor.bulk("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch, released_at,"
+                    " seconds) SELECT * FROM {rows} WHERE true ON CONFLICT DO NOTHING",
+                    "declaration_id text, agency text, submitted_at text, submitted_epoch double precision,"
+                    " released_at text, seconds double precision", list(clocks.values()))
+        cursor.bulk("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch)"
+                    " SELECT c.declaration_id, batch.agency, c.submitted_at, c.submitted_epoch"
+                    " FROM clearance c JOIN {rows} ON c.declaration_id = batch.declaration_id"
+                    " WHERE c.agency = '' ON CONFLICT DO NOTHING", "agency text, declaration_id text", rerouted)
+        for releases in rounds(released, key=lambda row: row[2:]):  # the first release stops the clock
+            cursor.bulk("UPDATE clearance SET released_at = batch.released_at,"
+                        " seconds = batch.epoch - clearance.submitted_epoch FROM {rows}"
+                        " WHERE clearance.declaration_id = batch.declaration_id AND clearance.agency = batch.agency"
+                        " AND clearance.released_at IS NULL",
+                        "released_at text, epoch double precision, declaration_id text, agency text", releases)
 
 
 def statistics_view(database: ViewDatabase) -> dict[str, Any]:

@@ -81,28 +81,32 @@ class StatusBoard:
             states = {name: {"status": state["status"], "routed": state["routed"]}
                       for name, state in declaration.agencies.items()}
             summary = json.dumps(states)
+            # Each row is written once a batch, its release time with it: set, cleared by an amendment, or kept.
             if declaration.id in submitted:
                 rows.append((key, declaration.kind, declaration.declarant, declaration.reference,
                              declaration.status, declaration.version, submitted[declaration.id], updated,
-                             summary))
+                             released.get(declaration.id), summary))
             else:
-                updates.append((declaration.status, declaration.version, updated, summary, key))
+                updates.append((declaration.status, declaration.version, updated, summary,
+                                declaration.id in released, released.get(declaration.id), key))
             agencies += [(key, name, state["status"], int(state["routed"])) for name, state in states.items()]
-        if rows:
-            cursor.executemany(
-                "INSERT INTO board_declarations (id, kind, declarant, reference, status, version,"
-                " submitted_at, updated_at, agencies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO NOTHING", rows)
-        if updates:
-            cursor.executemany("UPDATE board_declarations SET status = ?, version = ?, updated_at = ?,"
-                               " agencies = ? WHERE id = ?", updates)
-        if released:
-            cursor.executemany("UPDATE board_declarations SET released_at = ? WHERE id = ?",
-                               [(moment, str(key)) for key, moment in released.items()])
-        cursor.executemany(
-            "INSERT INTO board_agencies (declaration_id, agency, status, routed) VALUES (?, ?, ?, ?)"
+        cursor.bulk(
+            "INSERT INTO board_declarations (id, kind, declarant, reference, status, version, submitted_at,"
+            " updated_at, released_at, agencies) SELECT * FROM {rows} WHERE true ON CONFLICT (id) DO NOTHING",
+            "id text, kind text, declarant text, reference text, status text, version integer,"
+            " submitted_at text, updated_at text, released_at text, agencies text", rows)
+        cursor.bulk(
+            "UPDATE board_declarations SET status = batch.status, version = batch.version,"
+            " updated_at = batch.updated_at, agencies = batch.agencies, released_at = CASE WHEN batch.release"
+            " THEN batch.released_at ELSE board_declarations.released_at END FROM {rows}"
+            " WHERE board_declarations.id = batch.id",
+            "status text, version integer, updated_at text, agencies text, release boolean, released_at text,"
+            " id text", updates)
+        cursor.bulk(
+            "INSERT INTO board_agencies (declaration_id, agency, status, routed) SELECT * FROM {rows} WHERE true"
             " ON CONFLICT (agency, declaration_id) DO UPDATE SET status = excluded.status,"
-            " routed = excluded.routed", agencies)
+            " routed = excluded.routed",
+            "declaration_id text, agency text, status text, routed integer", agencies)
 
     def _advance(self, event: Any) -> Declaration:
         copy = self._copies.pop(event.originator_id, None)
@@ -199,6 +203,8 @@ def stamp(moment: datetime) -> str:
 
     ValueError for a moment that has no UTC equivalent (year 1 at +14:00, say).
     """
+    if moment.tzinfo is timezone.utc:  # every event's timestamp: no conversion to make
+        return moment.isoformat(timespec="microseconds")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     try:

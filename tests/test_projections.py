@@ -11,7 +11,7 @@ import time
 import pytest
 
 from hub.bootstrap import VIEW_NAMES, Hub, Settings, build_hub
-from projections.database import StaleTracking
+from projections.database import StaleTracking, rounds
 from projections.runner import ProjectionRunner
 from projections.status_board import Filters, StatusBoard, list_declarations
 
@@ -256,3 +256,23 @@ def test_catch_up_reaches_the_head_even_when_another_runner_interferes(hub: Hub)
     hub.runner.batch = 5
     hub.runner.catch_up()
     assert hub.views.position("status_board") == hub.declarations.recorder.max_notification_id()
+
+
+def test_rounds_put_no_key_twice_in_a_round_and_keep_each_keys_order():
+    rows = [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("c", 1), ("b", 2)]
+    assert rounds(rows, key=lambda row: row[0]) == [[("a", 1), ("b", 1), ("c", 1)], [("a", 2), ("b", 2)], [("a", 3)]]
+    assert rounds([], key=lambda row: row) == []
+
+
+def test_a_bulk_statement_means_the_same_on_either_store(hub: Hub):
+    """`{rows}` is one set on PostgreSQL and one row at a time on SQLite; NULLs, numbers and flags survive both."""
+    with hub.views.transaction() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bulk_probe (k TEXT PRIMARY KEY, n INTEGER, x DOUBLE PRECISION,"
+                       " t TEXT)")
+        cursor.bulk("INSERT INTO bulk_probe (k, n, x, t) SELECT * FROM {rows} WHERE true ON CONFLICT (k) DO NOTHING",
+                    "k text, n integer, x double precision, t text", [("a", 1, 0.5, None), ("b", 2, None, "é")])
+        cursor.bulk("UPDATE bulk_probe SET t = CASE WHEN batch.flag THEN batch.t ELSE bulk_probe.t END FROM {rows}"
+                    " WHERE bulk_probe.k = batch.k", "k text, flag boolean, t text",
+                    [("a", True, "set"), ("b", False, "ignored")])
+        cursor.bulk("INSERT INTO bulk_probe (k) SELECT * FROM {rows}", "k text", [])  # nothing to do, no statement
+    assert hub.views.query("SELECT k, n, x, t FROM bulk_probe ORDER BY k") == [("a", 1, 0.5, "set"), ("b", 2, None, "é")]
