@@ -1,10 +1,11 @@
-"""Helpers for agency message tests: fixed changes, golden files, a second validator."""
+"""Helpers for agency message tests: fixed changes, golden files, a second validator, an outbox."""
 
 from __future__ import annotations
 
 import copy
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import xmlschema
 
-from adapters.messages import Change, change_of
+from adapters.messages import Change, Message, change_of
 from adapters.xml import SCHEMA_ROOT
 from hub.declarations import Declarations, content_hash, validate_document
 
@@ -25,6 +26,17 @@ INTEROP = SHARED / "interop"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # Golden files are made with this time, so they never depend on the clock.
 EVENT_TIME = datetime(2026, 3, 2, 8, 30, 15, tzinfo=UTC)
+
+
+class Outbox:
+    """A publisher that keeps what dispatch sends, for the simulated agencies to read."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def publish(self, messages: Sequence[Message]) -> int:
+        self.sent.extend(messages)
+        return len(messages)
 
 
 def submitted(document: dict[str, Any], app: Declarations | None = None) -> Change:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.messages import Message
 from adapters.notices import agency_alert, recognition_notice
 from adapters.xml import REFUSAL_CODES
 from hub.bootstrap import Hub
@@ -39,18 +38,7 @@ from projections.recognition import recognition_view
 from projections.runner import ProjectionRunner
 from simulators.agencies import AGENCIES, ALERT_MARK, REJECT_MARK, answer, reply_id
 
-from .messaging import EXAMPLES
-
-
-class Outbox:
-    """A publisher that keeps what dispatch sends, for the simulated agencies to read."""
-
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    def publish(self, messages: Sequence[Message]) -> int:
-        self.sent.extend(messages)
-        return len(messages)
+from .messaging import EXAMPLES, Outbox
 
 
 def example(name: str) -> dict:

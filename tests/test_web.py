@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.messages import Message
 from hub.api.app import create_app
 from hub.api.auth import issue_token
 from hub.bootstrap import Hub
@@ -26,23 +25,15 @@ from simulators.agencies import AGENCIES, answer
 
 from . import samples
 from .conftest import SECRET
+from .messaging import Outbox
 
 CSP = "default-src 'self'"
 EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
-class _Outbox:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    def publish(self, messages: Sequence[Message]) -> int:
-        self.sent.extend(messages)
-        return len(messages)
-
-
 def exchange_with_simulated_agencies(hub: Hub, agencies: Sequence[str] = AGENCIES) -> None:
     """Dispatch every message and let the simulated `agencies` answer until they are done, with no broker between."""
-    outbox = _Outbox()
+    outbox = Outbox()
     runner = ProjectionRunner(hub.declarations, hub.views, dispatches(hub.declarations, AGENCIES, outbox))
     inbox = Inbox(hub.declarations, hub.views)
     while True:
