@@ -26,6 +26,7 @@ from uuid import UUID
 from adapters.messages import Change, Message, advance
 from adapters.outbound import messages_for
 from hub.declarations import Declaration, Declarations, RoutingRules
+from hub.declarations.replay import Replay
 from projections.database import Cursor
 
 MESSAGES_TABLE = (
@@ -60,9 +61,8 @@ class Changes:
     """
 
     def __init__(self, app: Declarations, size: int = _CACHE_SIZE) -> None:
-        self.app = app
         self.size = size
-        self._states: OrderedDict[UUID, Declaration] = OrderedDict()  # each declaration after its latest event
+        self._states = Replay(app, size)
         self._changes: OrderedDict[tuple[UUID, int], Change | None] = OrderedDict()
 
     def of(self, event: Any) -> Change | None:
@@ -71,23 +71,12 @@ class Changes:
         key = (event.originator_id, event.originator_version)
         if key in self._changes:
             return self._changes[key]
-        change, after = advance(event, self._before(event))
-        self._keep(self._states, after.id, after)
-        self._keep(self._changes, key, change)
+        change, after = advance(event, self._states.before(event))
+        self._states.keep(after)
+        self._changes[key] = change
+        if len(self._changes) > self.size:
+            self._changes.popitem(last=False)
         return change
-
-    def _before(self, event: Any) -> Declaration | None:
-        if event.originator_version == 1:
-            return None
-        state = self._states.pop(event.originator_id, None)  # advanced in place: not kept if that fails
-        if state is None or state.version != event.originator_version - 1:
-            state = self.app.repository.get(event.originator_id, version=event.originator_version - 1)
-        return state
-
-    def _keep(self, cache: OrderedDict, key: Any, value: Any) -> None:
-        cache[key] = value
-        if len(cache) > self.size:
-            cache.popitem(last=False)
 
 
 class AgencyDispatch:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from hub.declarations import Declaration, Declarations
+from hub.declarations.replay import Replay
 
 from .database import Cursor, ViewDatabase
 
@@ -54,8 +54,7 @@ class StatusBoard:
     )
 
     def __init__(self, app: Declarations) -> None:
-        self.app = app
-        self._copies: OrderedDict[UUID, Declaration] = OrderedDict()
+        self._copies = Replay(app, _CACHE_SIZE)
 
     def forget(self) -> None:
         self._copies.clear()
@@ -109,14 +108,8 @@ class StatusBoard:
             "declaration_id text, agency text, status text, routed integer", agencies)
 
     def _advance(self, event: Any) -> Declaration:
-        copy = self._copies.pop(event.originator_id, None)
-        if copy is None or copy.version != event.originator_version - 1:
-            copy = (None if event.originator_version == 1 else
-                    self.app.repository.get(event.originator_id, version=event.originator_version - 1))
-        copy = event.mutate(copy)
-        self._copies[copy.id] = copy
-        if len(self._copies) > _CACHE_SIZE:
-            self._copies.popitem(last=False)
+        copy = event.mutate(self._copies.before(event))
+        self._copies.keep(copy)
         return copy
 
 
