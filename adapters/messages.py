@@ -17,21 +17,22 @@ from hashlib import blake2b
 from typing import Any, Literal
 
 from hub.declarations import Declaration
-from hub.declarations.domainmodel import GATE_OUT_AGENCIES
+from hub.declarations.domainmodel import GATE_OUT_AGENCIES  # noqa: F401 - re-exported for the port mapping
 
 # Fixed forever: message ids derive from it, so a resend carries the same id.
 MESSAGE_PERSONALISATION = b"tradehub-msg-v1"
 
 SUBMITTED, AMENDED, WITHDRAWN = "submitted", "amended", "withdrawn"
-# An agency's answer left customs and inspection (where routed) both released: gate-out is allowed.
-GATE_OUT = "gate_out"
+# The enforcement process allowed gate-out (customs and inspection released, nothing holds the goods), or
+# revoked it (a hold, an amendment or a rejection came after): see docs/lifecycle.md, I1.
+GATE_OUT, GATE_OUT_REVOKED = "gate_out", "gate_out_revoked"
 # An agency recorded an inspection result (mutual recognition); an alert's hold was placed or lifted
 # (enforcement assistance).
 INSPECTED, HOLD_PLACED, HOLD_LIFTED = "inspected", "hold_placed", "hold_lifted"
 
 # What an agency must be told about a change.
 ORIGINAL, AMENDMENT, CANCELLATION = "original", "amendment", "cancellation"
-RELEASE_NOTICE = "release_notice"
+RELEASE_NOTICE, RELEASE_REVOCATION = "release_notice", "release_revocation"
 RECOGNITION, ALERT, ALERT_CLEARED = "recognition", "alert", "alert_cleared"  # the hub's notices
 
 # Lists of people: their entries are personal data, so a change inside one is named by the list alone.
@@ -42,7 +43,8 @@ PERSONAL_LISTS = ("$.crew", "$.passengers")
 class Change:
     """A declaration event, as the mappings see it."""
 
-    event: Literal["submitted", "amended", "withdrawn", "gate_out", "inspected", "hold_placed", "hold_lifted"]
+    event: Literal["submitted", "amended", "withdrawn", "gate_out", "gate_out_revoked", "inspected", "hold_placed",
+                   "hold_lifted"]
     declaration_id: str
     version: int
     time: datetime  # the event's time, in UTC: messages are issued at it, never at the clock's
@@ -50,13 +52,14 @@ class Change:
     routes: dict[str, str]  # agency -> why it is routed, after the event
     previous_document: dict[str, Any] | None = None  # before an amendment
     previous_routes: dict[str, str] = field(default_factory=dict)  # before the event
-    reason: str = ""  # why it was withdrawn
+    reason: str = ""  # why it was withdrawn, or why gate-out was revoked
     agencies: dict[str, dict[str, Any]] = field(default_factory=dict)  # each agency's state after the event
     # agency -> the version whose messages it held before the event (its last original or amendment): a
     # mapping names them by it, as Trafic2000 deletes forms by the LARefId they were sent with
     previous_versions: dict[str, int] = field(default_factory=dict)
     inspection: dict[str, str] = field(default_factory=dict)  # the result recorded (`Declaration.inspections`)
     alert: dict[str, str] = field(default_factory=dict)  # the alert whose hold was placed or lifted
+    revoked: int = 0  # for a revocation, the version whose release notice it revokes
 
     @property
     def kind(self) -> str:
@@ -77,7 +80,9 @@ class Change:
         now, before = agency in self.routes, agency in self.previous_routes
         if self.event == GATE_OUT:
             return RELEASE_NOTICE if agency == "port" and now else None
-        if self.event == INSPECTED:
+        if self.event == GATE_OUT_REVOKED:
+            return RELEASE_REVOCATION if agency == "port" and now else None
+        if self.event == INSPECTED:  # never about a rejected or withdrawn version (I2): `advance` gives none
             return RECOGNITION if now and agency != self.inspection["agency"] else None
         if self.event in (HOLD_PLACED, HOLD_LIFTED):
             return (ALERT if self.event == HOLD_PLACED else ALERT_CLEARED) if now else None
@@ -112,21 +117,26 @@ def advance(event: Any, before: Declaration | None) -> tuple[Change | None, Decl
         raise ValueError(f"{type(event).__name__} needs the declaration as it was before it")
     previous_routes = {name: state["reason"] for name, state in before.routed_agencies.items()}
     previous_versions = {name: state["since_version"] for name, state in before.routed_agencies.items()}
-    previous_document, was_open = before.document, gate_out_allowed(before)
+    previous_document, allowed_at = before.document, before.gate_out_version
     lifted = before.holds.get(event.alert_id) if isinstance(event, Declaration.HoldLifted) else None
     after = event.mutate(before)
     if isinstance(event, Declaration.InspectionRecorded):
+        if after.rejected or after.withdrawn:
+            return None, after
         return Change(INSPECTED, document=after.document, routes=previous_routes, previous_routes=previous_routes,
                       inspection=dict(after.inspections[-1]), **common), after
     if isinstance(event, Declaration.HoldPlaced | Declaration.HoldLifted):
         alert = event.alert if isinstance(event, Declaration.HoldPlaced) else lifted
         return Change(HOLD_PLACED if lifted is None else HOLD_LIFTED, document=after.document, routes=previous_routes,
                       previous_routes=previous_routes, alert=dict(alert), **common), after
-    if isinstance(event, Declaration.AgencyResponded):
-        if gate_out_allowed(after) and not was_open:
-            return Change(GATE_OUT, document=after.document, routes=previous_routes, previous_routes=previous_routes,
-                          agencies=copy.deepcopy(after.agencies), **common), after
-        return None, after
+    if isinstance(event, Declaration.GateOutAllowed):
+        return Change(GATE_OUT, document=after.document, routes=previous_routes, previous_routes=previous_routes,
+                      agencies=copy.deepcopy(after.agencies), **common), after
+    if isinstance(event, Declaration.GateOutRevoked):
+        # A withdrawal revokes gate-out too, but the port's cancellation, in the same save, already says so.
+        routes = {} if after.withdrawn else {name: state["reason"] for name, state in after.routed_agencies.items()}
+        return Change(GATE_OUT_REVOKED, document=after.document, routes=routes, previous_routes=previous_routes,
+                      reason=event.reason, revoked=allowed_at, **common), after
     if isinstance(event, Declaration.Amended):
         return Change(AMENDED, document=event.document, routes=dict(event.routes),
                       previous_document=previous_document, previous_routes=previous_routes,
@@ -170,14 +180,6 @@ def listing(lead: str, fields: list[str], limit: int = 512) -> str:
             return f"{text} and {len(fields) - shown} more"
         text += entry
     return text
-
-
-def gate_out_allowed(declaration: Declaration) -> bool:
-    """Goods may leave the port: every routed agency of GATE_OUT_AGENCIES has released them."""
-    routed = declaration.routed_agencies
-    deciders = [agency for agency in GATE_OUT_AGENCIES if agency in routed]
-    return (declaration.kind == "goods" and "port" in routed and not declaration.withdrawn and bool(deciders)
-            and all(routed[agency]["status"] == "released" for agency in deciders))
 
 
 def _utc(moment: datetime) -> datetime:

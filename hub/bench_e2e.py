@@ -1,8 +1,9 @@
 """`tradehub bench e2e`: declarations from submit to released, over PostgreSQL and NATS JetStream.
 
 The hub's parts run as they do in production, each its own process:
-`tradehub worker dispatch`, `tradehub worker consume` and `tradehub agencies
-simulate`, against a fresh PostgreSQL database and an embedded nats-server
+`tradehub worker dispatch`, `tradehub worker consume`, `tradehub worker
+project` (the projections and the enforcement process, which settles gate-out
+and releases) and `tradehub agencies simulate`, against a fresh PostgreSQL database and an embedded nats-server
 with a fresh store. The bench process submits through the application (group
 commit, many threads), as API workers do, and measures:
 
@@ -12,7 +13,7 @@ commit, many threads), as API workers do, and measures:
 2. throughput: declarations offered for `--duration` seconds faster than the
    hub can take them, then the time until the last one is released; rate =
    declarations released / that time;
-3. projection lag meanwhile (`tradehub worker project` runs too): every
+3. projection lag meanwhile: every
    100 ms, the log's head and the position of the view furthest behind; the
    lag of a sample is how long ago the oldest event that view has yet to
    apply entered the log, bounded from above by the sample before it
@@ -70,7 +71,7 @@ def run_e2e(args: argparse.Namespace) -> int:
                 raw_publish = asyncio.run(_raw_publish(nats.url, 5000))
                 settings = Settings(data_dir=Path(directory), database_url=database, broker_url=nats.url)
                 hub = build_hub(settings)  # the tables, before the workers start
-                with _workers(settings, Path(directory), projecting=args.projections):
+                with _workers(settings, Path(directory)):
                     try:
                         latencies = _latency(hub, nats.url, documents[:latency_count])
                         with _LagSampler(database) as lag:
@@ -81,9 +82,8 @@ def run_e2e(args: argparse.Namespace) -> int:
             finally:
                 nats.stop()
     rate = released / seconds
-    print("e2e: PostgreSQL and an embedded nats-server (JetStream); dispatch, consume, "
-          f"{'the projections, ' if args.projections else ''}and the simulated agencies each their own process; "
-          "submits through the application")
+    print("e2e: PostgreSQL and an embedded nats-server (JetStream); dispatch, consume, the projections and "
+          "enforcement, and the simulated agencies each their own process; submits through the application")
     print(f"raw single-row INSERT          {raw_insert:9.0f} rows/s")
     print(f"raw JetStream publish          {raw_publish:9.0f} messages/s (100 acknowledgements in flight)")
     print(f"submitted -> released          {rate:9.1f} declarations/s   {rate / raw_insert:6.1%} of raw INSERT   "
@@ -91,20 +91,17 @@ def run_e2e(args: argparse.Namespace) -> int:
     print(f"submit -> dispatched at 100/s  p50 {_percentile(latencies, .5):.0f} ms   "
           f"p99 {_percentile(latencies, .99):.0f} ms   ({len(latencies)} declarations)")
     lags = lag.seconds()
-    if args.projections:
-        print(f"projection lag, throughput     p50 {_percentile(lags, .5):.0f} ms   p99 {_percentile(lags, .99):.0f} ms   "
-              f"max {_percentile(lags, 1):.0f} ms   ({len(lags)} samples, every {LAG_SAMPLE * 1000:.0f} ms, "
-              f"{len(VIEW_NAMES)} views)")
+    print(f"projection lag, throughput     p50 {_percentile(lags, .5):.0f} ms   p99 {_percentile(lags, .99):.0f} ms   "
+          f"max {_percentile(lags, 1):.0f} ms   ({len(lags)} samples, every {LAG_SAMPLE * 1000:.0f} ms, "
+          f"{len(VIEW_NAMES)} views)")
     return 0
 
 
 @contextmanager
-def _workers(settings: Settings, directory: Path, *, projecting: bool) -> Iterator[None]:
+def _workers(settings: Settings, directory: Path) -> Iterator[None]:
     env = dict(os.environ, TRADEHUB_DATABASE_URL=settings.database_url, TRADEHUB_BROKER_URL=settings.broker_url,
                TRADEHUB_DATA_DIR=str(directory), TRADEHUB_SECRET="bench-" + "x" * 40)
-    commands = [("worker", "dispatch"), ("worker", "consume"), ("agencies", "simulate")]
-    if projecting:
-        commands.append(("worker", "project"))
+    commands = [("worker", "dispatch"), ("worker", "consume"), ("worker", "project"), ("agencies", "simulate")]
     processes = [subprocess.Popen([sys.executable, "-m", "hub.cli", *command], env=env, stdout=subprocess.DEVNULL,
                                   stderr=(directory / f"{command[-1]}.log").open("wb")) for command in commands]
     try:

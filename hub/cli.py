@@ -213,8 +213,6 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--offered", type=int, default=250, help="declarations offered per second meanwhile")
     e2e.add_argument("--latency-seconds", type=int, default=20, help="seconds at 100/s for the latency figure")
     e2e.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
-    e2e.add_argument("--no-projections", dest="projections", action="store_false",
-                     help="without tradehub worker project (and so without its lag figure)")
     rebuild_bench = suites.add_parser("rebuild", help="the read models rebuilt from 100,000+ events, against a "
                                                      "raw read of the event table")
     rebuild_bench.add_argument("--declarations", type=int, default=16000,

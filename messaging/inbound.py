@@ -22,12 +22,18 @@ consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
 
 An agency may also raise a risk alert (SPEC §5, enforcement assistance): an
 alert notice of the hub's own schema (xsd/notices/, function 9) about a
-declaration routed to it. The alert's id derives from the agency and its
-message id, so a redelivery raises nothing new; the alerts view then holds the
-declarations it touches.
+declaration routed to it, on one of that declaration's parties, its ship or
+one of its containers (I7, docs/lifecycle.md); anything else is dead-lettered.
+The alert's id derives from the agency, its message id and the alert's
+content, so a redelivery raises nothing new while nobody can guess it from
+the message id; the enforcement process then holds the declarations it
+touches. A declaration already released or withdrawn is not reopened, but the
+alert is raised all the same, for the declarations still to come.
 
 A message the hub refuses (hostile, invalid, unreadable, about an unknown
-declaration or one not routed to that agency, stale, or too late) changes
+declaration or one not routed to that agency, about a version it cannot
+establish or one replaced since, moving forward a version an agency rejected,
+or too late) changes
 nothing: it is published to `tradehub.dead.<agency>` with its reason in
 headers, then settled so that it is never delivered again. A message whose handling fails for another reason
 (the database is down, say) is retried with a delay; at its last allowed
@@ -42,7 +48,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -55,16 +61,19 @@ from adapters.inspection import parse_decisions
 from adapters.maritime import parse_maritime_replies
 from adapters.messages import Reply
 from adapters.notices import NS, ORIGINAL, read_agency_alert
+from adapters.outbound import answered_version
 from adapters.port import parse_port_replies
 from adapters.xml import UNEXPECTED_ROOT, Refused
-from hub.declarations import AlertInvalid, AlertNotFound, Declarations, agency_alert_id
-from hub.declarations.application import DeclarationNotFound
+from hub.declarations import AlertInvalid, AlertNotFound, Declarations, agency_alert_id, subject_key, subjects_of
+from hub.declarations.application import DeclarationNotFound, alert_subject
 from hub.declarations.domainmodel import (
     AgencyNotRouted,
     Declaration,
     DeclarationClosed,
     DeclarationError,
     StaleResponse,
+    UnknownVersion,
+    VersionRejected,
 )
 from messaging.broker import (
     DEAD_STREAM,
@@ -96,7 +105,10 @@ NO_REPLY = "no-reply"
 MIXED_DECLARATIONS = "mixed-declarations"
 UNKNOWN_DECLARATION = "unknown-declaration"
 NOT_ROUTED = "not-routed"
+FOREIGN_SUBJECT = "foreign-subject"
 STALE = "stale"
+UNKNOWN_VERSION = "unknown-version"
+REJECTED_VERSION = "rejected-version"
 CLOSED = "closed"
 REFUSED_BY_HUB = "refused-by-hub"
 POISON = "poison"
@@ -179,7 +191,15 @@ class Inbox:
             return dead(UNKNOWN_DECLARATION, str(error), alert.declaration_id)
         if agency not in declaration.routed_agencies:
             return dead(NOT_ROUTED, f"the declaration is not routed to {agency}", alert.declaration_id)
-        alert_id = agency_alert_id(agency, alert.message_id)
+        try:
+            subject = alert_subject(alert.subject_kind, alert.subject)
+        except AlertInvalid as error:
+            return dead(REFUSED_BY_HUB, str(error), alert.declaration_id)
+        if subject_key(alert.subject_kind, subject) not in subjects_of(declaration.document):
+            return dead(FOREIGN_SUBJECT, f"{alert.subject_kind} {subject} is none of the parties, ship or containers "
+                                         f"of declaration {alert.declaration_id}", alert.declaration_id)
+        alert_id = agency_alert_id(agency, alert.message_id, alert.subject_kind, subject, alert.reason,
+                                   alert.declaration_id)
         try:
             raised, outcome = self.app.get_alert(alert_id), UNCHANGED  # delivered again
         except AlertNotFound:
@@ -235,13 +255,18 @@ class Inbox:
         is used for one attempt only.
         """
         try:
-            declaration, changed = self.app.answer(declaration_id, replies, current=current)
+            declaration, changed = self.app.answer(declaration_id, [Answering(reply) for reply in replies],
+                                                   current=current)
         except DeclarationNotFound as error:
             return dead(UNKNOWN_DECLARATION, str(error), declaration_id), None, False
         except AgencyNotRouted as error:
             return dead(NOT_ROUTED, str(error), declaration_id), None, False
         except StaleResponse as error:
             return dead(STALE, str(error), declaration_id), None, False
+        except UnknownVersion as error:
+            return dead(UNKNOWN_VERSION, str(error), declaration_id), None, False
+        except VersionRejected as error:
+            return dead(REJECTED_VERSION, str(error), declaration_id), None, False
         except DeclarationClosed as error:
             return dead(CLOSED, str(error), declaration_id), None, False
         except (DeclarationError, ValueError) as error:
@@ -272,6 +297,26 @@ class Inbox:
                 "INSERT INTO agency_messages (direction, agency, message_id, declaration_id, version, type,"
                 " function_code, time, body, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (direction, agency, message_id) DO NOTHING", rows)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """A reply, applied to the version it answers (I4, docs/lifecycle.md): the version it names, or else the
+    version of the hub message it quotes (Trafic2000 replies name none). One it cannot establish is refused,
+    never applied to whatever version is current."""
+
+    reply: Reply
+
+    def apply_to(self, declaration: Declaration) -> bool:
+        reply = self.reply
+        if reply.version is None:
+            version = answered_version(declaration, reply.agency, reply.answers)
+            if version is None:
+                raise UnknownVersion(f"{reply.agency}'s reply {reply.message_id} names no version, and answers "
+                                     f"{reply.answers or 'no message'}, which the hub never sent it about this "
+                                     "declaration")
+            reply = replace(reply, version=version)
+        return reply.apply_to(declaration)
 
 
 _ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")

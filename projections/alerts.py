@@ -7,7 +7,11 @@ alerts are open, and:
 - when an alert is raised, holds every open declaration involving its subject;
 - when a declaration is submitted or amended, holds it for every open alert
   on one of its subjects;
-- when an alert is cleared, lifts its holds.
+- when an alert is cleared, lifts its holds;
+- when an agency's release or a lifted hold may have made gate-out or the
+  release due, settles the declaration (`Declarations.settle`): having placed
+  the holds of every alert before that point in the log, it is the one place
+  where a hold cannot lose a race (I3, docs/lifecycle.md).
 
 Alerts and declarations share one log, read in one order by one view, so a
 declaration submitted while an alert is raised is held either way. The
@@ -23,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from hub.declarations import (
     Alert,
@@ -34,6 +39,7 @@ from hub.declarations import (
     subjects_of,
 )
 from hub.declarations.alert import OPEN
+from hub.declarations.domainmodel import RELEASED
 
 from .database import Cursor, ViewDatabase
 from .status_board import stamp
@@ -68,15 +74,23 @@ class Enforcement:
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         batch = _Batch(self, cursor)
+        # Declarations whose gate-out or release may have become due, with the version through which every
+        # alert before it in the log has placed its hold (I3): settled once the batch is read, so that the
+        # holds of the batch's own alerts stand by then too.
+        due: dict[UUID, int] = {}
         for _, event in events:
             if isinstance(event, Declaration.Submitted | Declaration.Amended):
                 batch.declared(str(event.originator_id), subjects_of(event.document))
             elif isinstance(event, Declaration.Released | Declaration.Withdrawn):
                 batch.declared(str(event.originator_id), set())  # no longer open: no longer involved
+                due.pop(event.originator_id, None)  # nothing left to settle
+            elif isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED:
+                due[event.originator_id] = event.originator_version
             elif isinstance(event, Declaration.HoldPlaced):
                 batch.holds.append(("placed", stamp(event.timestamp), event.alert_id, str(event.originator_id)))
             elif isinstance(event, Declaration.HoldLifted):
                 batch.holds.append(("lifted", stamp(event.timestamp), event.alert_id, str(event.originator_id)))
+                due[event.originator_id] = event.originator_version
             elif isinstance(event, Alert.Raised):
                 batch.flush()  # the alert must see every declaration before it
                 self._raised(batch, event)
@@ -84,6 +98,8 @@ class Enforcement:
                 batch.flush()
                 self._cleared(batch, event)
         batch.flush()
+        if due:
+            self.app.settle(due)
 
     def _raised(self, batch: _Batch, event: Alert.Raised) -> None:
         alert = event.mutate(None).details()  # what agencies are told of it, as the aggregate says

@@ -9,13 +9,14 @@ in the agency's own reply format:
 | agency | message | receipt | decision |
 |---|---|---|---|
 | customs | declaration, conveyance report or amendment | 02 received | 08 release; 03 rejected when the trader's reference contains `REJECT`; 05 physical control for controlled goods (below), then it waits for the inspection result |
-| customs | recognition notice of a result | | 08 release on a pass, 03 rejected on a fail, without inspecting again |
+| customs | recognition notice of a result | | 08 release on a pass, 03 rejected on a fail, without inspecting again; nothing for a version it rejected |
 | customs | invalidation | | 10 invalidated |
 | inspection | declaration or amendment | RCV | HPC, then IRP (inspection passed), then REL, as one message |
 | inspection | recognition notice of a result | | REL on a pass, NAC on a fail |
 | inspection | cancellation | | CAN |
 | port | cargo notice or its amendment | RCV | none: goods wait for the release notice |
 | port | release notice | RNR | REL |
+| port | release revocation | RVR | HLD: the goods stop at the gate until a new release notice |
 | port | visit request or its amendment | RCV | VID (visit id), then REL, as one message |
 | port | cancellation | | CAN |
 | maritime, border | FAL form | OK | Cleared |
@@ -35,10 +36,17 @@ border agencies, which do not inspect here) are read and validated, and need
 no answer.
 Every reply's id derives from the message it answers, so a message delivered
 twice is answered with the same ids and the hub applies the answer once.
+
+Customs remembers what it rejected (`Memory`, one per simulator process, as a
+real customs system keeps its decisions): a recognition notice about a
+version it rejected is read and not answered, so it never releases what it
+rejected; an amendment it does not reject clears the memory. The hub refuses
+such a release anyway (docs/lifecycle.md, I2).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,7 +68,13 @@ from adapters.maritime import DECISION_SCHEMA as MARITIME_DECISION
 from adapters.maritime import RECEIPT_SCHEMA as MARITIME_RECEIPT
 from adapters.maritime import SUPPRESSION_SCHEMA as MARITIME_SUPPRESSION
 from adapters.notices import ALERT_NOTICE_SCHEMA, NS, RECOGNITION_NOTICE_SCHEMA, agency_alert
-from adapters.port import CARGO_NOTICE_SCHEMA, RELEASE_NOTICE_SCHEMA, REPLIES_SCHEMA, VISIT_REQUEST_SCHEMA
+from adapters.port import (
+    CARGO_NOTICE_SCHEMA,
+    RELEASE_NOTICE_SCHEMA,
+    RELEASE_REVOCATION_SCHEMA,
+    REPLIES_SCHEMA,
+    VISIT_REQUEST_SCHEMA,
+)
 from adapters.xml import Schema, admit_any, check_outbound
 
 PERSONALISATION = b"tradehub-sim-v1"
@@ -83,7 +97,7 @@ NOTICES = (RECOGNITION_NOTICE_SCHEMA, ALERT_NOTICE_SCHEMA)
 INBOX: dict[str, tuple[Schema, ...]] = {
     "customs": (CUSTOMS_DECLARATION, *NOTICES),
     "inspection": (INSPECTION_DECLARATION, *NOTICES),
-    "port": (CARGO_NOTICE_SCHEMA, VISIT_REQUEST_SCHEMA, RELEASE_NOTICE_SCHEMA, *NOTICES),
+    "port": (CARGO_NOTICE_SCHEMA, VISIT_REQUEST_SCHEMA, RELEASE_NOTICE_SCHEMA, RELEASE_REVOCATION_SCHEMA, *NOTICES),
     "maritime": (GENERAL_DECLARATION_SCHEMA, DANGEROUS_GOODS_SCHEMA, MARITIME_SUPPRESSION, *NOTICES),
     "border": (CREW_LIST_SCHEMA, PASSENGER_LIST_SCHEMA, BORDER_SUPPRESSION, *NOTICES),
 }
@@ -100,6 +114,29 @@ class Answer:
 Clock = Callable[[], datetime]
 
 
+class Memory:
+    """What a simulated agency remembers of its own decisions: the declarations customs rejected, and the
+    version it rejected, the most recent `size` of them."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self.rejected: OrderedDict[str, int] = OrderedDict()
+
+    def reject(self, declaration_id: str, version: int) -> None:
+        self.rejected[declaration_id] = version
+        self.rejected.move_to_end(declaration_id)
+        if len(self.rejected) > self.size:
+            self.rejected.popitem(last=False)
+
+    def assessed(self, declaration_id: str, version: int) -> None:
+        """A later version assessed without rejecting it: the rejection no longer stands."""
+        if self.rejected.get(declaration_id, version) < version:
+            del self.rejected[declaration_id]
+
+    def rejects(self, declaration_id: str) -> bool:
+        return declaration_id in self.rejected
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -109,15 +146,20 @@ def reply_id(answered: str, kind: str) -> str:
     return blake2b(f"{answered}:{kind}".encode(), digest_size=16, person=PERSONALISATION).hexdigest()
 
 
-def answer(agency: str, body: bytes, headers: Mapping[str, str], clock: Clock = _now) -> list[Answer]:
-    """The replies `agency` sends for one hub message, in order; `Refused` if the message is not valid."""
+def answer(agency: str, body: bytes, headers: Mapping[str, str], clock: Clock = _now,
+           memory: Memory | None = None) -> list[Answer]:
+    """The replies `agency` sends for one hub message, in order; `Refused` if the message is not valid.
+
+    `memory` is what the agency remembers of its decisions (a fresh one, remembering nothing, if not given).
+    """
     root = admit_any(body, INBOX[agency])
+    memory = memory if memory is not None else Memory()
     if root.tag == RECOGNITION_NOTICE_SCHEMA.root:
         recognise = _RECOGNISING.get(agency)
-        return recognise(root, clock()) if recognise else []
+        return recognise(root, clock(), memory) if recognise else []
     if root.tag in (schema.root for schema in NOTICES):
         return []
-    return _RULES[agency](root, headers, clock())
+    return _RULES[agency](root, headers, clock(), memory)
 
 
 def _recognised(root: etree._Element) -> tuple[str, str, str, str, str]:
@@ -129,7 +171,7 @@ def _recognised(root: etree._Element) -> tuple[str, str, str, str, str]:
 
 # ---- customs (WCO RES-DMS:2) -------------------------------------------------------------------
 
-def _customs(root: etree._Element, _headers: Mapping[str, str], now: datetime) -> list[Answer]:
+def _customs(root: etree._Element, _headers: Mapping[str, str], now: datetime, memory: Memory) -> list[Answer]:
     declaration = root.find(f"{{{DEC}}}Declaration")
     answered = _text(declaration, f"{{{DEC}}}FunctionalReferenceID")
     ident = _text(declaration, f"{{{DEC}}}ID")
@@ -141,8 +183,10 @@ def _customs(root: etree._Element, _headers: Mapping[str, str], now: datetime) -
     reference = _text(root, f".//{{{DEC}}}TraderAssignedReferenceID")
     receipt = _customs_response(answered, ident, version, "02", now)
     if REJECT_MARK in reference:
+        memory.reject(ident, int(version))
         return [receipt, _customs_response(answered, ident, version, "03", now,
                                            error=f"reference {reference} is marked {REJECT_MARK}")]
+    memory.assessed(ident, int(version))
     alert = [_customs_alert(declaration, answered, ident, version, reference, now)] if ALERT_MARK in reference else []
     if _controlled(declaration):
         return [receipt, *alert, _customs_response(answered, ident, version, "05", now)]
@@ -159,8 +203,10 @@ def _controlled(declaration: etree._Element) -> bool:
     return bool(chapters & CONTROLLED_CHAPTERS or documents & CONTROLLED_DOCUMENTS)
 
 
-def _customs_recognises(root: etree._Element, now: datetime) -> list[Answer]:
+def _customs_recognises(root: etree._Element, now: datetime, memory: Memory) -> list[Answer]:
     answered, ident, version, inspector, result = _recognised(root)
+    if memory.rejects(ident):
+        return []  # customs rejected this declaration: another agency's result changes nothing
     if result == "pass":
         return [_customs_response(answered, ident, version, "08", now)]
     return [_customs_response(answered, ident, version, "03", now,
@@ -202,13 +248,13 @@ def _customs_response(answered: str, ident: str, version: str, code: str, now: d
 
 # ---- inspection and port (the hub's own reply schemas) -----------------------------------------
 
-def _inspection_recognises(root: etree._Element, now: datetime) -> list[Answer]:
+def _inspection_recognises(root: etree._Element, now: datetime, _memory: Memory) -> list[Answer]:
     answered, ident, version, _, result = _recognised(root)
     return [_replies(INSPECTION, "Decisions", INSPECTION_DECISION, answered, ident, version, now,
                      [("Decision", "REL" if result == "pass" else "NAC")])]
 
 
-def _inspection(root: etree._Element, _headers: Mapping[str, str], now: datetime) -> list[Answer]:
+def _inspection(root: etree._Element, _headers: Mapping[str, str], now: datetime, _memory: Memory) -> list[Answer]:
     answered, ident, version, _ = _hub_message(root, INSPECTION)
     if _text(root, f"{{{INSPECTION}}}TypeCode") == "INV":
         return [_replies(INSPECTION, "Decisions", INSPECTION_DECISION, answered, ident, version, now,
@@ -219,12 +265,14 @@ def _inspection(root: etree._Element, _headers: Mapping[str, str], now: datetime
                      [("Decision", "HPC"), ("Decision", "IRP"), ("Decision", "REL")])]
 
 
-def _port(root: etree._Element, _headers: Mapping[str, str], now: datetime) -> list[Answer]:
+def _port(root: etree._Element, _headers: Mapping[str, str], now: datetime, _memory: Memory) -> list[Answer]:
     answered, ident, version, function = _hub_message(root, PORT)
 
     def replies(*kinds: tuple[str, str]) -> Answer:
         return _replies(PORT, "Replies", REPLIES_SCHEMA, answered, ident, version, now, list(kinds))
 
+    if root.tag == RELEASE_REVOCATION_SCHEMA.root:  # a cancellation of the release notice, not of the cargo
+        return [replies(("Acknowledgement", "RVR"), ("Decision", "HLD"))]
     if function == "1":
         return [replies(("Acknowledgement", "CAN"))]
     if root.tag == RELEASE_NOTICE_SCHEMA.root:
@@ -261,7 +309,7 @@ def _replies(namespace: str, envelope: str, schema: Schema, answered: str, ident
 # ---- maritime and border (Trafic2000 receipts and formality decisions) --------------------------
 
 def _fal(agency: str, receipt_schema: Schema, decision_schema: Schema, suppression: Schema):
-    def rules(root: etree._Element, headers: Mapping[str, str], now: datetime) -> list[Answer]:
+    def rules(root: etree._Element, headers: Mapping[str, str], now: datetime, _memory: Memory) -> list[Answer]:
         answered = root.find("Header").get("LARefId")
         if root.tag == suppression.root:
             ship_call = headers.get("Tradehub-Declaration-Id", "")
@@ -306,7 +354,7 @@ def _compact(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
 
 
-Rules = Callable[[etree._Element, Mapping[str, str], datetime], list[Answer]]
+Rules = Callable[[etree._Element, Mapping[str, str], datetime, Memory], list[Answer]]
 _RULES: dict[str, Rules] = {
     "customs": _customs,
     "inspection": _inspection,
@@ -316,7 +364,7 @@ _RULES: dict[str, Rules] = {
 }
 AGENCIES = tuple(_RULES)
 # What the agencies that recognise another's inspections do with its result (the others need no answer).
-_RECOGNISING: dict[str, Callable[[etree._Element, datetime], list[Answer]]] = {
+_RECOGNISING: dict[str, Callable[[etree._Element, datetime, Memory], list[Answer]]] = {
     "customs": _customs_recognises,
     "inspection": _inspection_recognises,
 }

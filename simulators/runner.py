@@ -37,7 +37,7 @@ from messaging.broker import (
 )
 from messaging.rabbit import EXCHANGE, declare, queue
 
-from .agencies import Answer, answer
+from .agencies import Answer, Memory, answer
 
 log = logging.getLogger("tradehub.simulators")
 
@@ -53,11 +53,11 @@ def consumer(agency: str) -> PullConsumer:
     return PullConsumer(OUTBOUND_STREAM, outbound_subject(agency), durable_name(agency), ConsumerConfig(ack_wait=10))
 
 
-def _answers(agency: str, body: bytes, headers: Mapping[str, object]) -> list[Answer] | None:
+def _answers(agency: str, body: bytes, headers: Mapping[str, object], memory: Memory) -> list[Answer] | None:
     """The agency's replies to a hub message, or None if it refuses the message (logged)."""
     text = {key: value.decode() if isinstance(value, bytes) else str(value) for key, value in headers.items()}
     try:
-        return answer(agency, body, text)
+        return answer(agency, body, text, memory=memory)
     except Refused as refused:
         log.error("%s refuses hub message %s: %s", agency, text.get("Nats-Msg-Id", ""), refused)
         return None
@@ -69,10 +69,11 @@ async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Eve
     if uses_rabbitmq(broker_url):
         return await _simulate_rabbit(broker_url, agencies, stop, ready)
     broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
+    memory = Memory()  # what these agencies remember of their decisions while they run
 
     def handler(agency: str):
         async def answer_one(raw: Msg) -> None:
-            answers = _answers(agency, raw.data, raw.headers or {})
+            answers = _answers(agency, raw.data, raw.headers or {}, memory)
             if answers is None:
                 await raw.term()
                 return
@@ -105,11 +106,12 @@ async def simulate(broker_url: str, agencies: Sequence[str], stop: threading.Eve
 async def _simulate_rabbit(url: str, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                            ready: Callable[[], None] | None) -> None:
     broker = RabbitBroker(url, log_level=logging.DEBUG)
+    memory = Memory()
 
     def handler(agency: str):
         async def handle(message: RabbitMessage) -> None:
             raw = message.raw_message
-            answers = _answers(agency, raw.body, raw.headers or {})
+            answers = _answers(agency, raw.body, raw.headers or {}, memory)
             if answers is None:
                 await message.reject()
                 return

@@ -90,10 +90,21 @@ def test_responses_apply_once_and_release(app: Declarations):
     for _ in range(2):
         app.record_response(declaration.id, "customs", "c-1", "released", "2026-12-01T09:00:00Z", code="08")
     app.record_response(declaration.id, "port", "p-1", "released", "2026-12-01T09:10:00Z")
-    stored = app.get(declaration.id)
-    assert stored.status == "released"
+    assert app.get(declaration.id).status == "in_progress"  # every agency released: the enforcement process decides
+    [settled] = app.settle({declaration.id: app.get(declaration.id).version})
+    assert settled.status == app.get(declaration.id).status == "released"
     assert [e["type"] for e in app.history(declaration.id)] == [
-        "Submitted", "AgencyResponded", "AgencyResponded", "Released"]
+        "Submitted", "AgencyResponded", "AgencyResponded", "GateOutAllowed", "Released"]
+    assert app.settle({declaration.id: app.get(declaration.id).version}) == []  # settled once
+
+
+def test_settling_many_declarations_saves_them_together_and_refuses_none(app: Declarations):
+    ids = [app.submit(samples.goods(reference=f"S-{n}")).declaration.id for n in range(3)]
+    for ident in ids[:2]:
+        app.record_response(ident, "customs", f"c-{ident}", "released", "2026-12-01T09:00:00Z")
+    settled = app.settle({ident: app.get(ident).version for ident in ids})
+    assert sorted(d.id for d in settled) == sorted(ids[:2])
+    assert [app.get(ident).gate_out for ident in ids] == [True, True, False]
 
 
 def test_history_is_readable(app: Declarations):

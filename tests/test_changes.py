@@ -8,12 +8,14 @@ from adapters.messages import (
     AMENDMENT,
     CANCELLATION,
     GATE_OUT,
+    GATE_OUT_REVOKED,
     HOLD_LIFTED,
     HOLD_PLACED,
     INSPECTED,
     ORIGINAL,
     RECOGNITION,
     RELEASE_NOTICE,
+    RELEASE_REVOCATION,
     change_of,
 )
 from adapters.outbound import messages_for
@@ -46,9 +48,10 @@ def test_the_port_hears_once_customs_and_inspection_have_both_released():
     app.record_response(declaration.id, "inspection", "i-1", "released", "2026-03-02T11:00:00Z")
     app.record_response(declaration.id, "customs", "c-2", "released", "2026-03-02T12:00:00Z",
                        code="09")  # cleared, after the release
+    samples.settle(app, declaration.id)
     changes = replay(app, declaration.id)
-    assert kinds(changes) == ["submitted", None, None, GATE_OUT, None]
-    gate_out = changes[3]
+    assert kinds(changes) == ["submitted", None, None, None, None, GATE_OUT]
+    gate_out = changes[5]
     assert [agency for agency in ("customs", "inspection", "port", "maritime") if gate_out.action_for(agency)] == [
         "port"]
     assert gate_out.action_for("port") == RELEASE_NOTICE
@@ -60,17 +63,22 @@ def test_without_inspection_the_customs_release_alone_lets_the_goods_out():
     declaration = app.submit(samples.goods()).declaration
     assert "inspection" not in declaration.routed_agencies
     app.record_response(declaration.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
-    assert kinds(replay(app, declaration.id)) == ["submitted", GATE_OUT]
+    assert kinds(replay(app, declaration.id)) == ["submitted", None]  # until the enforcement process settles it
+    samples.settle(app, declaration.id)
+    assert kinds(replay(app, declaration.id)) == ["submitted", None, GATE_OUT]
 
 
 def test_no_release_notice_without_the_port_or_for_a_ship():
     app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     by_road = app.submit(samples.goods(reference="ROAD", transport={"mode": "road"}, containers=[])).declaration
     app.record_response(by_road.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
+    samples.settle(app, by_road.id)
+    assert app.get(by_road.id).status == "released"
     assert GATE_OUT not in kinds(replay(app, by_road.id))  # released overall, but there is no port to tell
     call = app.submit(samples.vessel_call()).declaration
     for agency in ("customs", "inspection"):
         app.record_response(call.id, agency, f"{agency}-1", "released", "2026-03-02T10:00:00Z")
+    samples.settle(app, call.id)
     assert GATE_OUT not in kinds(replay(app, call.id))
 
 
@@ -78,11 +86,14 @@ def test_a_release_after_an_amendment_notifies_the_port_again():
     app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     declaration = app.submit(samples.goods()).declaration
     app.record_response(declaration.id, "customs", "c-1", "released", "2026-03-02T10:00:00Z")
-    app.amend(declaration.id, 2, samples.goods(customs_office="3701"))
+    samples.settle(app, declaration.id)
+    app.amend(declaration.id, 3, samples.goods(customs_office="3701"))
     app.record_response(declaration.id, "customs", "c-2", "released", "2026-03-02T12:00:00Z")
+    samples.settle(app, declaration.id)
     changes = replay(app, declaration.id)
-    assert kinds(changes) == ["submitted", GATE_OUT, "amended", GATE_OUT]
-    assert changes[1].version != changes[3].version
+    assert kinds(changes) == ["submitted", None, GATE_OUT, "amended", GATE_OUT_REVOKED, None, GATE_OUT]
+    assert changes[2].version != changes[6].version
+    assert changes[4].action_for("port") == RELEASE_REVOCATION and changes[4].revoked == changes[2].version
 
 
 def test_what_each_agency_is_told_about_an_amendment_that_reroutes():

@@ -10,6 +10,8 @@ from hub.declarations.domainmodel import (
     DeclarationClosed,
     IdentityChanged,
     StaleResponse,
+    UnknownVersion,
+    VersionRejected,
 )
 
 from . import samples
@@ -34,8 +36,10 @@ def new_events(declaration: Declaration) -> list[str]:
 
 
 def released(declaration: Declaration) -> Declaration:
+    """Every routed agency releases, and the enforcement process settles what that made due."""
     for agency in declaration.routed_agencies:
         declaration.record_response(agency, f"{agency}-release", "released", "2026-12-01T10:00:00Z")
+    declaration.settle(declaration.version)
     declaration.collect_events()
     return declaration
 
@@ -61,13 +65,97 @@ def test_a_first_answer_puts_the_declaration_in_progress():
     assert declaration.agencies["customs"]["code"] == "02"
 
 
-def test_release_by_the_last_routed_agency_releases_the_declaration():
+def test_release_by_the_last_routed_agency_is_settled_by_the_enforcement_process():
     declaration = submitted()
     declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z")
     assert new_events(declaration) == ["AgencyResponded"]
     declaration.record_response("port", "m2", "released", "2026-12-01T09:05:00Z")
-    assert new_events(declaration) == ["AgencyResponded", "Released"]
+    assert new_events(declaration) == ["AgencyResponded"]
+    assert declaration.status == "in_progress"  # not released until settled (I3)
+    assert declaration.settle(declaration.version)
+    assert new_events(declaration) == ["GateOutAllowed", "Released"]
     assert declaration.status == "released"
+    assert not declaration.settle(declaration.version)
+
+
+def test_settling_waits_for_the_version_that_made_it_due():
+    declaration = submitted()
+    declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z")
+    checked = declaration.version  # the enforcement process has seen the alerts up to here only
+    declaration.record_response("port", "m2", "released", "2026-12-01T09:05:00Z")
+    assert declaration.settle(checked)  # gate-out was due at `checked`: allowed
+    assert new_events(declaration)[-1] == "GateOutAllowed"
+    assert declaration.status == "in_progress"  # the release became due later: its own settle decides it
+    assert declaration.settle(declaration.version - 1)
+    assert declaration.status == "released"
+
+
+def test_a_hold_placed_after_gate_out_revokes_it_and_its_lifting_waits_for_settle():
+    declaration = submitted()
+    declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z")
+    declaration.settle(declaration.version)
+    declaration.collect_events()
+    assert declaration.gate_out
+    declaration.place_hold(ALERT)
+    assert new_events(declaration) == ["HoldPlaced", "GateOutRevoked"]
+    assert not declaration.gate_out and declaration.status == "held"
+    declaration.record_response("port", "m2", "released", "2026-12-01T09:05:00Z")
+    assert not declaration.settle(declaration.version)  # a hold stands: nothing is allowed
+    declaration.lift_hold("alert-1")
+    assert new_events(declaration) == ["AgencyResponded", "HoldLifted"]
+    assert declaration.status == "in_progress"
+    assert declaration.settle(declaration.version)
+    assert new_events(declaration) == ["GateOutAllowed", "Released"]
+
+
+@pytest.mark.parametrize("late", ["amend", "reject", "inspect"])
+def test_anything_that_stops_the_goods_after_gate_out_revokes_it(late: str):
+    declaration = submitted({"customs": "every goods declaration", "inspection": "HS 03", "port": "sea"})
+    declaration.record_response("customs", "c1", "released", "2026-12-01T09:00:00Z")
+    declaration.record_response("inspection", "i1", "released", "2026-12-01T09:01:00Z")
+    declaration.settle(declaration.version)
+    declaration.collect_events()
+    if late == "amend":
+        document = samples.goods(containers=["MSCU1234566"])
+        declaration.amend(document, content_hash(document), ROUTES)
+    elif late == "reject":
+        declaration.record_response("inspection", "i2", "rejected", "2026-12-01T09:02:00Z")
+    else:
+        declaration.record_inspection("inspection", "i3", "fail", "2026-12-01T09:02:00Z")
+    events = new_events(declaration)
+    assert events[events.index("GateOutRevoked") - 1] in ("Amended", "AgencyResponded", "InspectionRecorded")
+    assert not declaration.gate_out
+
+
+def test_a_rejected_version_takes_no_step_forward_until_amended():
+    declaration = submitted({"customs": "every goods declaration", "inspection": "HS 03", "port": "sea"})
+    declaration.record_response("customs", "c1", "rejected", "2026-12-01T09:00:00Z", answers_version=1)
+    declaration.collect_events()
+    assert not declaration.record_response("port", "p-receipt", "received", "2026-12-01T09:01:00Z")  # nothing
+    for agency, status in (("customs", "released"), ("inspection", "released"), ("port", "accepted"),
+                           ("inspection", "inspection_required")):
+        with pytest.raises(VersionRejected):
+            declaration.record_response(agency, f"{agency}-{status}", status, "2026-12-01T09:01:00Z",
+                                        answers_version=1)
+    with pytest.raises(VersionRejected):
+        declaration.record_inspection("inspection", "i1", "pass", "2026-12-01T09:01:00Z", answers_version=1)
+    assert declaration.record_response("inspection", "i2", "rejected", "2026-12-01T09:02:00Z")  # a rejection too
+    assert new_events(declaration) == ["AgencyResponded"]
+    assert declaration.status == "rejected" and not declaration.settle(declaration.version)
+    document = samples.goods(containers=["MSCU1234566"])
+    declaration.amend(document, content_hash(document), ROUTES)  # an amendment reopens it
+    declaration.collect_events()
+    assert declaration.record_response("customs", "c2", "released", "2026-12-01T09:03:00Z",
+                                       answers_version=declaration.version)
+
+
+def test_an_answer_to_a_version_the_declaration_never_had_is_refused():
+    declaration = submitted()
+    for version in (0, 2, 99):
+        with pytest.raises(UnknownVersion):
+            declaration.record_response("customs", f"m{version}", "released", "2026-12-01T09:00:00Z",
+                                        answers_version=version)
+    assert new_events(declaration) == []
 
 
 def test_one_rejection_rejects_the_declaration():
@@ -104,7 +192,9 @@ def test_a_hold_overrides_release_until_lifted():
     released(declaration)
     assert declaration.status == "held"
     assert declaration.lift_hold("alert-1")
-    assert new_events(declaration) == ["HoldLifted", "Released"]
+    assert new_events(declaration) == ["HoldLifted"]
+    assert declaration.settle(declaration.version)
+    assert new_events(declaration) == ["GateOutAllowed", "Released"]
     assert declaration.status == "released"
 
 
@@ -203,6 +293,7 @@ def test_an_agency_routed_away_may_acknowledge_even_after_release():
     document = samples.goods(containers=[])
     declaration.amend(document, content_hash(document), {"customs": "every goods declaration"})
     declaration.record_response("customs", "m1", "released", "2026-12-01T09:00:00Z")
+    declaration.settle(declaration.version)
     declaration.collect_events()
     assert declaration.status == "released"
     assert declaration.record_response("port", "m2", "cancelled", "2026-12-01T09:05:00Z")

@@ -14,8 +14,10 @@ from adapters.messages import (
     AMENDMENT,
     CANCELLATION,
     GATE_OUT,
+    GATE_OUT_REVOKED,
     ORIGINAL,
     RELEASE_NOTICE,
+    RELEASE_REVOCATION,
     Change,
     change_of,
     message_id,
@@ -83,6 +85,7 @@ def gate_out(document: dict, answers: list[tuple], app: Declarations | None = No
     ident = app.submit(document).declaration.id
     for agency, reference, status, time, code, text in answers:
         app.record_response(ident, agency, reference, status, time, code=code, text=text)
+    samples.settle(app, ident)
     changes, before = [], None
     for event in app.events.get(ident):
         change = change_of(event, copy.deepcopy(before) if before is not None else None)
@@ -124,7 +127,25 @@ def _cases() -> dict[str, callable]:
         "visit-request-cancellation": lambda: only(withdrawn(departure, "Call cancelled by the owner"),
                                                    CANCELLATION),
         "release-notice": lambda: only(gate_out(import_example, RELEASES), RELEASE_NOTICE),
+        "release-revocation": lambda: only(revoked(import_example, RELEASES), RELEASE_REVOCATION),
     }
+
+
+def revoked(document: dict, answers: list[tuple]) -> Change:
+    """The revocation a hold placed after gate-out makes, replayed from the stored events, at EVENT_TIME."""
+    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    notice = gate_out(document, answers, app)
+    app.place_hold(notice.declaration_id, {"alert_id": "A-1", "subject_kind": "container", "subject": "X",
+                                           "reason": "tip-off", "raised_by": "officer:customs", "raised_at": "x"})
+    changes, before = [], None
+    for event in app.events.get(app.get(notice.declaration_id).id):
+        change = change_of(event, copy.deepcopy(before) if before is not None else None)
+        if change is not None and change.event == GATE_OUT_REVOKED:
+            changes.append(change)
+        before = event.mutate(before)
+    [change] = changes
+    assert change.revoked == notice.version
+    return replace(change, time=EVENT_TIME)
 
 
 CASES = _cases()
@@ -140,6 +161,7 @@ KINDS = {
     "visit-request-amendment": ("visit-request-amendment", "5", "VisitRequest"),
     "visit-request-cancellation": ("visit-request-cancellation", "1", "VisitRequest"),
     "release-notice": ("release-notice", "9", "ReleaseNotice"),
+    "release-revocation": ("release-revocation", "1", "ReleaseRevocation"),
 }
 
 
@@ -391,6 +413,7 @@ def test_a_release_after_an_amendment_is_a_new_notice_for_the_new_version():
     ident = first.declaration_id
     app.amend(ident, app.get(ident).version, samples.goods(customs_office="3701"))
     app.record_response(ident, "customs", "C-2", "released", "2026-03-02T12:00:00Z", code="08")
+    samples.settle(app, ident)
     changes, before = [], None
     for event in app.events.get(app.get(ident).id):
         change = change_of(event, copy.deepcopy(before) if before is not None else None)
@@ -523,7 +546,7 @@ def test_the_table_covers_exactly_the_codes_the_schema_admits():
     kinds = {kind: schema_enumeration(REPLIES_SCHEMA.path,
                                       f"//xs:complexType[@name='{kind}']//xs:element[@name='FunctionCode']")
              for kind in ("Acknowledgement", "Visit", "Decision")}
-    assert kinds == {"Acknowledgement": {"RCV", "RNR", "CAN"}, "Visit": {"VID"},
+    assert kinds == {"Acknowledgement": {"RCV", "RNR", "RVR", "CAN"}, "Visit": {"VID"},
                      "Decision": {"ACC", "REJ", "HLD", "CHK", "REL"}}
 
 
@@ -573,6 +596,7 @@ def test_replies_apply_to_a_real_cargo_notice_once_per_message_id():
         "accepted", "ACC", "accepted; Scan clear", "2026-03-03T10:15:00Z")
     for agency, reference in (("customs", "C-1"), ("inspection", "I-1")):
         app.record_response(ident, agency, reference, "released", "2026-03-03T11:00:00Z")
+    samples.settle(app, ident)
     release = message_id(ident, app.get(ident).version, "port", "release-notice")
     [noticed] = parse_port_replies(message(reply("Acknowledgement", "RNR", "P-4", declaration_id=ident,
                                                  answers=release)))
@@ -582,6 +606,7 @@ def test_replies_apply_to_a_real_cargo_notice_once_per_message_id():
     [out] = parse_port_replies(message(reply("Decision", "REL", "P-5", **answers)))
     out.apply(app)
     assert app.get(ident).agencies["port"]["status"] == "released"
+    samples.settle(app, ident)
     assert app.get(ident).status == "released"
 
 

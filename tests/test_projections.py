@@ -31,6 +31,9 @@ def test_the_board_follows_every_kind_of_event(hub: Hub):
     app.record_response(goods, "port", "p1", "released", "2026-12-01T09:01:00Z")
     app.withdraw(call, "voyage cancelled")
     hub.runner.catch_up()
+    assert board(hub)["TEST-GOODS-0001"]["status"] == "in_progress"  # every agency released: not yet settled
+    assert hub.runner.catch_up() == 2 * len(hub.runner.views)  # what the enforcement process recorded: gate-out
+    # and the release
     rows = board(hub)
     assert rows["TEST-GOODS-0001"]["status"] == "released" and rows["TEST-GOODS-0001"]["released_at"]
     assert rows["TEST-GOODS-0001"]["version"] == app.get(goods).version

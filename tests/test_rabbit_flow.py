@@ -101,11 +101,14 @@ def test_r3_killed_processes_on_rabbitmq_lose_nothing_and_apply_nothing_twice(fl
     for pause in (1.0, 2.0):
         flow.start("dispatch", "worker", "dispatch")
         flow.start("consume", "worker", "consume")
+        flow.start("project", "worker", "project")
         time.sleep(pause)
         flow.kill("dispatch")
         flow.kill("consume")
+        flow.kill("project")
     flow.start("dispatch", "worker", "dispatch")
     flow.start("consume", "worker", "consume")
+    flow.start("project", "worker", "project")
     flow.wait_released(ids)
     for ident in ids:
         assert_each_answer_applied_once(flow, ident)

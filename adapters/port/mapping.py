@@ -12,9 +12,12 @@ and gates, and nothing more (see xsd/port/README.md):
   date or an identity document: personal data goes to border and maritime only;
 - an amendment is a replacement (function 5) carrying the whole new message and
   the fields that changed; a cancellation (1) carries the reason;
-- once customs and inspection (where routed) have both released the goods, a
-  release notice tells the port that gate-out is allowed, who released and
-  when. That is information exchange: the trader never has to tell the port.
+- once customs and inspection (where routed) have both released the goods and
+  no enforcement hold stands, a release notice tells the port that gate-out is
+  allowed, who released and when. That is information exchange: the trader
+  never has to tell the port. If a hold, an amendment or a rejection comes
+  after it, a release revocation (function 1) names the notice it revokes and
+  why, and the port stops the goods at the gate until a new notice comes.
 
 Function codes are UN/EDIFACT 1225 (9 original, 5 replacement, 1 cancellation),
 as EMSWe's `PurposeCode` uses them, so conformance to EMSWe later is a renaming.
@@ -36,6 +39,7 @@ from adapters.messages import (
     GATE_OUT_AGENCIES,
     ORIGINAL,
     RELEASE_NOTICE,
+    RELEASE_REVOCATION,
     WITHDRAWN,
     Change,
     Message,
@@ -52,13 +56,17 @@ NS = "urn:tradehub:port:1"
 CARGO_NOTICE_SCHEMA = Schema("port/messages.xsd", f"{{{NS}}}CargoNotice")
 VISIT_REQUEST_SCHEMA = Schema("port/messages.xsd", f"{{{NS}}}VisitRequest")
 RELEASE_NOTICE_SCHEMA = Schema("port/messages.xsd", f"{{{NS}}}ReleaseNotice")
+RELEASE_REVOCATION_SCHEMA = Schema("port/messages.xsd", f"{{{NS}}}ReleaseRevocation")
 
 # UN/EDIFACT 1225 message function codes, as EMSWe's PurposeCode.
-FUNCTION_CODES = {ORIGINAL: "9", AMENDMENT: "5", CANCELLATION: "1", RELEASE_NOTICE: "9"}
+FUNCTION_CODES = {ORIGINAL: "9", AMENDMENT: "5", CANCELLATION: "1", RELEASE_NOTICE: "9", RELEASE_REVOCATION: "1"}
 # What each kind of declaration is to the port; an amendment or cancellation names the message it replaces.
 MESSAGES = {"goods": ("cargo-notice", CARGO_NOTICE_SCHEMA), "vessel_call": ("visit-request", VISIT_REQUEST_SCHEMA)}
 SUFFIXES = {ORIGINAL: "", AMENDMENT: "-amendment", CANCELLATION: "-cancellation"}
-RELEASE_NOTICE_NAME = "release-notice"
+RELEASE_NOTICE_NAME, RELEASE_REVOCATION_NAME = "release-notice", "release-revocation"
+# The port's messages about a release, which are no cargo notice or visit request of their own.
+RELEASES = {RELEASE_NOTICE: (RELEASE_NOTICE_NAME, RELEASE_NOTICE_SCHEMA),
+            RELEASE_REVOCATION: (RELEASE_REVOCATION_NAME, RELEASE_REVOCATION_SCHEMA)}
 CATEGORIES = {"import": "IMP", "export": "EXP", "arrival": "ARR", "departure": "DEP"}
 BILL_OF_LADING = "705"
 # Fields of people on board: a replacement names the list that changed, never an entry of it.
@@ -71,8 +79,8 @@ def port_messages(change: Change, action: str, rules: RoutingRules) -> list[Mess
     `rules` is not consulted: unlike inspection, the port is told about the
     whole consignment, whichever rule routed it.
     """
-    if action == RELEASE_NOTICE:
-        name, schema = RELEASE_NOTICE_NAME, RELEASE_NOTICE_SCHEMA
+    if action in RELEASES:
+        name, schema = RELEASES[action]
     else:
         base, schema = MESSAGES[change.kind]
         name = base + SUFFIXES[action]
@@ -85,6 +93,8 @@ def port_messages(change: Change, action: str, rules: RoutingRules) -> list[Mess
     document = change.document
     if action == RELEASE_NOTICE:
         _release_notice(root, change)
+    elif action == RELEASE_REVOCATION:
+        _release_revocation(root, change)
     elif action == CANCELLATION:
         _statement(root, "REASON", _cancellation_reason(change))
         add_declarant(_add, _add_with, root, document["declarant"])
@@ -111,6 +121,7 @@ T = {name: f"{{{NS}}}{name}" for name in (
     "GrossMassMeasure", "ID", "IMDGClassCode", "IdentificationTypeCode", "IssueDateTime", "JourneyID",
     "LastPortOfCall", "LoadingLocation", "ModeCode", "Name", "NameCode", "NextPortOfCall", "PackingGroupCode",
     "PassengerQuantity", "PortOfCall", "RegistrationNationalityCode", "ReleaseDateTime", "ReleaseNotice",
+    "ReleaseRevocation",
     "SequenceNumeric", "StatementCode", "StatementDescription", "Status", "TraderAssignedReferenceID",
     "TransportContractDocument", "TransportEquipment", "TypeCode", "UCR", "UNDGID", "UnloadingLocation",
     "VersionID", "VisitRequest",
@@ -288,6 +299,19 @@ def _release_notice(root: etree._Element, change: Change) -> None:
     _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", one_line(document["reference"], 35))
 
 
+def _release_revocation(root: etree._Element, change: Change) -> None:
+    """Which release notice no longer stands and why, then what the port stops: ship, containers, bill of lading."""
+    if not change.revoked:
+        raise ValueError(f"no release revocation for declaration {change.declaration_id} version {change.version}: "
+                         "no release notice was sent")
+    _statement(root, "REVOKES", message_id(change.declaration_id, change.revoked, AGENCY, RELEASE_NOTICE_NAME))
+    _statement(root, "REASON", change.reason)
+    _transport_means(root, change.document["transport"])
+    shipment = _add(root, "GoodsShipment")
+    _consignment(shipment, change.document)
+    _add(_add(shipment, "UCR"), "TraderAssignedReferenceID", one_line(change.document["reference"], 35))
+
+
 # ---- what an amendment changed -------------------------------------------------------------
 
 # Repeated structures are stamped from stencils (see adapters.xml.Stencil): containers, goods items (with
@@ -295,7 +319,7 @@ def _release_notice(root: etree._Element, change: Change) -> None:
 _CONTEXT = etree.Element(T["GoodsShipment"], nsmap={None: NS})
 _HEADER_KEYS = ("function", "message_id", "declaration_id", "version", "issued", "category")
 _HEADERS = {T[root]: Stencil(etree.Element("holder"), partial(_header, T[root]), _HEADER_KEYS)
-            for root in ("CargoNotice", "VisitRequest", "ReleaseNotice")}
+            for root in ("CargoNotice", "VisitRequest", "ReleaseNotice", "ReleaseRevocation")}
 _EQUIPMENT = Stencil(_CONTEXT, _equipment_elements, ("position", "container"))
 _ITEM_STENCILS = {dangerous: Stencil(_CONTEXT, _goods_item,
                                      ("position", "description", "gross_kg") + (("un_number",) if dangerous else ()))

@@ -7,6 +7,7 @@ notice records nothing but the message itself):
 |---|---|---|---|
 | `Acknowledgement` | RCV | cargo notice or visit request received | received |
 | `Acknowledgement` | RNR | release notice received | none: a notice |
+| `Acknowledgement` | RVR | release revocation received | none: a notice (its HLD decision follows) |
 | `Acknowledgement` | CAN | cancellation acknowledged | cancelled |
 | `Visit` | VID | visit id allocated to the call | accepted, text "visit id <id>" |
 | `Decision` | ACC | accepted | accepted |
@@ -51,6 +52,7 @@ REPLIES_SCHEMA = Schema("port/replies.xsd", f"{{{NS}}}Replies")
 OUTCOMES: dict[str, tuple[str | None, str]] = {
     "RCV": (RECEIVED, "received"),
     "RNR": (None, "release notice received"),
+    "RVR": (None, "release revocation received"),
     "CAN": (CANCELLED, "cancellation acknowledged"),
     "VID": (ACCEPTED, "visit id"),
     "ACC": (ACCEPTED, "accepted"),

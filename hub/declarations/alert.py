@@ -10,7 +10,9 @@ while an alert is raised.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from hashlib import sha256
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -19,13 +21,18 @@ from eventsourcing.domain import Aggregate, event
 SUBJECT_KINDS = ("party", "vessel", "container")
 OPEN, CLEARED = "open", "cleared"
 
-# Fixed forever: an agency's alert id derives from it and the agency's message id, so a redelivered
-# alert message finds the alert it already raised.
+# Fixed forever: an agency's alert id derives from it, so a redelivered alert message finds the alert it
+# already raised.
 ALERT_NAMESPACE = UUID("0f6f1d8e-3c52-5b7a-8e21-6a4c2d9b7e13")
 
 
-def agency_alert_id(agency: str, message_id: str) -> UUID:
-    return uuid5(ALERT_NAMESPACE, f"{agency}:{message_id}")
+def agency_alert_id(agency: str, message_id: str, subject_kind: str, subject: str, reason: str,
+                    declaration_id: str) -> UUID:
+    """The id of the alert an agency's message raises: the same for the same message delivered again, and not
+    to be guessed from the message id alone, which traders and other agencies may see (I6): it also derives
+    from the alert's reason, which only those who may see the alert are told."""
+    content = json.dumps([agency, message_id, subject_kind, subject, reason, declaration_id], ensure_ascii=False)
+    return uuid5(ALERT_NAMESPACE, sha256(content.encode()).hexdigest())
 
 
 class AlertClosed(Exception):

@@ -9,7 +9,7 @@ retried on a fresh copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -186,6 +186,21 @@ class Declarations(Application):
     def lift_hold(self, declaration_id: UUID | str, alert_id: str) -> Declaration:
         return self._retrying(declaration_id, lambda d: d.lift_hold(alert_id))
 
+    def settle(self, checked: Mapping[UUID, int]) -> list[Declaration]:
+        """Record the gate-out and releases now due (`Declaration.settle`), for each declaration the version
+        through which the caller has held it for every earlier alert. One save for all where nothing clashes;
+        the ones that changed are returned."""
+        found = self.get_many(list(checked))
+        settled = [declaration for ident, declaration in found.items() if declaration.settle(checked[ident])]
+        if not settled:
+            return []
+        try:
+            self._group.save([event for declaration in settled for event in declaration.collect_events()])
+        except IntegrityError:  # one changed meanwhile: decide each again on a fresh copy
+            return [self._retrying(declaration.id, lambda d, ident=declaration.id: d.settle(checked[ident]))
+                    for declaration in settled]
+        return settled
+
     def get(self, declaration_id: UUID | str) -> Declaration:
         try:
             declaration = self.repository.get(_uuid(declaration_id))
@@ -312,15 +327,19 @@ def _uuid(value: UUID | str, missing: type[LookupError] = DeclarationNotFound) -
 _SUBJECT_CHECKS = {"party": uscc, "vessel": imo_number, "container": container_number}
 
 
-def _alert_values(subject_kind: str, subject: str, reason: str, raised_by: str) -> dict[str, str]:
-    """An alert's fields, checked; `AlertInvalid` names the first one at fault."""
+def alert_subject(subject_kind: str, subject: str) -> str:
+    """An alert's subject as the hub writes it (and declarations hold it); `AlertInvalid` if it is none."""
     if subject_kind not in SUBJECT_KINDS:
         raise AlertInvalid("subject_kind", f"must be one of {', '.join(SUBJECT_KINDS)}, got {subject_kind!r}")
     try:
-        subject = _SUBJECT_CHECKS[subject_kind](str(subject).strip())
+        return _SUBJECT_CHECKS[subject_kind](str(subject).strip())
     except ValueError as error:
         raise AlertInvalid("subject", str(error)) from None
-    return {"subject_kind": subject_kind, "subject": subject, "reason": text_field("reason", reason, 512),
+
+
+def _alert_values(subject_kind: str, subject: str, reason: str, raised_by: str) -> dict[str, str]:
+    """An alert's fields, checked; `AlertInvalid` names the first one at fault."""
+    return {"subject_kind": subject_kind, "subject": alert_subject(subject_kind, subject), "reason": text_field("reason", reason, 512),
             "raised_by": text_field("raised_by", raised_by, 70)}
 
 

@@ -3,6 +3,20 @@
 A declaration is stored once, as the events below; every agency message and
 every read model is derived from them. Event bodies only assign state: guards
 live in the public command methods, so tightening a rule never breaks replay.
+
+The lifecycle's invariants (docs/lifecycle.md) are kept here:
+
+- I1, goods leave only when nothing stops them: gate-out is allowed (`GateOutAllowed`, the port's release
+  notice) only when every routed gate-out agency has released the current version, no hold stands, and the
+  declaration is neither rejected nor withdrawn; the moment one of those stops being true while gate-out is
+  allowed, `GateOutRevoked` follows in the same save.
+- I2, a decision is final for its version: once an agency has rejected the current version, nothing but an
+  amendment moves it forward (`VersionRejected`).
+- I3, a hold cannot lose a race: neither gate-out nor the overall release is decided by the answer that
+  completes them, but by `settle`, which the enforcement process calls once it has placed the holds of every
+  alert before that answer in the log.
+- I4, every answer names what it answers: a version that does not exist is refused (`UnknownVersion`), and one a
+  later amendment replaced is stale (`StaleResponse`).
 """
 
 from __future__ import annotations
@@ -76,6 +90,14 @@ class StaleResponse(DeclarationError):
     """A response answers a version that a later amendment has replaced."""
 
 
+class UnknownVersion(DeclarationError):
+    """A response names no version of the declaration, or one it never had."""
+
+
+class VersionRejected(DeclarationError):
+    """An agency rejected the current version: only an amendment reopens it (I2)."""
+
+
 class Declaration(Aggregate):
     """A goods declaration or a vessel call, with its status at every agency."""
 
@@ -139,8 +161,24 @@ class Declaration(Aggregate):
 
         alert_id: str
 
+    class GateOutAllowed(Aggregate.Event):
+        """Nothing stops the goods any more: the port gets a release notice (I1).
+
+        Recorded by the enforcement process (`settle`) once it has seen every alert before the release that
+        allowed it (I3).
+        """
+
+    class GateOutRevoked(Aggregate.Event):
+        """A release notice no longer stands (a hold, an amendment, a rejection or a withdrawal came after it):
+        the port is told to stop the goods at the gate."""
+
+        reason: str
+
     class Released(Aggregate.Event):
-        """Every routed agency has released and no hold stands (overall outcome)."""
+        """Every routed agency has released and no hold stands (overall outcome).
+
+        Recorded by the enforcement process (`settle`), like `GateOutAllowed`.
+        """
 
     class Rejected(Aggregate.Event):
         """A routed agency rejected the declaration (overall outcome)."""
@@ -172,6 +210,11 @@ class Declaration(Aggregate):
         self.withdrawn = False
         self.withdrawal_reason = ""
         self.outcome = ""
+        self.gate_out = False  # a release notice stands
+        self.gate_out_version = 0  # the version of the last release notice
+        # The version since which gate-out / the overall release have been due, holds aside (0: not due).
+        self.gate_out_due_since = 0
+        self.release_due_since = 0
         self._route(routes, since_version=1)
 
     @event(Amended)
@@ -180,11 +223,13 @@ class Declaration(Aggregate):
         self.content_hash = content_hash
         self.outcome = ""
         self._route(routes, since_version=self.version + 1)
+        self._note_due()
 
     @event(Withdrawn)
     def _withdrawn(self, reason: str) -> None:
         self.withdrawn = True
         self.withdrawal_reason = reason
+        self._note_due()
 
     @event(AgencyResponded)
     def _responded(
@@ -195,6 +240,7 @@ class Declaration(Aggregate):
         # An agency routed away only acknowledges its cancellation: it stays cancelled.
         state.update(status=status if state["routed"] else CANCELLED, code=code, text=text,
                      updated_at=responded_at)
+        self._note_due()
 
     @event(InspectionRecorded)
     def _inspection_recorded(
@@ -206,6 +252,7 @@ class Declaration(Aggregate):
              "findings": findings, "inspected_at": inspected_at}
         )
         self.agencies[agency].update(status=INSPECTED, updated_at=inspected_at)
+        self._note_due()
 
     @event(HoldPlaced)
     def _hold_placed(self, alert_id: str, subject: str, alert: dict[str, str]) -> None:
@@ -215,6 +262,15 @@ class Declaration(Aggregate):
     def _hold_lifted(self, alert_id: str) -> None:
         del self.holds[alert_id]
 
+    @event(GateOutAllowed)
+    def _gate_out_allowed(self) -> None:
+        self.gate_out = True
+        self.gate_out_version = self.version + 1
+
+    @event(GateOutRevoked)
+    def _gate_out_revoked(self, reason: str) -> None:
+        self.gate_out = False
+
     @event(Released)
     def _released(self) -> None:
         self.outcome = RELEASED
@@ -222,6 +278,13 @@ class Declaration(Aggregate):
     @event(Rejected)
     def _rejected(self, agency: str) -> None:
         self.outcome = REJECTED
+
+    def _note_due(self) -> None:
+        """Remember since which version gate-out and the release are due (an event body's last step)."""
+        version = self.version + 1  # the event being applied
+        gate_out, release = self.gate_out_due, self.release_due
+        self.gate_out_due_since = (self.gate_out_due_since or version) if gate_out else 0
+        self.release_due_since = (self.release_due_since or version) if release else 0
 
     def _route(self, routes: dict[str, str], since_version: int) -> None:
         for agency, state in self.agencies.items():
@@ -241,7 +304,11 @@ class Declaration(Aggregate):
 
     @property
     def status(self) -> str:
-        """The overall status, derived from the agencies, the holds and withdrawal."""
+        """The overall status, derived from the agencies, the holds, withdrawal and the recorded release.
+
+        Every routed agency having released is not enough: the declaration is released once `settle` has
+        found no hold standing (I3).
+        """
         if self.withdrawn:
             return WITHDRAWN
         statuses = [state["status"] for state in self.routed_agencies.values()]
@@ -249,11 +316,29 @@ class Declaration(Aggregate):
             return REJECTED
         if self.holds:
             return HELD
-        if all(status == RELEASED for status in statuses):
+        if self.outcome == RELEASED:
             return RELEASED
         if all(status == PENDING for status in statuses):
             return SUBMITTED
         return IN_PROGRESS
+
+    @property
+    def rejected(self) -> bool:
+        return any(state["status"] == REJECTED for state in self.routed_agencies.values())
+
+    @property
+    def gate_out_due(self) -> bool:
+        """Holds aside, the goods may leave the port (I1): a goods declaration routed to the port, neither
+        rejected nor withdrawn, whose routed gate-out agencies have all released the current version."""
+        routed = self.routed_agencies
+        deciders = [agency for agency in GATE_OUT_AGENCIES if agency in routed]
+        return (self.kind == "goods" and "port" in routed and not self.withdrawn and not self.rejected
+                and bool(deciders) and all(routed[agency]["status"] == RELEASED for agency in deciders))
+
+    @property
+    def release_due(self) -> bool:
+        """Holds aside, the declaration is released: every routed agency has released the current version."""
+        return not self.withdrawn and all(state["status"] == RELEASED for state in self.routed_agencies.values())
 
     # ---- commands: guards, then events ---------------------------------------------------
 
@@ -270,6 +355,7 @@ class Declaration(Aggregate):
         if content_hash == self.content_hash:
             return False
         self._amended(document, content_hash, routes)
+        self._revoke_gate_out(f"amended: version {self.version} awaits the agencies' decisions")
         return True
 
     def withdraw(self, reason: str) -> bool:
@@ -279,6 +365,7 @@ class Declaration(Aggregate):
         if self.outcome == RELEASED:
             raise DeclarationClosed("a released declaration cannot be withdrawn")
         self._withdrawn(reason)
+        self._revoke_gate_out("withdrawn by the declarant")
         return True
 
     def record_response(
@@ -299,22 +386,28 @@ class Declaration(Aggregate):
             raise ValueError(f"not an agency status: {status!r}")
         acknowledging = status in _ACKNOWLEDGEMENTS
         self._check_agency_may_speak(agency, answers_version, acknowledging=acknowledging)
-        if status == RECEIVED and self.agencies[agency]["status"] not in (PENDING, RECEIVED):
-            return False  # a receipt overtaken by the agency's own decision takes nothing back
-        if status in _ON_THE_WAY and self.agencies[agency]["status"] == RELEASED:
-            return False  # answers applied out of order (redelivered, say): the agency's release stands
-        routed_away = not self.agencies[agency]["routed"]
+        state = self.agencies[agency]
+        routed_away = not state["routed"]
         if status == CANCELLED and not (routed_away or self.withdrawn):
             raise DeclarationError(f"{agency} may only acknowledge a cancellation the hub sent")
         if self.withdrawn and not acknowledging:
             raise DeclarationClosed(f"the declaration is withdrawn; {agency} cannot set it {status}")
+        if status == RECEIVED and (state["status"] not in (PENDING, RECEIVED) or self.rejected):
+            return False  # a receipt overtaken by the agency's own decision, or another's rejection, changes nothing
+        if status in _ON_THE_WAY and state["status"] == RELEASED:
+            return False  # answers applied out of order (redelivered, say): the agency's release stands
+        if self.rejected and status != REJECTED and not (acknowledging and (routed_away or self.withdrawn)):
+            raise VersionRejected(
+                f"version {state['since_version']} was rejected; {agency} cannot set it {status}: "
+                "only an amendment reopens it")
         if self.outcome == RELEASED and status != RELEASED and not (routed_away and acknowledging):
             raise DeclarationClosed(f"the declaration is released; {agency} cannot set it {status}")
-        state = self.agencies[agency]
         if status == RELEASED and state["status"] == RELEASED and state["code"] == code:
             return False  # a release restated (on a recognised result, say) takes nothing further
         self._responded(agency, message_id, status, code, text, responded_at)
-        self._settle(agency)
+        self._revoke_gate_out(f"{agency} set the declaration {status}")
+        if status == REJECTED and self.outcome != REJECTED:
+            self._rejected(agency)
         return True
 
     def record_inspection(
@@ -334,7 +427,11 @@ class Declaration(Aggregate):
             raise ValueError(f"not an inspection result: {result!r}")
         self._check_agency_may_speak(agency, answers_version)
         self._refuse_if_closed("inspected")
+        if self.rejected:
+            raise VersionRejected(f"version {self.agencies[agency]['since_version']} was rejected; "
+                                  f"{agency}'s inspection result comes too late: only an amendment reopens it")
         self._inspection_recorded(agency, message_id, result, findings, inspected_at)
+        self._revoke_gate_out(f"{agency} is inspecting the goods")
         return True
 
     def place_hold(self, alert: dict[str, str]) -> bool:
@@ -343,22 +440,49 @@ class Declaration(Aggregate):
             return False
         self._refuse_if_closed("held")
         self._hold_placed(alert["alert_id"], f"{alert['subject_kind']} {alert['subject']}", dict(alert))
+        self._revoke_gate_out("held for control")
         return True
 
     def lift_hold(self, alert_id: str) -> bool:
+        """Lift a hold. What it was stopping is decided again by `settle`, never here (I3)."""
         if alert_id not in self.holds:
             return False
         self._hold_lifted(alert_id)
-        self._settle(agency="")
         return True
+
+    def settle(self, checked_version: int) -> bool:
+        """Allow gate-out and record the release that are due, if no hold stands (I1, I3).
+
+        The enforcement process calls it having placed the hold of every alert that comes before version
+        `checked_version`'s event in the log; what became due only after that version waits for the call
+        made for it. Returns whether anything was recorded.
+        """
+        if self.holds or self.withdrawn:
+            return False
+        changed = False
+        if self.gate_out_due and not self.gate_out and 0 < self.gate_out_due_since <= checked_version:
+            self._gate_out_allowed()
+            changed = True
+        if self.release_due and self.outcome != RELEASED and 0 < self.release_due_since <= checked_version:
+            self._released()
+            changed = True
+        return changed
+
+    def _revoke_gate_out(self, reason: str) -> None:
+        """If a release notice stands that should not, revoke it (I1)."""
+        if self.gate_out and (self.holds or not self.gate_out_due):
+            self._gate_out_revoked(reason)
 
     def _check_agency_may_speak(
         self, agency: str, answers_version: int | None, *, acknowledging: bool = False
     ) -> None:
-        """Only routed agencies speak; one re-routed away may still acknowledge its cancellation."""
+        """Only routed agencies speak, about a version there is; one re-routed away may still acknowledge
+        its cancellation."""
         state = self.agencies.get(agency)
         if state is None or not (state["routed"] or acknowledging):
             raise AgencyNotRouted(f"the declaration is not routed to {agency}")
+        if answers_version is not None and not 0 < answers_version <= self.version:
+            raise UnknownVersion(f"{agency} answered version {answers_version}, which the declaration never had")
         if answers_version is not None and answers_version < state["since_version"]:
             raise StaleResponse(
                 f"{agency} answered version {answers_version}, "
@@ -370,11 +494,3 @@ class Declaration(Aggregate):
             raise DeclarationClosed(f"a withdrawn declaration cannot be {verb}")
         if self.outcome == RELEASED:
             raise DeclarationClosed(f"a released declaration cannot be {verb}")
-
-    def _settle(self, agency: str) -> None:
-        """Record the overall outcome the moment it is reached."""
-        status = self.status
-        if status == RELEASED and self.outcome != RELEASED:
-            self._released()
-        elif status == REJECTED and self.outcome != REJECTED:
-            self._rejected(agency)
