@@ -2,8 +2,11 @@
 
 Each agency's decision is shown beside the others', and the flows between
 agencies that the hub carries without the trader: the release notice that
-tells the port customs and inspection have released, recognition notices,
-and alert notices. Times are the hub's: when it recorded each answer.
+tells the port customs and inspection have released (and its revocation,
+when a hold or an amendment comes after it), recognition notices,
+and alert notices, each with the `type` of the message that carries it, so
+that who may see a flow is decided as for the message. Times are the hub's:
+when it recorded each answer.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from .database import Cursor, ViewDatabase
 from .status_board import stamp
 
 NAME = "exchange"
-# The port's release notice, as dispatch records it (its Message.name).
-RELEASE_NOTICE = "release-notice"
+# The messages that carry each flow, named as dispatch records them (their Message.name): a flow's `type`.
+RELEASE_NOTICE, RELEASE_REVOCATION = "release-notice", "release-revocation"
+RELEASES = {RELEASE_NOTICE: "release notice", RELEASE_REVOCATION: "release revoked"}
+RECOGNITION_NOTICE, ALERT_NOTICE, ALERT_CLEARED_NOTICE = "recognition-notice", "alert-notice", "alert-cleared-notice"
 
 
 class Exchange:
@@ -96,23 +101,23 @@ def _flows(database: ViewDatabase, declaration_id: str, states: dict[str, tuple[
     flows = []
     routed = [agency for agency, (_, is_routed) in states.items() if is_routed]
     sources = [agency for agency in GATE_OUT_AGENCIES if agency in routed]
-    for agency, moment in database.query(
-            "SELECT agency, recorded_at FROM agency_messages WHERE declaration_id = ? AND direction = 'outbound'"
-            " AND type = ?", (declaration_id, RELEASE_NOTICE)):
-        flows.extend({"from": source, "to": agency, "message": "release notice", "time": moment}
+    for agency, kind, moment in database.query(
+            "SELECT agency, type, recorded_at FROM agency_messages WHERE declaration_id = ? AND direction = 'outbound'"
+            " AND type IN (?, ?)", (declaration_id, RELEASE_NOTICE, RELEASE_REVOCATION)):
+        flows.extend({"from": source, "to": agency, "type": kind, "message": RELEASES[kind], "time": moment}
                      for source in sources)
     for inspector, recogniser, moment, result in database.query(
             "SELECT i.agency, r.agency, r.notified_at, i.result FROM recognitions r JOIN recognition_inspections i"
             " ON i.declaration_id = r.declaration_id AND i.message_id = r.message_id WHERE r.declaration_id = ?",
             (declaration_id,)):
-        flows.append({"from": inspector, "to": recogniser, "message": f"recognition notice ({result})",
-                      "time": moment})
+        flows.append({"from": inspector, "to": recogniser, "type": RECOGNITION_NOTICE,
+                      "message": f"recognition notice ({result})", "time": moment})
     for raised_by, subject, moment, lifted in database.query(
             "SELECT a.raised_by, a.subject_kind || ' ' || a.subject, h.held_at, h.lifted_at FROM alert_holds h"
             " JOIN alerts a ON a.id = h.alert_id WHERE h.declaration_id = ?", (declaration_id,)):
-        flows.extend({"from": raised_by, "to": agency, "message": f"alert notice: {subject}", "time": moment}
-                     for agency in routed)
+        flows.extend({"from": raised_by, "to": agency, "type": ALERT_NOTICE, "message": f"alert notice: {subject}",
+                      "time": moment} for agency in routed)
         if lifted:
-            flows.extend({"from": raised_by, "to": agency, "message": f"alert cleared: {subject}", "time": lifted}
-                         for agency in routed)
+            flows.extend({"from": raised_by, "to": agency, "type": ALERT_CLEARED_NOTICE,
+                          "message": f"alert cleared: {subject}", "time": lifted} for agency in routed)
     return sorted(flows, key=lambda flow: (flow["time"], flow["from"], flow["to"]))

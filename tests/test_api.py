@@ -156,6 +156,7 @@ def test_no_withdrawal_after_release(api: Api):
     for agency in ("customs", "port"):
         api.hub.declarations.record_response(declaration_id, agency, f"{agency}-1", "released",
                                              "2026-12-01T09:00:00Z")
+    samples.settle(api.hub.declarations, declaration_id)
     response = api.client.post(f"/v1/declarations/{declaration_id}/withdrawal", headers=trader(api),
                                json={"reason": "too late"})
     assert response.status_code == 409

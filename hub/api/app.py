@@ -54,16 +54,13 @@ from projections.recognition import recognition_view
 from projections.statistics import statistics_view
 from projections.status_board import Filters, InvalidQuery, counts_by_status, list_declarations
 
+from . import visibility
 from .auth import Caller, InvalidToken, TokenVerifier
 from .middleware import Edge
 from .problems import Problem, ProblemError, documented, problem
+from .visibility import document_for
 
 log = logging.getLogger("tradehub.api")
-
-# Personal data (crew and passenger lists) goes only to the agencies that need it.
-PERSONAL_DATA = ("crew", "passengers")
-PERSONAL_DATA_AGENCIES = ("border", "maritime")
-
 
 class AgencyState(BaseModel):
     status: str
@@ -74,6 +71,11 @@ class AgencyState(BaseModel):
     updated_at: str = ""
 
 
+class Hold(BaseModel):
+    since: datetime | None = Field(description="since when the declaration has been held without a break")
+    note: str = Field(description="always the neutral `held for control`; officers find the alerts in `holds`")
+
+
 class DeclarationResource(BaseModel):
     id: UUID
     reference: str
@@ -82,7 +84,8 @@ class DeclarationResource(BaseModel):
     version: int
     status: str
     agencies: dict[str, AgencyState]
-    holds: list[str]
+    holds: list[str] = Field(description="the ids of the alerts holding it; empty for a trader (I5)")
+    hold: Hold | None = Field(description="set while the declaration is held, for everyone who sees it")
     submitted_at: datetime
     updated_at: datetime
     document: dict[str, Any]
@@ -112,6 +115,8 @@ class HistoryEvent(BaseModel):
     type: str
     version: int
     time: datetime
+    note: str = Field(default="", description="for a trader, what an enforcement event did, in place of its "
+                                              "details (`held for control`)")
 
 
 class History(BaseModel):
@@ -174,6 +179,8 @@ class Flow(BaseModel):
 
     from_: str = Field(alias="from")
     to: str
+    type: str = Field(description="the message type carrying it: release-notice, recognition-notice, alert-notice, "
+                                  "alert-cleared-notice")
     message: str
     time: datetime
 
@@ -321,11 +328,23 @@ def create_app(hub: Hub) -> FastAPI:
             declaration = None
         return seen_by(who, declaration, declaration_id)
 
+    def with_history(who: Caller, declaration_id: str) -> tuple[Declaration, list[dict[str, Any]]]:
+        try:
+            declaration, events = hub.declarations.with_history(declaration_id)
+        except DeclarationNotFound:
+            declaration, events = None, []
+        return seen_by(who, declaration, declaration_id), events
+
     def changeable(who: Caller, declaration_id: str) -> Declaration:
         declaration = visible(who, declaration_id)
         if not who.may_change(declaration):
             raise ProblemError(403, "forbidden", "Not allowed", "only the declarant or an admin may change it")
         return declaration
+
+    def resource(declaration: Declaration, who: Caller) -> dict[str, Any]:
+        """The declaration as the caller may see it; a held one reads its history for since when (blocks then)."""
+        events = hub.declarations.history(declaration.id) if declaration.holds else []
+        return _resource(declaration, who, events)
 
     declaration_body = {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Declaration"}}}}}
@@ -349,8 +368,8 @@ def create_app(hub: Hub) -> FastAPI:
         except IntegrityError:
             declaration = (await offload(hub.declarations.settle_duplicate, declaration)).declaration
             created = False
-        return _json(_resource(declaration, who), 201 if created else 200,
-                     {"Location": f"/v1/declarations/{declaration.id}"})
+        body = resource(declaration, who) if created else await offload(resource, declaration, who)
+        return _json(body, 201 if created else 200, {"Location": f"/v1/declarations/{declaration.id}"})
 
     @app.get("/v1/declarations", response_model=DeclarationPage, responses=documented(401, 422),
              tags=["declarations"])
@@ -385,7 +404,7 @@ def create_app(hub: Hub) -> FastAPI:
              responses=documented(401, 404), tags=["declarations"])
     def get(declaration_id: str, who: Authenticated) -> Response:
         """One declaration, with its status at every agency."""
-        return _json(_resource(visible(who, declaration_id), who))
+        return _json(resource(visible(who, declaration_id), who))
 
     @app.post("/v1/declarations/{declaration_id}/amendments", response_model=DeclarationResource,
               responses=documented(400, 401, 403, 404, 409, 413, 422), tags=["declarations"])
@@ -402,7 +421,7 @@ def create_app(hub: Hub) -> FastAPI:
             path = "$.declaration.declarant.id" if error.field == "declarant" else f"$.declaration.{error.field}"
             raise ProblemError(422, "invalid-declaration", "Invalid declaration",
                                errors=[{"path": path, "message": str(error)}]) from None
-        return _json(_resource(declaration, who))
+        return _json(await offload(resource, declaration, who))
 
     @app.post("/v1/declarations/{declaration_id}/withdrawal", response_model=DeclarationResource,
               responses=documented(400, 401, 403, 404, 409, 413, 422), tags=["declarations"])
@@ -412,30 +431,21 @@ def create_app(hub: Hub) -> FastAPI:
         await offload(changeable, who, declaration_id)
         declaration = await offload(
             hub.declarations.withdraw, declaration_id, body.reason, body.expected_version)
-        return _json(_resource(declaration, who))
+        return _json(await offload(resource, declaration, who))
 
     @app.get("/v1/declarations/{declaration_id}/history", response_model=History,
              responses=documented(401, 404), tags=["declarations"])
     def history(declaration_id: str, who: Authenticated) -> Response:
-        """Every event of the declaration, oldest first."""
-        try:
-            declaration, events = hub.declarations.with_history(declaration_id)
-        except DeclarationNotFound:
-            declaration, events = None, []
-        seen_by(who, declaration, declaration_id)
-        for event in events:
-            if "document" in event:
-                event["document"] = document_for(who, event["document"])
-        return _json({"declaration_id": declaration.id, "events": events})
+        """Every event of the declaration, oldest first; a trader's without their enforcement details."""
+        declaration, events = with_history(who, declaration_id)
+        return _json({"declaration_id": declaration.id, "events": visibility.history_for(who, events)})
 
     @app.get("/v1/declarations/{declaration_id}/messages", response_model=AgencyMessages,
              responses=documented(401, 404), tags=["declarations"])
     def messages(declaration_id: str, who: Authenticated) -> Response:
-        """The XML messages exchanged with the agencies, oldest first; an officer sees its agency's only."""
-        declaration = visible(who, declaration_id)
-        rows = recorded_messages(hub.views, str(declaration.id))
-        if who.role == "officer":
-            rows = [row for row in rows if row["agency"] == who.agency]
+        """The XML messages exchanged with the agencies, oldest first; an officer's agency's only, no alert's for a trader."""
+        declaration, events = with_history(who, declaration_id)
+        rows = visibility.messages_for(who, recorded_messages(hub.views, str(declaration.id), events))
         return _json({"declaration_id": declaration.id, "messages": rows})
 
     def officer_view(who: Caller) -> str | None:
@@ -449,7 +459,7 @@ def create_app(hub: Hub) -> FastAPI:
     def exchange(declaration_id: str, who: Authenticated) -> Response:
         """Each agency's messages sent, acknowledged and decided, with times, and the flows between agencies."""
         declaration = visible(who, declaration_id)
-        return _json(exchange_view(hub.views, str(declaration.id)))
+        return _json(visibility.exchange_for(who, exchange_view(hub.views, str(declaration.id))))
 
     @app.get("/v1/views/recognition", response_model=RecognitionView, responses=documented(401, 403),
              tags=["views"])
@@ -485,13 +495,26 @@ def create_app(hub: Hub) -> FastAPI:
     @app.post("/v1/alerts/{alert_id}/clearance", response_model=AlertResource, responses=documented(401, 403, 404),
               tags=["alerts"])
     async def clear_alert(alert_id: str, who: Authenticated) -> Response:
-        """Clear an alert: its holds are lifted. Clearing it again changes nothing."""
-        officer_view(who)
-        try:
-            alert = await offload(hub.declarations.clear_alert, alert_id, who.subject)
-        except AlertNotFound as error:
-            raise ProblemError(404, "not-found", "No such alert", str(error)) from None
+        """Clear an alert: its holds are lifted. Clearing it again changes nothing.
+
+        Only an officer of the agency that raised it, or an admin, may: 403 for others who see it, else 404."""
+        await offload(clearable, who, alert_id)
+        alert = await offload(hub.declarations.clear_alert, alert_id, who.subject)
         return _json(_alert(alert))
+
+    def clearable(who: Caller, alert_id: str) -> Alert:
+        missing = ProblemError(404, "not-found", "No such alert", f"no alert {alert_id}")
+        try:
+            alert = hub.declarations.get_alert(alert_id)
+        except AlertNotFound:
+            raise missing from None
+        refusal = visibility.clearance_refusal(who, hub.views, str(alert.id), alert.raised_by)
+        if refusal == 404:
+            raise missing
+        if refusal == 403:
+            raise ProblemError(403, "forbidden", "Not your alert",
+                               "only an officer of the agency that raised it, or an admin, may clear it")
+        return alert
 
     unauthenticated = {"security": []}
 
@@ -542,14 +565,15 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
-def _resource(declaration: Declaration, who: Caller) -> dict[str, Any]:
+def _resource(declaration: Declaration, who: Caller, events: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": declaration.id, "reference": declaration.reference, "kind": declaration.kind,
         "declarant": declaration.declarant, "version": declaration.version, "status": declaration.status,
         "agencies": {name: {key: state[key] for key in ("status", "routed", "reason", "code", "text",
                                                          "updated_at")}
                      for name, state in declaration.agencies.items()},
-        "holds": sorted(declaration.holds), "submitted_at": declaration.created_on,
+        "holds": visibility.holds_for(who, declaration), "hold": visibility.hold_of(declaration, events),
+        "submitted_at": declaration.created_on,
         "updated_at": declaration.modified_on, "document": document_for(who, declaration.document),
     }
 
@@ -558,12 +582,6 @@ def _alert(alert: Alert) -> dict[str, Any]:
     return {"id": alert.id, "subject_kind": alert.subject_kind, "subject": alert.subject, "reason": alert.reason,
             "raised_by": alert.raised_by, "raised_at": alert.created_on, "status": alert.status,
             "cleared_by": alert.cleared_by}
-
-
-def document_for(who: Caller, document: dict[str, Any]) -> dict[str, Any]:
-    if who.role == "officer" and who.agency not in PERSONAL_DATA_AGENCIES:
-        return {key: value for key, value in document.items() if key not in PERSONAL_DATA}
-    return document
 
 
 def _envelope(model: type[_Strict], raw: Any) -> Any:

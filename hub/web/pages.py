@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.app import document_for
+from hub.api import visibility
 from hub.api.auth import Caller, InvalidToken
 from hub.bootstrap import Hub
 from hub.declarations import AGENCIES, AlertInvalid, AlertNotFound, DeclarationNotFound
@@ -199,7 +199,9 @@ def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
             except InvalidQuery as error:
                 query.errors[error.field] = str(error)
         counts = counts_by_status(hub.views) if who.role != "trader" else {}
-        return render("board.html", who, 422 if query.errors else 200, query=query, items=items,
+        held = [item["id"] for item in items if item["status"] == "held"]
+        holds = visibility.standing_holds(hub.views, held) if visibility.sees_enforcement(who) else {}
+        return render("board.html", who, 422 if query.errors else 200, query=query, items=items, holds=holds,
                       older=query.link(cursor=following) if following else None,
                       newest=query.link(cursor=None) if query.cursor else None,
                       counts=counts, statuses=OVERALL_STATUSES, kinds=("goods", "vessel_call"), agencies=AGENCIES)
@@ -215,15 +217,16 @@ def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
             raise missing from None
         if not who.may_see(declaration):
             raise missing  # the same page as for an unknown id: a hidden one does not leak
-        every_message = recorded_messages(hub.views, str(declaration.id))
-        messages = [m for m in every_message if who.role != "officer" or m["agency"] == who.agency]
-        exchange = exchange_view(hub.views, str(declaration.id))
-        document = document_for(who, declaration.document)
+        messages = visibility.messages_for(who, recorded_messages(hub.views, str(declaration.id), events))
+        exchange = visibility.exchange_for(who, exchange_view(hub.views, str(declaration.id)))
+        document = visibility.document_for(who, declaration.document)
+        shown = visibility.history_for(who, events)
         return render("declaration.html", who, declaration=declaration,
-                      timelines=present.timelines(declaration.agencies, messages, events),
-                      exchange=exchange, messages=messages, history=present.history_rows(events),
+                      timelines=present.timelines(declaration.agencies, messages, shown),
+                      exchange=exchange, messages=messages, history=present.history_rows(shown),
                       document=json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False),
-                      holds=[declaration.holds[alert_id] for alert_id in sorted(declaration.holds)])
+                      hold=visibility.hold_of(declaration, events),
+                      holds=[declaration.holds[alert_id] for alert_id in visibility.holds_for(who, declaration)])
 
     # ---- the views of the agencies' work together -------------------------------------------------
 
@@ -236,7 +239,9 @@ def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
 
     def alerts_page(who: Caller, status: int = 200, *, error: str = "", values: Mapping[str, str] | None = None,
                     raised: str = "") -> HTMLResponse:
-        return render("alerts.html", who, status, data=alerts_view(hub.views, scope(who)), error=error,
+        data = alerts_view(hub.views, scope(who))
+        clearable = {alert["id"] for alert in data["alerts"] if visibility.may_clear(who, alert["raised_by"])}
+        return render("alerts.html", who, status, data=data, clearable=clearable, error=error,
                       values=values or {}, raised=raised, subject_kinds=SUBJECT_KINDS)
 
     @router.get("/alerts")
@@ -257,14 +262,26 @@ def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
         return see_other(f"/alerts?raised={alert.id}")
 
     @router.post("/alerts/{alert_id}/clear")
-    async def clear_alert(alert_id: str, request: Request, who: Officer) -> Response:
+    async def clear_alert(alert_id: str, request: Request, who: SignedIn) -> Response:
         if not same_site(request):
             raise PageError(403, "Refused", "Alerts are cleared from this site's own pages only.", who)
-        try:
-            await run_in_threadpool(hub.declarations.clear_alert, alert_id, who.subject)
-        except AlertNotFound:
-            raise PageError(404, "Not found", f"There is no alert {alert_id}.", who) from None
+        await run_in_threadpool(clearable, who, alert_id)
+        await run_in_threadpool(hub.declarations.clear_alert, alert_id, who.subject)
         return see_other("/alerts")
+
+    def clearable(who: Caller, alert_id: str) -> None:
+        """404 unless the caller may see the alert, 403 unless it may clear it (I6: the raiser's agency or an admin)."""
+        missing = PageError(404, "Not found", f"There is no alert {alert_id} for you to see.", who)
+        try:
+            alert = hub.declarations.get_alert(alert_id)
+        except AlertNotFound:
+            raise missing from None
+        refusal = visibility.clearance_refusal(who, hub.views, str(alert.id), alert.raised_by)
+        if refusal == 404:
+            raise missing
+        if refusal == 403:
+            raise PageError(403, "Not your alert", "Only an officer of the agency that raised this alert, or an "
+                                                   "administrator, may clear it.", who)
 
     @router.get("/stats")
     def statistics(who: Officer) -> Response:

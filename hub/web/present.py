@@ -2,8 +2,8 @@
 
 Times are stored as ISO 8601 strings or aware datetimes; pages show them in
 UTC, to the second. The per-agency timeline interleaves the messages the hub
-exchanged with an agency (in the order the hub recorded them) with the
-answers its log holds for that agency.
+exchanged with an agency with the answers its log holds for that agency, in
+the order they happened on the declaration's log.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ from hub.declarations import AGENCIES
 from hub.declarations.documents import KINDS
 from hub.declarations.domainmodel import OVERALL_STATUSES
 from projections.status_board import Filters
-
-# An agency's answers that decide something, as opposed to acknowledging receipt.
-_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -198,10 +195,13 @@ class AgencyTimeline:
 
 def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapping[str, Any]],
               events: Sequence[Mapping[str, Any]]) -> list[AgencyTimeline]:
-    """For each agency the declaration was routed to: its messages and answers in time order, and where it stands.
+    """For each agency the declaration was routed to: its messages and answers in the order they happened, and
+    where it stands.
 
-    An inbound message shows the status its answer set; an answer with no recorded message
-    (applied before the record existed, or the second reply in one message) stands on its own.
+    `messages` come in the order they happened (`recorded_messages` with the history); each answer in `events`
+    joins them at its place in the log, never by the clocks, which are the agencies' own for what they send.
+    An inbound message shows the status its answer set; an answer with no recorded message (applied before the
+    record existed, or the second reply in one message) stands on its own.
     """
     answers: dict[str, list[Mapping[str, Any]]] = {}
     for event in events:
@@ -210,27 +210,15 @@ def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapp
     result = []
     for name in _in_order(agencies):
         state = agencies[name]
-        own_answers = answers.get(name, [])
         by_message: dict[str, list[Mapping[str, Any]]] = {}
-        for event in own_answers:
+        for event in answers.get(name, []):
             by_message.setdefault(str(event["message_id"]).split(":")[0], []).append(event)
-        sent_and_received = []
-        for message in messages:
-            if message["agency"] != name:
-                continue
-            outbound = message["direction"] == "outbound"
-            matched = [] if outbound else by_message.pop(message["message_id"], [])
-            sent_and_received.append(Entry(
-                time=message["time"], kind="sent" if outbound else "received",
-                title=f"{'Sent' if outbound else 'Received'} {message['type']}",
-                detail=" · ".join([f"version {message['version']}", *filter(None, map(_answer_text, matched))]),
-                status=_answer_status(matched[-1]) if matched else "", message_id=message["message_id"]))
-        unmatched = [Entry(time=event["time"], kind="answer", title=_answer_title(event),
-                           detail=_answer_text(event), status=_answer_status(event),
-                           message_id=str(event["message_id"]))
-                     for group in by_message.values() for event in group]
-        unmatched.sort(key=lambda entry: _sort_key(entry.time))
-        entries = list(heapq.merge(sent_and_received, unmatched, key=lambda entry: _sort_key(entry.time)))
+        exchanged = _exchanged([message for message in messages if message["agency"] == name], by_message)
+        unmatched = sorted((((event["version"], 0), Entry(
+            time=event["time"], kind="answer", title=_answer_title(event), detail=_answer_text(event),
+            status=_answer_status(event), message_id=str(event["message_id"])))
+            for group in by_message.values() for event in group), key=lambda pair: pair[0])
+        entries = [entry for _, entry in heapq.merge(exchanged, unmatched, key=lambda pair: pair[0])]
         result.append(AgencyTimeline(
             agency=name, routed=bool(state.get("routed")), reason=str(state.get("reason", "")),
             status=str(state.get("status", "")), code=str(state.get("code", "")),
@@ -238,13 +226,30 @@ def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapp
     return result
 
 
+def _exchanged(messages: Sequence[Mapping[str, Any]], by_message: dict[str, list[Mapping[str, Any]]]
+               ) -> list[tuple[tuple[int, int], Entry]]:
+    """An agency's messages as timeline entries, each with its place in the log: an outbound one at the event it
+    reports, an inbound one at the first event its answers made (taken out of `by_message`), else where it came."""
+    place = (0, 0)
+    entries = []
+    for message in messages:
+        outbound = message["direction"] == "outbound"
+        matched = [] if outbound else by_message.pop(message["message_id"], [])
+        if outbound:
+            place = max(place, (message["version"], 1))
+        elif matched:
+            place = max(place, (min(event["version"] for event in matched), 0))
+        entries.append((place, Entry(
+            time=message["time"], kind="sent" if outbound else "received",
+            title=f"{'Sent' if outbound else 'Received'} {message['type']}",
+            detail=" · ".join([f"version {message['version']}", *filter(None, map(_answer_text, matched))]),
+            status=_answer_status(matched[-1]) if matched else "", message_id=message["message_id"])))
+    return entries
+
+
 def _in_order(agencies: Iterable[str]) -> list[str]:
     present = set(agencies)
     return [name for name in AGENCIES if name in present] + sorted(present - set(AGENCIES))
-
-
-def _sort_key(value: Any) -> datetime:
-    return parse_time(value) or _EPOCH
 
 
 def _answer_status(event: Mapping[str, Any]) -> str:
