@@ -20,8 +20,8 @@ from hub.bootstrap import Hub
 from hub.declarations import agency_alert_id
 from hub.declarations.alert import ALERT_NAMESPACE
 from messaging.dispatch import recorded_messages
-from projections.exchange import exchange_view
 from messaging.inbound import APPLIED, FOREIGN_SUBJECT, NOT_ROUTED, REJECTED_VERSION, STALE, UNKNOWN_VERSION, Inbox
+from projections.exchange import exchange_view
 from simulators.agencies import REJECT_MARK, Memory, _customs_response, _fal_reply
 
 from .test_simulators import Loop, assert_dead, example
