@@ -70,7 +70,7 @@ def _write_log(app: Declarations, count: int) -> int:
     for start in range(0, count, WAVE):
         wave = [app.prepare_submission(document) for document in documents[start:start + WAVE]]
         stages = [[event for declaration in wave for event in declaration.collect_events()]]
-        for step in (_receipts, _decisions):
+        for step in (_receipts, _decisions, _settled):
             for declaration in wave:
                 step(declaration)
             stages.append([event for declaration in wave for event in declaration.collect_events()])
@@ -92,6 +92,11 @@ def _decisions(declaration: Declaration) -> None:
             declaration.record_inspection(agency, "inspection-result", "pass", "2026-12-01T09:10:00Z")
         declaration.record_response(agency, f"{agency}-decision", "released", "2026-12-01T09:20:00Z",
                                     code=DECISION[agency])
+
+
+def _settled(declaration: Declaration) -> None:
+    """What the enforcement process records once every agency released: gate-out, then the release."""
+    declaration.settle(declaration.version)
 
 
 def _raw_read(server: str, schema: str) -> tuple[int, float]:

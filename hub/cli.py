@@ -216,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     rebuild_bench = suites.add_parser("rebuild", help="the read models rebuilt from 100,000+ events, against a "
                                                      "raw read of the event table")
     rebuild_bench.add_argument("--declarations", type=int, default=16000,
-                               help="goods declarations in the log (about 7 events each)")
+                               help="goods declarations in the log (about 8 events each)")
     rebuild_bench.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
     http.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
     http.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
