@@ -34,7 +34,6 @@ from hub.declarations import (
     AGENCIES,
     Alert,
     AlertInvalid,
-    AlertNotFound,
     Conflict,
     Declaration,
     DeclarationError,
@@ -503,18 +502,13 @@ def create_app(hub: Hub) -> FastAPI:
         return _json(_alert(alert))
 
     def clearable(who: Caller, alert_id: str) -> Alert:
-        missing = ProblemError(404, "not-found", "No such alert", f"no alert {alert_id}")
         try:
-            alert = hub.declarations.get_alert(alert_id)
-        except AlertNotFound:
-            raise missing from None
-        refusal = visibility.clearance_refusal(who, hub.views, str(alert.id), alert.raised_by)
-        if refusal == 404:
-            raise missing
-        if refusal == 403:
-            raise ProblemError(403, "forbidden", "Not your alert",
-                               "only an officer of the agency that raised it, or an admin, may clear it")
-        return alert
+            return visibility.alert_to_clear(who, hub.declarations, hub.views, alert_id)
+        except visibility.NotClearable as refused:
+            if refused.status == 403:
+                raise ProblemError(403, "forbidden", "Not your alert",
+                                   "only an officer of the agency that raised it, or an admin, may clear it") from None
+            raise ProblemError(404, "not-found", "No such alert", f"no alert {alert_id}") from None
 
     unauthenticated = {"security": []}
 

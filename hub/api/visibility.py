@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from hub.declarations import Declaration
+from hub.declarations import Alert, AlertNotFound, Declaration, Declarations
 
 from .auth import Caller
 
@@ -178,3 +178,23 @@ def clearance_refusal(who: Caller, database: Any, alert_id: str, raised_by: str)
     if may_clear(who, raised_by):
         return None
     return 403 if may_see_alert(who, database, alert_id, raised_by) else 404
+
+
+class NotClearable(Exception):
+    """The caller may not clear this alert: `status` 404 if it cannot see it (or there is none), 403 if it can."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def alert_to_clear(who: Caller, declarations: Declarations, database: Any, alert_id: str) -> Alert:
+    """The alert, if the caller may clear it; `NotClearable` otherwise. The API and the pages both ask here."""
+    try:
+        alert = declarations.get_alert(alert_id)
+    except AlertNotFound:
+        raise NotClearable(404) from None
+    refusal = clearance_refusal(who, database, str(alert.id), alert.raised_by)
+    if refusal is not None:
+        raise NotClearable(refusal)
+    return alert

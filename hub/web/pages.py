@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from hub.api import visibility
 from hub.api.auth import Caller, InvalidToken
 from hub.bootstrap import Hub
-from hub.declarations import AGENCIES, AlertInvalid, AlertNotFound, DeclarationNotFound
+from hub.declarations import AGENCIES, AlertInvalid, DeclarationNotFound
 from hub.declarations.alert import SUBJECT_KINDS
 from hub.declarations.domainmodel import AGENCY_STATUSES, OVERALL_STATUSES
 from messaging.dispatch import recorded_messages
@@ -271,17 +271,13 @@ def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
 
     def clearable(who: Caller, alert_id: str) -> None:
         """404 unless the caller may see the alert, 403 unless it may clear it (I6: the raiser's agency or an admin)."""
-        missing = PageError(404, "Not found", f"There is no alert {alert_id} for you to see.", who)
         try:
-            alert = hub.declarations.get_alert(alert_id)
-        except AlertNotFound:
-            raise missing from None
-        refusal = visibility.clearance_refusal(who, hub.views, str(alert.id), alert.raised_by)
-        if refusal == 404:
-            raise missing
-        if refusal == 403:
-            raise PageError(403, "Not your alert", "Only an officer of the agency that raised this alert, or an "
-                                                   "administrator, may clear it.", who)
+            visibility.alert_to_clear(who, hub.declarations, hub.views, alert_id)
+        except visibility.NotClearable as refused:
+            if refused.status == 403:
+                raise PageError(403, "Not your alert", "Only an officer of the agency that raised this alert, or an "
+                                                       "administrator, may clear it.", who) from None
+            raise PageError(404, "Not found", f"There is no alert {alert_id} for you to see.", who) from None
 
     @router.get("/stats")
     def statistics(who: Officer) -> Response:
