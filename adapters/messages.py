@@ -17,7 +17,6 @@ from hashlib import blake2b
 from typing import Any, Literal
 
 from hub.declarations import Declaration
-from hub.declarations.domainmodel import GATE_OUT_AGENCIES  # noqa: F401 - re-exported for the port mapping
 
 # Fixed forever: message ids derive from it, so a resend carries the same id.
 MESSAGE_PERSONALISATION = b"tradehub-msg-v1"

@@ -272,14 +272,17 @@ class Lifecycle(RuleBasedStateMachine):
         if allowed:
             self.app.clear_alert(alert_id, f"{role}:{agency or ''}")
 
-    @rule(rounds=st.integers(1, 3))
+    @rule(rounds=st.integers(0, 3))
     def follow(self, rounds: int) -> None:
+        """The followers take a few steps, or (rounds 0) lag behind: commands pile up in the log between steps."""
         for _ in range(rounds):
             self.hub.runner.catch_up()
 
-    @rule()
-    def settled_once_the_followers_caught_up(self) -> None:
+    @rule(now=st.integers(0, 3))
+    def settled_once_the_followers_caught_up(self, now: int) -> None:
         """Liveness: once the followers have caught up, what is due and unhindered has been recorded."""
+        if now:  # one time in four: the followers mostly lag, as under load
+            return
         while self.hub.runner.catch_up():
             pass
         stored = self.stored
@@ -368,7 +371,7 @@ class Lifecycle(RuleBasedStateMachine):
 
 
 Lifecycle.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None,
+    max_examples=200, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_declaration_lifecycle = Lifecycle.TestCase

@@ -36,7 +36,6 @@ from adapters.codes import IMO_NUMBER, MODE_CODES
 from adapters.messages import (
     AMENDMENT,
     CANCELLATION,
-    GATE_OUT_AGENCIES,
     ORIGINAL,
     RELEASE_NOTICE,
     RELEASE_REVOCATION,
@@ -49,7 +48,7 @@ from adapters.messages import (
 from adapters.parties import add_declarant, add_party
 from adapters.xml import Schema, Stencil, builders, check_outbound, one_line, wco_recorded_time, wco_time
 from hub.declarations import RoutingRules
-from hub.declarations.domainmodel import RELEASED
+from hub.declarations.domainmodel import GATE_OUT_AGENCIES, RELEASED
 
 AGENCY = "port"
 NS = "urn:tradehub:port:1"
