@@ -134,28 +134,26 @@ def recorded_messages(database: Any, declaration_id: str,
     applied a whole batch, so a message caused by an answer can be recorded before that answer. The declaration's
     own log does: an outbound message happened at the event it reports (its `version`); an inbound one at the
     first event it caused (its replies' events in `history`, the declaration's events as the hub describes them),
-    before what that event sent; one that changed nothing after the last event stored before it was recorded.
-    Without `history`, an inbound message comes after the messages of the version it answers, which is the same
-    causal order (an answer is about a version it got, and what it causes comes at a later version) less exact.
+    before what that event sent; one that changed nothing (a notice's acknowledgement, say) right after the
+    messages of the version it answers, whenever it was recorded: a batch of answers is recorded at once. Without
+    `history`, every inbound message comes there, which is the same causal order (an answer is about a version it
+    got, and what it causes comes at a later version) less exact.
     """
     rows = database.query(
         "SELECT direction, agency, message_id, type, time, body, version, recorded_at FROM agency_messages"
         " WHERE declaration_id = ?", (declaration_id,))
     caused: dict[tuple[str, str], int] = {}
-    stored: list[tuple[datetime, int]] = []
     for event in history or ():
         if "message_id" in event and "agency" in event:
             caused.setdefault((event["agency"], str(event["message_id"]).split(":")[0]), event["version"])
-        stored.append((datetime.fromisoformat(event["time"]), event["version"]))
 
     def happened(row: tuple) -> tuple[int, int]:
-        direction, agency, message_id, *_, version, recorded_at = row
+        direction, agency, message_id, *_, version, _recorded_at = row
         if direction == OUTBOUND:
             return version, 1
         if (agency, message_id) in caused:
             return caused[agency, message_id], 0
-        recorded = datetime.fromisoformat(recorded_at)
-        return max([version, *(number for moment, number in stored if moment <= recorded)]), 2
+        return version, 2  # it changed nothing: right after the messages of the version it answers
 
     rows.sort(key=lambda row: (*happened(row), row[7], row[1], row[2]))
     return [{"direction": direction, "agency": agency, "message_id": message_id, "type": kind, "time": time,

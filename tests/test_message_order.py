@@ -123,3 +123,24 @@ def test_an_answer_without_a_message_of_its_own_joins_the_timeline_at_its_place_
     [line] = timelines({"inspection": {"routed": True, "status": "pending"}}, messages, events)
     assert [entry.title for entry in line.entries] == [
         "Sent declaration", "Received reply HPC+REL", "Answer: released", "Sent amendment"]
+
+
+def test_answers_recorded_in_one_batch_keep_their_order_even_when_one_changed_nothing(api: Api):
+    """The port acknowledges a release notice (RNR, which changes nothing) and then releases (REL); the inbox
+    records a batch of answers at once, so only the log can tell that the acknowledgement came first."""
+    hub = api.hub
+    ident = str(hub.declarations.submit(samples.goods()).declaration.id)
+    exchange = Exchange(hub)
+    exchange.answer("port")  # the cargo notice's receipt
+    exchange.answer("customs")
+    while hub.runner.catch_up():  # the enforcement process allows gate-out: the release notice
+        pass
+    exchange.dispatch.catch_up()
+    [notice] = [message for message in exchange.outbox.sent if message.name == "release-notice"]
+    replies = [reply.body for reply in answer("port", notice.body, headers_of(notice))]
+    assert len(replies) == 2  # RNR, then REL
+    exchange.inbox.receive_many("port", replies)
+    port = [row["type"] for row in api.client.get(f"/v1/declarations/{ident}/messages",
+                                                  headers=api.as_("admin")).json()["messages"]
+            if row["agency"] == "port"]
+    assert port[-3:] == ["release-notice", "reply RNR", "reply REL"], port
