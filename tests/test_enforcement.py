@@ -247,3 +247,24 @@ def test_every_message_the_hub_sends_is_found_again_by_its_id_at_its_version(hub
         for row in recorded_messages(hub.views, ident):
             if row["direction"] == "outbound":
                 assert answered_version(declaration, row["agency"], row["message_id"]) == row["version"], row["type"]
+
+
+# ---- 3. an alert loses the race (I3), pinned down; tests/test_enforcement_race.py races it for real ------------
+
+def test_an_alert_between_two_releases_holds_even_when_the_follower_reads_them_all_at_once(hub: Hub):
+    """The follower, lagging, finds in one batch: inspection releases, an alert on the container, customs
+    releases. Deciding on the declaration as it stands when reading the first release would let the goods out
+    under an alert that came before the last release."""
+    app = hub.declarations
+    document = example("goods-import.json")
+    ident = str(app.submit(document).declaration.id)
+    while hub.runner.catch_up():
+        pass
+    app.record_response(ident, "inspection", "i-rel", "released", "2026-12-02T09:00:00Z", answers_version=1)
+    app.raise_alert("container", document["containers"][0], "tip-off", "officer:customs")
+    app.record_response(ident, "customs", "c-rel", "released", "2026-12-02T09:01:00Z", answers_version=1)
+    while hub.runner.catch_up():
+        pass
+    declaration = app.get(ident)
+    assert declaration.status == "held" and not declaration.gate_out
+    assert "GateOutAllowed" not in [event["type"] for event in app.history(ident)]
