@@ -222,10 +222,12 @@ class Lifecycle(RuleBasedStateMachine):
             if status == "rejected" and state["routed"]:
                 self.rejected = True
 
-    @rule(agency=st.sampled_from(AGENCIES), message=st.integers(0, 30))
-    def release(self, agency: str, message: int) -> None:
-        """An agency releases the current version: the common answer, so that runs reach gate-out and release."""
-        self.respond(agency, "released", message, "08", "named current")
+    @rule(pick=st.integers(0, 4), message=st.integers(0, 30))
+    def release(self, pick: int, message: int) -> None:
+        """A routed agency releases the current version: the common answer, so that runs reach gate-out and
+        release, and their races with alerts."""
+        routed = sorted(agency for agency, state in self.agencies.items() if state["routed"])
+        self.respond(routed[pick % len(routed)], "released", message, "08", "named current")
 
     @rule(result=st.sampled_from(["pass", "fail"]), message=st.integers(0, 30),
           which=st.one_of(st.just("named current"), st.sampled_from(VERSIONS[:4])))
@@ -259,6 +261,14 @@ class Lifecycle(RuleBasedStateMachine):
         subject = CONTAINER if ours else OTHER_CONTAINER
         alert = self.app.raise_alert("container", subject, "tip-off", f"officer:{agency}")
         self.alerts[str(alert.id)] = f"officer:{agency}"
+
+    @rule(first=st.integers(0, 4), second=st.integers(0, 4), message=st.integers(0, 30), ours=st.booleans())
+    def alert_between_two_releases(self, first: int, second: int, message: int, ours: bool) -> None:
+        """The race I3 is about, in one step: an alert raised between two agencies' releases, the followers
+        lagging behind all three."""
+        self.release(first, message)
+        self.raise_alert("customs", ours)
+        self.release(second, message + 31)
 
     @precondition(lambda self: self.alerts)
     @rule(pick=st.integers(0, 99), caller=st.sampled_from(CALLERS))
@@ -371,7 +381,7 @@ class Lifecycle(RuleBasedStateMachine):
 
 
 Lifecycle.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=40, deadline=None,
+    max_examples=400, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_declaration_lifecycle = Lifecycle.TestCase
