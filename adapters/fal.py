@@ -2,7 +2,7 @@
 
 Both agencies get the FAL forms as the French maritime single window
 exchanges them (Trafic2000 5.2, the published schema in
-`../shared/interop/fal-trafic2000`), and answer in the same way. What they
+`tests/interop/fal-trafic2000`), and answer in the same way. What they
 share is written once, here (xsd/maritime/README.md and xsd/border/README.md
 say what goes where):
 

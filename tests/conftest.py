@@ -20,7 +20,6 @@ from hub.bootstrap import Hub, Settings, build_declarations, build_hub
 from hub.declarations import Declarations
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _unavailable(reason: str) -> None:

@@ -19,10 +19,8 @@ from adapters.messages import Change, Message, change_of
 from adapters.xml import SCHEMA_ROOT
 from hub.declarations import Declarations, content_hash, validate_document
 
-from .conftest import IN_CI, SHARED
-
 GOLDEN = Path(__file__).parent / "golden"
-INTEROP = SHARED / "interop"
+INTEROP = Path(__file__).parent / "interop"  # published schemas and samples, vendored with their licences
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # Golden files are made with this time, so they never depend on the clock.
 EVENT_TIME = datetime(2026, 3, 2, 8, 30, 15, tzinfo=UTC)
@@ -92,10 +90,7 @@ def second_validator(schema_name: str) -> xmlschema.XMLSchema:
 
 
 def interop(*parts: str) -> Path:
-    """A file under ../shared/interop; skips where the folder is absent, never under CI=true."""
+    """A file of a published standard under tests/interop (see its README); one missing is a failure."""
     path = INTEROP.joinpath(*parts)
-    if not path.exists():
-        if IN_CI:
-            pytest.fail(f"{path} is missing (CI=true: conformance tests must run)", pytrace=False)
-        pytest.skip(f"{path} is absent (a plain clone has no ../shared)")
+    assert path.exists(), f"{path} is missing from tests/interop"
     return path

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from . import samples
-from .conftest import IN_CI, SHARED
+from .messaging import EXAMPLES
 
 
 def tradehub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -78,11 +78,8 @@ def test_a_broken_routing_file_stops_with_a_message(tmp_path: Path):
 
 
 def test_the_shipped_examples_are_valid():
-    examples = sorted((SHARED / "examples").glob("*.json"))
-    if not examples:
-        if IN_CI:
-            pytest.fail("../shared/examples is missing under CI")
-        pytest.skip("../shared/examples is not beside this clone")
+    examples = sorted(EXAMPLES.glob("*.json"))
+    assert examples, f"no examples in {EXAMPLES}"
     result = tradehub("validate", *map(str, examples))
     assert result.returncode == 0, result.stdout
     assert len(result.stdout.splitlines()) == len(examples)

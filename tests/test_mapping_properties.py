@@ -63,7 +63,7 @@ def trafic2000() -> etree.XMLSchema:
 
 @pytest.fixture(autouse=True)
 def published_schemas() -> None:
-    """Load the published schemas before any example runs: a missing ../shared fails (or skips) at once,
+    """Load the published schemas (tests/interop) before any example runs: a missing one fails at once,
     instead of failing every example and making hypothesis shrink each one."""
     wco()
     trafic2000()
