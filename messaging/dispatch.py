@@ -18,7 +18,7 @@ them and moves its position in one transaction.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -142,20 +142,31 @@ def recorded_messages(database: Any, declaration_id: str,
     rows = database.query(
         "SELECT direction, agency, message_id, type, time, body, version, recorded_at FROM agency_messages"
         " WHERE declaration_id = ?", (declaration_id,))
+    messages = [{"direction": direction, "agency": agency, "message_id": message_id, "type": kind, "time": time,
+                 "body": body, "version": version}
+                for direction, agency, message_id, kind, time, body, version, _ in rows]
+    order = sorted(zip(log_places(messages, history or ()), rows, messages, strict=True),
+                   key=lambda entry: (entry[0], entry[1][7], entry[1][1], entry[1][2]))
+    return [message for _, _, message in order]
+
+
+def log_places(messages: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Where each message happened in the declaration's log (`recorded_messages` says why): (version, rank).
+
+    Outbound at the event it reports (rank 1); inbound at the first event of `history` its replies made (rank 0,
+    before what that event sent), else right after the messages of the version it answers (rank 2).
+    """
     caused: dict[tuple[str, str], int] = {}
-    for event in history or ():
+    for event in history:
         if "message_id" in event and "agency" in event:
             caused.setdefault((event["agency"], str(event["message_id"]).split(":")[0]), event["version"])
-
-    def happened(row: tuple) -> tuple[int, int]:
-        direction, agency, message_id, *_, version, _recorded_at = row
-        if direction == OUTBOUND:
-            return version, 1
-        if (agency, message_id) in caused:
-            return caused[agency, message_id], 0
-        return version, 2  # it changed nothing: right after the messages of the version it answers
-
-    rows.sort(key=lambda row: (*happened(row), row[7], row[1], row[2]))
-    return [{"direction": direction, "agency": agency, "message_id": message_id, "type": kind, "time": time,
-             "body": body, "version": version}
-            for direction, agency, message_id, kind, time, body, version, _ in rows]
+    places = []
+    for message in messages:
+        key = (message["agency"], message["message_id"])
+        if message["direction"] == OUTBOUND:
+            places.append((message["version"], 1))
+        elif key in caused:
+            places.append((caused[key], 0))
+        else:
+            places.append((message["version"], 2))
+    return places

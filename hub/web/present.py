@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from hub.declarations import AGENCIES
 from hub.declarations.documents import KINDS
 from hub.declarations.domainmodel import OVERALL_STATUSES
+from messaging.dispatch import log_places
 from projections.status_board import Filters
 
 
@@ -213,7 +214,7 @@ def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapp
         by_message: dict[str, list[Mapping[str, Any]]] = {}
         for event in answers.get(name, []):
             by_message.setdefault(str(event["message_id"]).split(":")[0], []).append(event)
-        exchanged = _exchanged([message for message in messages if message["agency"] == name], by_message)
+        exchanged = _exchanged([message for message in messages if message["agency"] == name], events, by_message)
         unmatched = sorted((((event["version"], 0), Entry(
             time=event["time"], kind="answer", title=_answer_title(event), detail=_answer_text(event),
             status=_answer_status(event), message_id=str(event["message_id"])))
@@ -226,19 +227,14 @@ def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapp
     return result
 
 
-def _exchanged(messages: Sequence[Mapping[str, Any]], by_message: dict[str, list[Mapping[str, Any]]]
-               ) -> list[tuple[tuple[int, int], Entry]]:
-    """An agency's messages as timeline entries, each with its place in the log: an outbound one at the event it
-    reports, an inbound one at the first event its answers made (taken out of `by_message`), else where it came."""
-    place = (0, 0)
+def _exchanged(messages: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]],
+               by_message: dict[str, list[Mapping[str, Any]]]) -> list[tuple[tuple[int, int], Entry]]:
+    """An agency's messages as timeline entries, each at its place in the log (`log_places`); the answers each
+    inbound one carried are taken out of `by_message`."""
     entries = []
-    for message in messages:
+    for place, message in zip(log_places(messages, events), messages, strict=True):
         outbound = message["direction"] == "outbound"
         matched = [] if outbound else by_message.pop(message["message_id"], [])
-        if outbound:
-            place = max(place, (message["version"], 1))
-        elif matched:
-            place = max(place, (min(event["version"] for event in matched), 0))
         entries.append((place, Entry(
             time=message["time"], kind="sent" if outbound else "received",
             title=f"{'Sent' if outbound else 'Received'} {message['type']}",
