@@ -75,3 +75,10 @@ def settle(app: Any, *declaration_ids: Any) -> None:
     gate-out and release each declaration's answers made due."""
     found = [app.get(ident) for ident in declaration_ids]
     app.settle({declaration.id: declaration.version for declaration in found})
+
+
+def followed(hub: Any) -> None:
+    """Run the hub's followers until the log stops growing: the holds they place, and the gate-out and releases
+    the enforcement process settles, are events the next round takes."""
+    while hub.runner.catch_up():
+        pass

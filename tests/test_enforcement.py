@@ -34,6 +34,7 @@ from messaging.inbound import (
 from projections.exchange import exchange_view
 from simulators.agencies import REJECT_MARK, Memory, _customs_response, _fal_reply
 
+from . import samples
 from .test_simulators import Loop, assert_dead, example
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -258,13 +259,11 @@ def test_an_alert_between_two_releases_holds_even_when_the_follower_reads_them_a
     app = hub.declarations
     document = example("goods-import.json")
     ident = str(app.submit(document).declaration.id)
-    while hub.runner.catch_up():
-        pass
+    samples.followed(hub)
     app.record_response(ident, "inspection", "i-rel", "released", "2026-12-02T09:00:00Z", answers_version=1)
     app.raise_alert("container", document["containers"][0], "tip-off", "officer:customs")
     app.record_response(ident, "customs", "c-rel", "released", "2026-12-02T09:01:00Z", answers_version=1)
-    while hub.runner.catch_up():
-        pass
+    samples.followed(hub)
     declaration = app.get(ident)
     assert declaration.status == "held" and not declaration.gate_out
     assert "GateOutAllowed" not in [event["type"] for event in app.history(ident)]

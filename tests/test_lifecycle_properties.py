@@ -293,8 +293,7 @@ class Lifecycle(RuleBasedStateMachine):
         """Liveness: once the followers have caught up, what is due and unhindered has been recorded."""
         if now:  # one time in four: the followers mostly lag, as under load
             return
-        while self.hub.runner.catch_up():
-            pass
+        samples.followed(self.hub)
         stored = self.stored
         if stored.holds or stored.withdrawn:
             return

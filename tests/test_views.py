@@ -25,13 +25,6 @@ def release_everywhere(hub: Hub, declaration_id, prefix: str = "r") -> None:
                                          "2026-12-01T10:00:00Z", code="REL")
 
 
-def followed(hub: Hub) -> None:
-    """Run the followers until the log stops growing: the holds they place, and the gate-out and releases the
-    enforcement process settles, are events the next round takes."""
-    while hub.runner.catch_up():
-        pass
-
-
 def snapshot(hub: Hub) -> dict[str, list[tuple]]:
     """Every row of every view, sorted: what a rebuild must give again."""
     tables = ("board_declarations", "board_agencies", "exchange_agencies", "recognition_routes",
@@ -45,7 +38,7 @@ def test_an_alert_holds_open_declarations_on_its_subject_and_every_later_one_unt
     released = app.submit(samples.goods(reference="DONE-1")).declaration.id
     elsewhere = app.submit(samples.goods(reference="ELSE-1", containers=[OTHER_CONTAINER])).declaration.id
     release_everywhere(hub, released)
-    followed(hub)  # settled as released before the alert: it stays so
+    samples.followed(hub)  # settled as released before the alert: it stays so
     alert = app.raise_alert("container", CONTAINER, "tip-off: undeclared cargo", "officer:customs")
     later = app.submit(samples.goods(reference="LATER-1")).declaration.id
     hub.runner.catch_up()
@@ -62,7 +55,7 @@ def test_an_alert_holds_open_declarations_on_its_subject_and_every_later_one_unt
     assert {row["reference"] for row in listed["declarations"]} == {"OPEN-1", "LATER-1"}
 
     app.clear_alert(alert.id, "officer:customs")
-    followed(hub)
+    samples.followed(hub)
     assert app.get(open_one).status == "released" and app.get(later).status == "submitted"
     [listed] = alerts_view(hub.views)["alerts"]
     assert listed["status"] == "cleared" and all(row["lifted_at"] for row in listed["declarations"])
@@ -185,7 +178,7 @@ def test_statistics_count_by_status_and_agency_and_time_clearance(hub: Hub):
     app.submit(samples.goods(reference="WAITING"))
     for ident in done:
         release_everywhere(hub, ident)
-    followed(hub)
+    samples.followed(hub)
     stats = statistics_view(hub.views)
     assert stats["by_status"] == {"released": 3, "submitted": 1}
     assert stats["by_agency"] == {"customs": {"released": 3, "pending": 1}, "port": {"released": 3, "pending": 1}}
@@ -252,7 +245,7 @@ def test_the_views_are_the_same_whatever_the_batch_size(hub: Hub, monkeypatch):
     withdrawn = app.submit(samples.goods(reference="WITHDRAW-1")).declaration.id
     app.withdraw(withdrawn, "not shipped")
     app.submit(samples.vessel_call())
-    followed(hub)  # the log as the enforcement process leaves it: the rebuilds below add nothing to it
+    samples.followed(hub)  # the log as the enforcement process leaves it: the rebuilds below add nothing to it
 
     def follow(batch: int) -> dict[str, list[tuple]]:
         monkeypatch.setattr("projections.runner.REBUILD_BATCH", batch)

@@ -31,8 +31,7 @@ def exchange_with_simulated_agencies(hub: Hub, agencies: Sequence[str] = AGENCIE
     """Dispatch every message and let the simulated `agencies` answer until they are done, with no broker between;
     then the views catch up with what the enforcement process settled."""
     Loop(hub).settle(agencies)
-    while hub.runner.catch_up():
-        pass
+    samples.followed(hub)
 
 
 class Browser:
