@@ -8,7 +8,7 @@ NATS JetStream through faststream, one subject per agency and direction:
   hub's ids in headers so an agency can route it without parsing the XML.
 - `tradehub.in.<agency>` (TRADEHUB_INBOUND): the agency's answers.
 - `tradehub.dead.<agency>` (TRADEHUB_DEAD): answers the hub refused, each
-  with its reason in headers (messaging.inbound).
+  with its reason in headers (followers.inbox).
 
 The hub's consumers and the simulated agencies take messages in batches from
 their own pull loop (`consume_batches`): whatever is ready when the first
@@ -350,12 +350,3 @@ class JetStreamPublisher(SyncPublisher):
 def nats_broker(url: str, **options) -> NatsBroker:
     """A NATS broker that reconnects without end: a broker restart must never stop a worker."""
     return NatsBroker(url, max_reconnect_attempts=-1, reconnect_time_wait=1, **options)
-
-
-def publisher_for(url: str) -> SyncPublisher:
-    """The publisher for a broker URL: nats:// or tls:// for JetStream, amqp:// or amqps:// for RabbitMQ."""
-    if uses_rabbitmq(url):
-        from messaging.rabbit import RabbitPublisher
-
-        return RabbitPublisher(url)
-    return JetStreamPublisher(url)

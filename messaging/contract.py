@@ -1,7 +1,7 @@
 """The broker contract as AsyncAPI: what the hub publishes and consumes, per agency and direction.
 
 The document is built from `inbound_consumer`, the durable consumers the
-hub really makes (messaging.inbound runs them), so it describes them. `asyncapi.json` at the
+hub really makes (followers.inbox runs them), so it describes them. `asyncapi.json` at the
 repository root is this document, committed; a test keeps it up to date
 (regenerate with `tradehub asyncapi > asyncapi.json`).
 """

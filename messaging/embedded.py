@@ -16,10 +16,22 @@ import sys
 import time
 from pathlib import Path
 
-from hub.processes import stop_processes
 from messaging.broker import BrokerUnavailable
 
 _PR_SET_PDEATHSIG = 1
+
+
+def stop_processes(*processes: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM every process still running, at once; SIGKILL any that has not exited `timeout` seconds later."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def nats_server_binary() -> str:

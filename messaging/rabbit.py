@@ -31,6 +31,7 @@ from hub.declarations import AGENCIES
 
 from .broker import SyncPublisher, connect, dead_subject, headers_of, inbound_subject, outbound_subject, run_until
 from .contract import MAX_DELIVER
+from .outcomes import DEAD, Receiver, dead_letter_headers, decide
 
 EXCHANGE = RabbitExchange("tradehub", durable=True)
 
@@ -81,10 +82,8 @@ def deliveries_of(message: RabbitMessage) -> int:
     return int(message.raw_message.headers.get("x-delivery-count", 0) or 0) + 1
 
 
-async def consume_rabbit(url: str, inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event, *,
+async def consume_rabbit(url: str, inbox: Receiver, agencies: Sequence[str], stop: threading.Event | asyncio.Event, *,
                          ready: Callable[[], None] | None, retry_delay: float) -> None:
-    from .inbound import DEAD, dead_letter_headers, decide
-
     broker = RabbitBroker(url, log_level=logging.DEBUG)
     # Each message is handled on its own, on a thread: many in flight let group commit put many answers in
     # one transaction (JetStream's consumer hands over batches instead).

@@ -17,6 +17,7 @@ from typing import Any
 from hub.declarations import Declaration
 from hub.declarations.domainmodel import AGENCIES, GATE_OUT_AGENCIES, INSPECTED, RECEIVED
 
+from . import messages as message_record
 from .database import Cursor, ViewDatabase
 from .status_board import stamp
 
@@ -75,9 +76,7 @@ def exchange_view(database: ViewDatabase, declaration_id: str) -> dict[str, Any]
     answers = {row[0]: row[1:] for row in database.query(
         "SELECT agency, acknowledged_at, decided_at, decision, code, text FROM exchange_agencies"
         " WHERE declaration_id = ?", (declaration_id,))}
-    sent = database.query(
-        "SELECT agency, type, MIN(recorded_at), COUNT(*) FROM agency_messages"
-        " WHERE declaration_id = ? AND direction = 'outbound' GROUP BY agency, type", (declaration_id,))
+    sent = message_record.first_sent(database, declaration_id)
     first_sent: dict[str, str] = {}
     messages: dict[str, int] = {}
     for agency, _, moment, count in sent:
@@ -101,9 +100,8 @@ def _flows(database: ViewDatabase, declaration_id: str, states: dict[str, tuple[
     flows = []
     routed = [agency for agency, (_, is_routed) in states.items() if is_routed]
     sources = [agency for agency in GATE_OUT_AGENCIES if agency in routed]
-    for agency, kind, moment in database.query(
-            "SELECT agency, type, recorded_at FROM agency_messages WHERE declaration_id = ? AND direction = 'outbound'"
-            " AND type IN (?, ?)", (declaration_id, RELEASE_NOTICE, RELEASE_REVOCATION)):
+    for agency, kind, moment in message_record.sent_of_types(
+            database, declaration_id, (RELEASE_NOTICE, RELEASE_REVOCATION)):
         flows.extend({"from": source, "to": agency, "type": kind, "message": RELEASES[kind], "time": moment}
                      for source in sources)
     for inspector, recogniser, moment, result in database.query(

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hub.bootstrap import Hub, Settings, build_declarations, build_hub
 from hub.declarations import Declarations
+from tradehub.bootstrap import Hub, Settings, build_declarations, build_hub
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -59,7 +59,7 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh database of its own, as a URL a separate process can use; dropped afterwards."""
-    from hub.bench_http import database_url
+    from tradehub.bench.http import database_url
 
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as connection:
@@ -104,13 +104,13 @@ class Api:
     def __init__(self, hub: Hub) -> None:
         from fastapi.testclient import TestClient
 
-        from hub.api.app import create_app
+        from tradehub.api.app import create_app
 
         self.hub = hub
         self.client = TestClient(create_app(hub))
 
     def as_(self, role: str, **claims: str) -> dict[str, str]:
-        from hub.api.auth import issue_token
+        from tradehub.auth import issue_token
 
         return {"Authorization": f"Bearer {issue_token(SECRET, role, **claims)}"}
 

@@ -71,7 +71,7 @@ def vessel_call(reference: str = "TEST-CALL-0001", declarant: str = SHIPPING_AGE
 
 
 def settle(app: Any, *declaration_ids: Any) -> None:
-    """What the enforcement process does once it has seen the log up to now (projections.alerts): settle the
+    """What the enforcement process does once it has seen the log up to now (followers.enforcement): settle the
     gate-out and release each declaration's answers made due."""
     found = [app.get(ident) for ident in declaration_ids]
     app.settle({declaration.id: declaration.version for declaration in found})

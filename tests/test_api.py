@@ -278,7 +278,7 @@ def test_dates_outside_utc_are_422(api: Api, query: str, path: str):
 def test_an_unexpected_failure_is_a_500_problem_without_a_traceback(hub, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from hub.api.app import create_app
+    from tradehub.api.app import create_app
 
     def broken(*_, **__):
         raise RuntimeError("the disk is on fire")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bootstrap import Settings, build_declarations
 from hub.declarations import (
     DeclarationNotFound,
     Declarations,
@@ -13,6 +12,7 @@ from hub.declarations import (
     VersionConflict,
 )
 from hub.declarations.domainmodel import DeclarationClosed
+from tradehub.bootstrap import Settings, build_declarations
 
 from . import samples
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from hub.api.auth import (
+from tradehub.auth import (
     AUDIENCE,
     ISSUER,
     InvalidToken,

@@ -10,7 +10,7 @@ import pytest
 
 
 def bench(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "ingest", "--count", "40",
+    result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "ingest", "--count", "40",
                              "--rounds", "2", "--clients", "4", *args],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -44,7 +44,7 @@ def test_bench_ingest_on_postgres_cleans_up_after_itself(postgres_url: str):
 
 
 def test_bench_http_against_a_real_server_reports_rate_ratio_and_latency():
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "http", "--store", "sqlite",
+    result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "http", "--store", "sqlite",
                              "--count", "60", "--rounds", "2", "--clients", "4"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -55,7 +55,7 @@ def test_bench_http_against_a_real_server_reports_rate_ratio_and_latency():
 
 
 def test_bench_messages_reports_hub_and_raw_lxml_rates():
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "messages", "--count", "30", "--rounds", "2"],
+    result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "messages", "--count", "30", "--rounds", "2"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^raw lxml build \+ serialise\s+\d+ messages/s$", result.stdout, re.MULTILINE)
@@ -67,8 +67,8 @@ def test_bench_messages_reports_hub_and_raw_lxml_rates():
 def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(postgres_url, postgres_schema, tmp_path):
     import psycopg
 
-    from hub.bench_e2e import _Counter
-    from hub.bootstrap import Settings, build_declarations
+    from tradehub.bench.e2e import _Counter
+    from tradehub.bootstrap import Settings, build_declarations
 
     from . import samples
 
@@ -91,7 +91,7 @@ def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(post
 
 @pytest.mark.postgres
 def test_bench_rebuild_reports_the_rebuild_against_a_raw_read_of_the_same_log(postgres_url: str):
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "bench", "rebuild", "--declarations", "300",
+    result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "rebuild", "--declarations", "300",
                              "--database-url", postgres_url], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     events = int(re.search(r"PostgreSQL, (\d+) events \(300 goods declarations\), 5 views", result.stdout)[1])
@@ -102,7 +102,7 @@ def test_bench_rebuild_reports_the_rebuild_against_a_raw_read_of_the_same_log(po
 
 
 def test_the_e2e_bench_measures_projection_lag_from_when_the_oldest_unapplied_event_appeared():
-    from hub.bench_e2e import _LagSampler
+    from tradehub.bench.e2e import _LagSampler
 
     sampler = _LagSampler("unused")
     # (time, head, slowest view's position): event 11 appears between 1.0 and 1.1; the view applies it by 1.5.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.bootstrap import ConfigurationError, Settings, build_declarations, persistence_env
+from tradehub.bootstrap import ConfigurationError, Settings, build_declarations, persistence_env
 
 
 def test_the_default_is_sqlite_under_the_data_directory(tmp_path: Path):

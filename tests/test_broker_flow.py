@@ -26,12 +26,13 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from hub.bootstrap import Hub, Settings, build_hub
-from hub.processes import stop_processes
+from followers.inbox import Inbox
 from messaging.broker import DEAD_STREAM, INBOUND_STREAM, OUTBOUND_STREAM, ensure_streams, inbound_subject
-from messaging.dispatch import recorded_messages
-from messaging.embedded import BrokerUnavailable, EmbeddedNats
-from messaging.inbound import POISON, Inbox, consume
+from messaging.consumers import consume
+from messaging.embedded import BrokerUnavailable, EmbeddedNats, stop_processes
+from messaging.outcomes import POISON
+from projections.messages import recorded_messages
+from tradehub.bootstrap import Hub, Settings, build_hub
 
 from .conftest import IN_CI, SECRET
 from .messaging import EXAMPLES
@@ -64,7 +65,7 @@ class Flow:
 
     def start(self, name: str, *args: str) -> None:
         log = (self.logs / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "hub.cli", *args], cwd=ROOT, env=self.env,
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", "tradehub.cli", *args], cwd=ROOT, env=self.env,
                                                 stdout=log, stderr=subprocess.STDOUT)
 
     def start_all(self) -> None:
@@ -478,8 +479,8 @@ def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
 
 
 def test_the_committed_asyncapi_document_is_current():
-    from hub.cli import CONTRACT_VERSION
     from messaging.contract import document_text
+    from tradehub.cli import CONTRACT_VERSION
 
     assert (ROOT / "asyncapi.json").read_text() == document_text(CONTRACT_VERSION), (
         "the broker contract changed: regenerate with `tradehub asyncapi > asyncapi.json`")

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from hub.api.app import create_app
-from hub.api.auth import issue_token
-from hub.bootstrap import Hub, Settings, build_hub
-from hub.web import install_pages
+from tradehub.api.app import create_app
+from tradehub.auth import issue_token
+from tradehub.bootstrap import Hub, Settings, build_hub
+from tradehub.web import install_pages
 
 from . import samples
 from .conftest import IN_CI, SECRET

@@ -14,7 +14,7 @@ from .messaging import EXAMPLES
 
 
 def tradehub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tradehub.cli", *args], capture_output=True, text=True,
                           timeout=60, env=env, cwd=cwd)
 
 
@@ -140,7 +140,7 @@ def test_render_prints_the_bytes_dispatch_would_send(tmp_path: Path):
     from hub.declarations import Declarations
 
     document = samples.goods()
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "render", str(write(tmp_path, "g.json", document)),
+    result = subprocess.run([sys.executable, "-m", "tradehub.cli", "render", str(write(tmp_path, "g.json", document)),
                              "--agency", "customs"], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
     app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})

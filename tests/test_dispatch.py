@@ -11,11 +11,12 @@ import pytest
 from nats.aio.client import Client
 
 from adapters.xml import InvalidMessage
-from hub.bootstrap import Hub
+from followers.dispatch import dispatches, view_name
+from followers.runner import Followers
 from messaging.broker import OUTBOUND_STREAM, JetStreamPublisher, PublishFailed, outbound_subject
-from messaging.dispatch import dispatches, recorded_messages, view_name
 from messaging.embedded import BrokerUnavailable, EmbeddedNats
-from projections.runner import ProjectionRunner
+from projections.messages import recorded_messages
+from tradehub.bootstrap import Hub
 
 from .conftest import IN_CI
 from .messaging import EXAMPLES
@@ -61,7 +62,7 @@ def submit_examples(hub: Hub) -> dict[str, str]:
 
 
 def dispatcher(hub: Hub, publisher, agencies=("customs", "inspection", "port", "maritime", "border")):
-    return ProjectionRunner(hub.declarations, hub.views,
+    return Followers(hub.declarations, hub.views,
                             dispatches(hub.declarations, agencies, publisher))
 
 
@@ -107,7 +108,7 @@ def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub
         runner = dispatcher(hub, publisher, ["customs"])
         nats.stop()
         with pytest.raises(PublishFailed):
-            runner.step(runner.views[0])
+            runner.step(runner.followers[0])
         assert hub.views.position(view_name("customs")) == 0
         assert hub.views.query("SELECT count(*) FROM agency_messages") == [(0,)]
     finally:
@@ -125,7 +126,7 @@ def test_a_message_that_cannot_be_built_stops_that_agency_only(hub: Hub, nats: E
     publisher = JetStreamPublisher(nats.url)
     try:
         runner = dispatcher(hub, publisher, ["customs", "port"])
-        port, customs = runner.views[1], runner.views[0]
+        port, customs = runner.followers[1], runner.followers[0]
         with pytest.raises(InvalidMessage):
             runner.step(port)
         runner.step(customs)
@@ -138,7 +139,7 @@ def test_a_message_that_cannot_be_built_stops_that_agency_only(hub: Hub, nats: E
 
 
 def test_changes_read_back_a_declaration_they_no_longer_remember_and_work_out_the_same(hub: Hub):
-    from messaging.dispatch import Changes
+    from followers.dispatch import Changes
 
     ids = list(submit_examples(hub).values())
     for ident in ids:  # interleaved streams: a one-declaration memory forgets each before its next event

@@ -17,12 +17,7 @@ from adapters.maritime import DECISION_SCHEMA as MARITIME_DECISION
 from adapters.messages import message_id
 from adapters.notices import agency_alert
 from adapters.outbound import MESSAGE_NAMES, answered_version
-from hub.bootstrap import Hub
-from hub.declarations import agency_alert_id
-from hub.declarations.alert import ALERT_NAMESPACE
-from messaging.dispatch import recorded_messages
-from messaging.inbound import (
-    APPLIED,
+from followers.inbox import (
     CLOSED,
     FOREIGN_SUBJECT,
     NOT_ROUTED,
@@ -31,8 +26,13 @@ from messaging.inbound import (
     UNKNOWN_VERSION,
     Inbox,
 )
+from hub.declarations import agency_alert_id
+from hub.declarations.alert import ALERT_NAMESPACE
+from messaging.outcomes import APPLIED
 from projections.exchange import exchange_view
+from projections.messages import recorded_messages
 from simulators.agencies import REJECT_MARK, Memory, _customs_response, _fal_reply
+from tradehub.bootstrap import Hub
 
 from . import samples
 from .test_simulators import Loop, assert_dead, example

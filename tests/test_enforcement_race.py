@@ -17,8 +17,8 @@ import time
 
 from stdnum import iso6346
 
-from hub.bootstrap import Hub
 from hub.declarations import Alert, Declaration
+from tradehub.bootstrap import Hub
 
 from . import samples
 

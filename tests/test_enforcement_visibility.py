@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.notices import agency_alert
-from hub.api import visibility
-from hub.api.auth import Caller
-from hub.bootstrap import Hub
-from messaging.dispatch import dispatches
-from messaging.inbound import Inbox
-from projections.runner import ProjectionRunner
+from followers.dispatch import dispatches
+from followers.inbox import Inbox
+from followers.runner import Followers
 from simulators.agencies import AGENCIES
+from tradehub import visibility
+from tradehub.auth import Caller
+from tradehub.bootstrap import Hub
 
 from . import samples
 from .conftest import Api
@@ -42,7 +42,7 @@ class Held:
         self.hub = hub
         document = samples.goods("HELD-0001", consignor=CONSIGNOR)
         self.id = str(hub.declarations.submit(document).declaration.id)
-        self.dispatch = ProjectionRunner(hub.declarations, hub.views, dispatches(hub.declarations, AGENCIES, Outbox()))
+        self.dispatch = Followers(hub.declarations, hub.views, dispatches(hub.declarations, AGENCIES, Outbox()))
         self.catch_up()
         self.party = hub.declarations.raise_alert("party", samples.TRADER_B, WATCHED, "officer:customs")
         self.port_message = "b" * 32

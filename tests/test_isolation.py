@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hub.api.auth import issue_token
+from tradehub.auth import issue_token
 
 from . import samples
 from .conftest import SECRET, Api
@@ -128,7 +128,7 @@ def test_an_officer_cannot_widen_its_scope_with_the_agency_filter(api: Api):
 
 
 def test_an_officer_sees_only_its_own_agencys_messages(api: Api):
-    from messaging.dispatch import MESSAGES_TABLE
+    from projections.messages import TABLES as MESSAGES_TABLE
 
     declaration_id = api.client.post("/v1/declarations", json=samples.vessel_call(),
                                      headers=headers_for("admin")).json()["id"]

@@ -26,9 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from adapters.messages import Reply, message_id
 from adapters.outbound import MESSAGE_NAMES
-from hub.api.auth import Caller
-from hub.api.visibility import may_clear
-from hub.bootstrap import Settings, build_hub
+from followers.inbox import Answering
 from hub.declarations import AGENCIES, Declaration, VersionConflict, content_hash, subjects_of, validate_document
 from hub.declarations.alert import Alert
 from hub.declarations.domainmodel import (
@@ -41,7 +39,9 @@ from hub.declarations.domainmodel import (
     UnknownVersion,
     VersionRejected,
 )
-from messaging.inbound import Answering
+from tradehub.auth import Caller
+from tradehub.bootstrap import Settings, build_hub
+from tradehub.visibility import may_clear
 
 from . import samples
 

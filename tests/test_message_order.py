@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from hub.bootstrap import Hub
+from followers.dispatch import dispatches
+from followers.inbox import Inbox
+from followers.runner import Followers
 from messaging.broker import headers_of
-from messaging.dispatch import dispatches
-from messaging.inbound import Inbox
-from projections.runner import ProjectionRunner
 from simulators.agencies import AGENCIES, answer
+from tradehub.bootstrap import Hub
 
 from . import samples
 from .conftest import Api
@@ -32,7 +32,7 @@ class Exchange:
     def __init__(self, hub: Hub, clocks: dict[str, Callable[[], datetime]] | None = None) -> None:
         self.hub = hub
         self.outbox = Outbox()
-        self.dispatch = ProjectionRunner(hub.declarations, hub.views, dispatches(hub.declarations, AGENCIES,
+        self.dispatch = Followers(hub.declarations, hub.views, dispatches(hub.declarations, AGENCIES,
                                                                                  self.outbox))
         self.inbox = Inbox(hub.declarations, hub.views)
         self.clocks = clocks or {}
@@ -87,7 +87,7 @@ def test_the_customs_timeline_follows_the_log_whatever_the_clocks_say(hub: Hub):
 
 
 def test_without_the_history_an_answer_still_comes_after_what_it_answers(hub: Hub):
-    from messaging.dispatch import recorded_messages
+    from projections.messages import recorded_messages
 
     ident = str(hub.declarations.submit(samples.goods("ORDER-3", items=[FOOD])).declaration.id)
     hub.runner.catch_up()
@@ -100,7 +100,7 @@ def test_without_the_history_an_answer_still_comes_after_what_it_answers(hub: Hu
 
 
 def test_an_answer_without_a_message_of_its_own_joins_the_timeline_at_its_place_in_the_log():
-    from hub.web.present import timelines
+    from tradehub.web.present import timelines
 
     start = datetime(2026, 12, 1, 8, tzinfo=UTC)
 

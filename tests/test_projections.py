@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from hub.bootstrap import VIEW_NAMES, Hub, Settings, build_hub
+from followers.runner import Followers
 from projections.database import StaleTracking, rounds
-from projections.runner import ProjectionRunner
 from projections.status_board import Filters, StatusBoard, list_declarations
+from tradehub.bootstrap import VIEW_NAMES, Hub, Settings, build_hub
 
 from . import samples
 
@@ -56,7 +56,7 @@ def test_an_amendment_reroutes_the_board_and_clears_release(hub: Hub):
 def test_two_runners_racing_apply_each_event_once(hub: Hub):
     for n in range(30):
         hub.declarations.submit(samples.goods(reference=f"RACE-{n}"))
-    other = ProjectionRunner(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=7)
+    other = Followers(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=7)
     hub.runner.batch = 5
     view, rival = hub.runner.views[0], other.views[0]
     # Both read position 0; the first to commit wins, the second must not apply again.
@@ -145,10 +145,10 @@ def test_views_at_one_position_share_a_transaction_and_a_failing_one_holds_up_no
 
 def test_a_follower_wakes_when_the_log_grows_on_postgresql_and_polls_on_sqlite(hub: Hub, monkeypatch):
     """On PostgreSQL the NOTIFY of an insert wakes it: the safety poll, made 60 s here, is not what it waits on."""
-    import projections.runner
+    import followers.runner
 
     if hub.settings.uses_postgres:
-        monkeypatch.setattr(projections.runner, "LISTEN_SAFETY_POLL", 60.0)
+        monkeypatch.setattr(followers.runner, "LISTEN_SAFETY_POLL", 60.0)
     else:
         hub.runner.interval = 0.01
     hub.runner.start()
@@ -173,9 +173,9 @@ def test_a_follower_whose_listening_connection_is_cut_listens_again(postgres_url
                                                                    monkeypatch):
     import psycopg
 
-    import projections.runner
+    import followers.runner
 
-    monkeypatch.setattr(projections.runner, "LISTEN_SAFETY_POLL", 60.0)
+    monkeypatch.setattr(followers.runner, "LISTEN_SAFETY_POLL", 60.0)
     hub = build_hub(Settings(data_dir=tmp_path, database_url=postgres_url), schema=postgres_schema)
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         def listening() -> set[int]:
@@ -200,7 +200,7 @@ def test_the_worker_process_follows_the_log_and_stops_on_sigterm(kind: str, tmp_
     url = request.getfixturevalue("postgres_database") if kind == "postgres" else ""
     hub = build_hub(Settings(data_dir=tmp_path, database_url=url))
     env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path), TRADEHUB_DATABASE_URL=url)
-    worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "project"], env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "tradehub.cli", "worker", "project"], env=env)
     try:
         hub.declarations.submit(samples.goods())
         deadline = time.monotonic() + 20
@@ -235,10 +235,10 @@ def test_runners_on_two_threads_apply_each_event_exactly_once(hub: Hub):
 
     for n in range(60):
         hub.declarations.submit(samples.goods(reference=f"TWIN-{n}"))
-    runners = [ProjectionRunner(hub.declarations, hub.views, [Counting()], batch=batch) for batch in (4, 7)]
+    runners = [Followers(hub.declarations, hub.views, [Counting()], batch=batch) for batch in (4, 7)]
     head = hub.declarations.recorder.max_notification_id()
 
-    def run(runner: ProjectionRunner) -> None:
+    def run(runner: Followers) -> None:
         while hub.views.position("counting") < head:
             runner.step(runner.views[0])
 
@@ -254,7 +254,7 @@ def test_runners_on_two_threads_apply_each_event_exactly_once(hub: Hub):
 def test_catch_up_reaches_the_head_even_when_another_runner_interferes(hub: Hub):
     for n in range(12):
         hub.declarations.submit(samples.goods(reference=f"HEAD-{n}"))
-    rival = ProjectionRunner(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=3)
+    rival = Followers(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=3)
     rival.step(rival.views[0])
     hub.runner.batch = 5
     hub.runner.catch_up()

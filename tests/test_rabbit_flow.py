@@ -17,11 +17,11 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from hub.bootstrap import Settings
 from hub.declarations import AGENCIES
 from messaging.broker import dead_subject, inbound_subject, outbound_subject
-from messaging.dispatch import recorded_messages
 from messaging.rabbit import EXCHANGE
+from projections.messages import recorded_messages
+from tradehub.bootstrap import Settings
 
 from .conftest import IN_CI, SECRET
 from .test_broker_flow import HOSTILE, Flow, assert_each_answer_applied_once, wait_for

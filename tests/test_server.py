@@ -17,8 +17,8 @@ from threading import Barrier
 import httpx
 import pytest
 
-from hub.client import wait_until_healthy
-from hub.processes import stop_processes
+from messaging.embedded import stop_processes
+from tradehub.client import wait_until_healthy
 
 from . import samples
 from .conftest import SECRET
@@ -33,7 +33,7 @@ def free_port() -> int:
 
 
 def tradehub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tradehub.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -41,7 +41,7 @@ class Server:
     def __init__(self, env: dict[str, str], port: int, *flags: str) -> None:
         self.env, self.url = env, f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), *flags], env=env,
+            [sys.executable, "-m", "tradehub.cli", "serve", "--port", str(port), *flags], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if not wait_until_healthy(self.url, lambda: self.process.poll() is None, timeout=30):
             self.stop()

@@ -17,26 +17,25 @@ import pytest
 
 from adapters.notices import agency_alert, recognition_notice
 from adapters.xml import REFUSAL_CODES
-from hub.bootstrap import Hub
-from messaging.broker import headers_of
-from messaging.dispatch import AgencyDispatch, dispatches, recorded_messages
-from messaging.inbound import (
-    APPLIED,
+from followers.dispatch import AgencyDispatch, dispatches
+from followers.inbox import (
     CLOSED,
-    DEAD,
     MIXED_DECLARATIONS,
     NOT_ROUTED,
     REFUSED_BY_HUB,
     STALE,
-    UNCHANGED,
     UNKNOWN_AGENCY,
     UNKNOWN_DECLARATION,
     Inbox,
 )
+from followers.runner import Followers
+from messaging.broker import headers_of
+from messaging.outcomes import APPLIED, DEAD, UNCHANGED
 from projections.alerts import alerts_view
+from projections.messages import recorded_messages
 from projections.recognition import recognition_view
-from projections.runner import ProjectionRunner
 from simulators.agencies import AGENCIES, ALERT_MARK, REJECT_MARK, Memory, answer, reply_id
+from tradehub.bootstrap import Hub
 
 from .messaging import EXAMPLES, Outbox
 
@@ -53,7 +52,7 @@ class Loop:
         self.strict = strict  # every answer must apply; else the refused ones are kept in `refused`
         self.refused: list = []
         self.outbox = Outbox()
-        self.runner = ProjectionRunner(hub.declarations, hub.views,
+        self.runner = Followers(hub.declarations, hub.views,
                                        dispatches(hub.declarations, AGENCIES, self.outbox))
         self.inbox = Inbox(hub.declarations, hub.views)
         self.memory = Memory()  # what the simulated agencies remember of their decisions, as their process does
@@ -198,7 +197,7 @@ def first_answers(hub: Hub, name: str, agency: str) -> tuple[str, list[bytes]]:
     """A declaration dispatched, and `agency`'s answers to it, not yet applied."""
     ident = str(hub.declarations.submit(example(name)).declaration.id)
     outbox = Outbox()
-    ProjectionRunner(hub.declarations, hub.views, [AgencyDispatch(hub.declarations, agency, outbox)]).catch_up()
+    Followers(hub.declarations, hub.views, [AgencyDispatch(hub.declarations, agency, outbox)]).catch_up()
     bodies = [reply.body for message in outbox.sent for reply in answer(agency, message.body, headers_of(message))]
     return ident, bodies
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bootstrap import Settings, build_declarations
 from hub.declarations import Declaration, content_hash, validate_document
 from hub.storage import ArrayInsertRecorder
+from tradehub.bootstrap import Settings, build_declarations
 
 from . import samples
 
@@ -59,7 +59,7 @@ def test_processes_starting_together_create_the_event_tables_without_a_catalogue
     schema = "race_" + tmp_path.name[-8:].lower().replace("-", "_")
     with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
-    code = ("import sys; from pathlib import Path; from hub.bootstrap import Settings, build_declarations; "
+    code = ("import sys; from pathlib import Path; from tradehub.bootstrap import Settings, build_declarations; "
             "build_declarations(Settings(data_dir=Path(sys.argv[1]), database_url=sys.argv[2]), "
             "schema=sys.argv[3]).close()")
     try:

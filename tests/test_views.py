@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bootstrap import Hub
 from hub.declarations import AlertInvalid, AlertNotFound
 from projections.alerts import alerts_view
 from projections.exchange import exchange_view
 from projections.recognition import recognition_view
 from projections.statistics import _percentile, statistics_view
+from tradehub.bootstrap import Hub
 
 from . import samples
 
@@ -248,7 +248,7 @@ def test_the_views_are_the_same_whatever_the_batch_size(hub: Hub, monkeypatch):
     samples.followed(hub)  # the log as the enforcement process leaves it: the rebuilds below add nothing to it
 
     def follow(batch: int) -> dict[str, list[tuple]]:
-        monkeypatch.setattr("projections.runner.REBUILD_BATCH", batch)
+        monkeypatch.setattr("followers.runner.REBUILD_BATCH", batch)
         hub.runner.batch = batch
         hub.runner.rebuild()
         return snapshot(hub)

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from hub.api.app import create_app
-from hub.api.auth import issue_token
-from hub.bootstrap import Hub
-from hub.web import install_pages
-from hub.web import pages as web_pages
 from simulators.agencies import AGENCIES
+from tradehub.api.app import create_app
+from tradehub.auth import issue_token
+from tradehub.bootstrap import Hub
+from tradehub.web import install_pages
+from tradehub.web import pages as web_pages
 
 from . import samples
 from .conftest import SECRET

@@ -1,6 +1,6 @@
 """The one place where configuration becomes wired objects.
 
-Configuration comes from the environment (SPEC §6): `TRADEHUB_DATABASE_URL`
+Configuration comes from the environment (docs/configuration.md): `TRADEHUB_DATABASE_URL`
 (`postgresql://…` selects PostgreSQL; unset means SQLite under the data
 directory), `TRADEHUB_DATA_DIR` (default `./var`), `TRADEHUB_ROUTING_FILE`
 and `TRADEHUB_CIPHER_KEY`. Nothing connects at import time.
@@ -9,20 +9,22 @@ and `TRADEHUB_CIPHER_KEY`. Nothing connects at import time.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 from psycopg.conninfo import conninfo_to_dict
 
+from followers.dispatch import Publisher, dispatches
+from followers.enforcement import Enforcement
+from followers.inbox import Inbox
+from followers.runner import Follower, Followers
 from hub.declarations import Declarations, RoutingRules
-from messaging.dispatch import MESSAGES_TABLE
-from projections.alerts import Enforcement
+from projections import messages as message_record
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
 from projections.exchange import Exchange
 from projections.recognition import Recognition
-from projections.runner import ProjectionRunner, View
 from projections.statistics import Statistics
 from projections.status_board import StatusBoard
 
@@ -143,8 +145,12 @@ def build_views(settings: Settings, *, schema: str = "") -> ViewDatabase:
     return SQLiteViews(events.with_name(f"{events.stem}-views.sqlite"))
 
 
-def read_models(declarations: Declarations) -> list[View]:
-    """Every projection `worker project` runs and `projections rebuild` rebuilds (SPEC §5), in `VIEW_NAMES` order."""
+def read_models(declarations: Declarations) -> list[Follower]:
+    """Every view `worker project` runs and `projections rebuild` rebuilds, in `VIEW_NAMES` order.
+
+    The enforcement process is among them: it writes the alerts view, and placing holds in the same pass over
+    the log as the views is what lets it settle releases safely (docs/lifecycle.md, I3).
+    """
     return [StatusBoard(declarations), Exchange(), Recognition(declarations), Statistics(),
             Enforcement(declarations)]
 
@@ -159,7 +165,7 @@ class Hub:
     settings: Settings
     declarations: Declarations
     views: ViewDatabase
-    runner: ProjectionRunner
+    runner: Followers
 
     def close(self) -> None:
         self.runner.stop()
@@ -171,6 +177,16 @@ def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
     settings = settings or Settings.from_env()
     declarations = build_declarations(settings, schema=schema)
     views = build_views(settings, schema=schema)
-    runner = ProjectionRunner(declarations, views, read_models(declarations))
-    views.create(MESSAGES_TABLE)  # the API lists what dispatch records, whichever process starts first
+    runner = Followers(declarations, views, read_models(declarations))
+    views.create(message_record.TABLES)  # the API lists what dispatch records, whichever process starts first
     return Hub(settings, declarations, views, runner)
+
+
+def build_dispatch(hub: Hub, agencies: Sequence[str], publisher: Publisher) -> Followers:
+    """The followers that publish each agency's messages, as `worker dispatch` runs them."""
+    return Followers(hub.declarations, hub.views, dispatches(hub.declarations, agencies, publisher))
+
+
+def build_inbox(hub: Hub) -> Inbox:
+    """What applies agencies' answers, as `worker consume` runs it behind the broker's consumers."""
+    return Inbox(hub.declarations, hub.views)

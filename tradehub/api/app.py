@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.bootstrap import Hub
+from followers.dispatch import DISPATCH_PREFIX
 from hub.declarations import (
     AGENCIES,
     Alert,
@@ -46,18 +46,19 @@ from hub.declarations.documents import KINDS, GoodsDeclaration, MalformedJSON, V
 from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
 from hub.declarations.groupcommit import AsyncGroupCommit
 from hub.declarations.values import text
-from messaging.dispatch import DISPATCH_PREFIX, recorded_messages
 from projections.alerts import alerts_view
 from projections.exchange import exchange_view
+from projections.messages import recorded_messages
 from projections.recognition import recognition_view
 from projections.statistics import statistics_view
 from projections.status_board import Filters, InvalidQuery, counts_by_status, list_declarations
+from tradehub import visibility
+from tradehub.auth import Caller, InvalidToken, TokenVerifier
+from tradehub.bootstrap import Hub
+from tradehub.visibility import document_for
 
-from . import visibility
-from .auth import Caller, InvalidToken, TokenVerifier
 from .middleware import Edge
 from .problems import Problem, ProblemError, documented, problem
-from .visibility import document_for
 
 log = logging.getLogger("tradehub.api")
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from hub.declarations import AGENCIES
 from hub.declarations.documents import KINDS
 from hub.declarations.domainmodel import OVERALL_STATUSES
-from messaging.dispatch import log_places
+from projections.messages import log_places
 from projections.status_board import Filters
 
 

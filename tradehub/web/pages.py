@@ -23,18 +23,18 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from hub.api import visibility
-from hub.api.auth import Caller, InvalidToken
-from hub.bootstrap import Hub
 from hub.declarations import AGENCIES, AlertInvalid, DeclarationNotFound
 from hub.declarations.alert import SUBJECT_KINDS
 from hub.declarations.domainmodel import AGENCY_STATUSES, OVERALL_STATUSES
-from messaging.dispatch import recorded_messages
 from projections.alerts import alerts_view
 from projections.exchange import exchange_view
+from projections.messages import recorded_messages
 from projections.recognition import recognition_view
 from projections.statistics import statistics_view
 from projections.status_board import InvalidQuery, counts_by_status, list_declarations
+from tradehub import visibility
+from tradehub.auth import Caller, InvalidToken
+from tradehub.bootstrap import Hub
 
 from . import charts, present
 

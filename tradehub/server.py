@@ -14,12 +14,12 @@ import sys
 
 import uvicorn
 
-from hub.api.app import create_app
-from hub.api.auth import resolve_secret
-from hub.bootstrap import Settings, build_hub
-from hub.web import install_pages
-from hub.worker import Supervised
 from messaging.embedded import EmbeddedNats
+from tradehub.api.app import create_app
+from tradehub.auth import resolve_secret
+from tradehub.bootstrap import Settings, build_hub
+from tradehub.web import install_pages
+from tradehub.worker import Supervised
 
 
 def app_from_environment():  # a uvicorn factory, for worker processes
@@ -56,7 +56,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
         if workers > 1:
             # Worker processes rebuild the hub from the environment.
             os.environ["TRADEHUB_SECRET"] = secret
-            uvicorn.run("hub.server:app_from_environment", factory=True, host=host, port=port,
+            uvicorn.run("tradehub.server:app_from_environment", factory=True, host=host, port=port,
                         workers=workers, access_log=access_log, log_level="info", proxy_headers=False)
         else:
             app = install_pages(create_app(hub), hub)

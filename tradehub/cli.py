@@ -16,12 +16,12 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 from psycopg_pool import PoolTimeout
 
-from hub.api.auth import SecretError, issue_token, resolve_secret
-from hub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, routing_rules
-from hub.client import ClientError
 from hub.declarations import AGENCIES, InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
 from messaging.embedded import BrokerUnavailable
+from tradehub.auth import SecretError, issue_token, resolve_secret
+from tradehub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, routing_rules
+from tradehub.client import ClientError
 
 
 def validate(files: Sequence[Path], settings: Settings) -> int:
@@ -76,7 +76,7 @@ def print_openapi() -> int:
     import json
     import tempfile
 
-    from hub.api.app import create_app
+    from tradehub.api.app import create_app
 
     with tempfile.TemporaryDirectory() as directory:
         hub = build_hub(Settings(data_dir=Path(directory), secret="x" * 32))
@@ -230,11 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return validate(args.files, settings)
         if args.command == "render":
-            from hub.render import render
+            from tradehub.render import render
 
             return render(args.file, settings, agency=args.agency, out=args.out)
         if args.command == "serve":
-            from hub.server import serve
+            from tradehub.server import serve
 
             return serve(settings, host=args.host, port=args.port, demo=args.demo, workers=args.workers,
                          access_log=args.access_log, dispatching=args.dispatching,
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("worker", "agencies"):
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         if args.command == "worker":
-            from hub.worker import run_consumers, run_dispatch, run_projections
+            from tradehub.worker import run_consumers, run_dispatch, run_projections
 
             if args.part == "dispatch":
                 return run_dispatch(settings, args.agency or AGENCIES)
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_consumers(settings, args.agency or AGENCIES)
             return run_projections(settings)
         if args.command == "agencies":
-            from hub.worker import run_simulators
+            from tradehub.worker import run_simulators
 
             return run_simulators(settings, args.agency or AGENCIES)
         if args.command == "projections":
@@ -272,22 +272,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return getattr(client, args.command)(args.id, url=args.url, token=args.token)
         if args.command == "bench":
             if args.suite == "http":
-                from hub.bench_http import run_http
+                from tradehub.bench.http import run_http
 
                 return run_http(args)
             if args.suite == "e2e":
-                from hub.bench_e2e import run_e2e
+                from tradehub.bench.e2e import run_e2e
 
                 return run_e2e(args)
             if args.suite == "rebuild":
-                from hub.bench_rebuild import run_rebuild
+                from tradehub.bench.rebuild import run_rebuild
 
                 return run_rebuild(args)
             if args.suite == "messages":
-                from hub.bench_messages import run_messages
+                from tradehub.bench.messages import run_messages
 
                 return run_messages(args)
-            from hub.bench import run_ingest
+            from tradehub.bench.ingest import run_ingest
 
             return run_ingest(args)
     except (ConfigurationError, RoutingError, SecretError, ClientError, BrokerUnavailable) as error:

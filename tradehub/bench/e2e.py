@@ -43,12 +43,11 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from hub.bench import _postgres, _postgres_raw, _stored_rows, synthetic_goods
-from hub.bench_http import fresh_database
-from hub.bootstrap import VIEW_NAMES, Settings, build_hub
 from hub.declarations import Declarations
-from hub.processes import stop_processes
-from messaging.embedded import EmbeddedNats
+from messaging.embedded import EmbeddedNats, stop_processes
+from tradehub.bench.http import fresh_database
+from tradehub.bench.ingest import _postgres, _postgres_raw, _stored_rows, synthetic_goods
+from tradehub.bootstrap import VIEW_NAMES, Settings, build_hub
 
 RELEASED_TOPIC = "hub.declarations.domainmodel:Declaration.Released"
 
@@ -102,7 +101,7 @@ def _workers(settings: Settings, directory: Path) -> Iterator[None]:
     env = dict(os.environ, TRADEHUB_DATABASE_URL=settings.database_url, TRADEHUB_BROKER_URL=settings.broker_url,
                TRADEHUB_DATA_DIR=str(directory), TRADEHUB_SECRET="bench-" + "x" * 40)
     commands = [("worker", "dispatch"), ("worker", "consume"), ("worker", "project"), ("agencies", "simulate")]
-    processes = [subprocess.Popen([sys.executable, "-m", "hub.cli", *command], env=env, stdout=subprocess.DEVNULL,
+    processes = [subprocess.Popen([sys.executable, "-m", "tradehub.cli", *command], env=env, stdout=subprocess.DEVNULL,
                                   stderr=(directory / f"{command[-1]}.log").open("wb")) for command in commands]
     try:
         time.sleep(2)  # connected, streams and consumers created

@@ -14,9 +14,9 @@ from pathlib import Path
 from adapters.messages import change_of
 from adapters.outbound import messages_for
 from adapters.xml import InvalidMessage
-from hub.bootstrap import Settings, routing_rules
 from hub.declarations import AGENCIES, Declarations, InvalidDeclaration
 from hub.declarations.documents import MalformedJSON, load_json
+from tradehub.bootstrap import Settings, routing_rules
 
 
 def render(path: Path, settings: Settings, *, agency: str | None = None, out: Path | None = None) -> int:

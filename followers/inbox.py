@@ -1,8 +1,9 @@
-"""Inbound: each agency's answers, from its subject into the hub, applied once.
+"""The inbox: each agency's answers, applied to the declarations once, and recorded.
 
 `Inbox.receive` decides what one inbound message does, with no broker in
-sight (so it is tested directly), and `consume` runs it behind one durable
-consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
+sight (so it is tested directly); `messaging.consumers.consume` runs it behind
+one durable consumer per agency, on JetStream or RabbitMQ, and settles each
+delivery by the verdict it gives:
 
 1. the message passes the XML gate and the agency's reply schema, and is
    read into `Reply`s (adapters);
@@ -20,7 +21,7 @@ consumer per agency, on JetStream or RabbitMQ (messaging.rabbit):
    the way, redelivers it: step 2 is then a no-op and step 3 fills in what
    is missing.
 
-An agency may also raise a risk alert (SPEC §5, enforcement assistance): an
+An agency may also raise a risk alert (enforcement assistance, docs/lifecycle.md): an
 alert notice of the hub's own schema (xsd/notices/, function 9) about a
 declaration routed to it, on one of that declaration's parties, its ship or
 one of its containers (I7, docs/lifecycle.md); anything else is dead-lettered.
@@ -33,27 +34,20 @@ alert is raised all the same, for the declarations still to come.
 A message the hub refuses (hostile, invalid, unreadable, about an unknown
 declaration or one not routed to that agency, about a version it cannot
 establish or one replaced since, moving forward a version an agency rejected,
-or too late) changes
-nothing: it is published to `tradehub.dead.<agency>` with its reason in
-headers, then settled so that it is never delivered again. A message whose handling fails for another reason
-(the database is down, say) is retried with a delay; at its last allowed
-delivery it is dead-lettered as poison.
+or too late) changes nothing: its verdict is `dead`, with a stable code
+below, and the consumer publishes it to `tradehub.dead.<agency>` with its
+reason in headers, then settles it so that it is never delivered again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
-
-from nats.aio.msg import Msg
 
 from adapters.border import parse_border_replies
 from adapters.customs import parse_responses
@@ -75,19 +69,8 @@ from hub.declarations.domainmodel import (
     UnknownVersion,
     VersionRejected,
 )
-from messaging.broker import (
-    DEAD_STREAM,
-    connect,
-    consume_batches,
-    dead_subject,
-    ensure_streams,
-    nats_broker,
-    uses_rabbitmq,
-)
-from messaging.contract import BATCH, MAX_DELIVER, inbound_consumer
-from messaging.dispatch import INBOUND, recorded_now
-
-log = logging.getLogger("tradehub.inbound")
+from messaging.outcomes import APPLIED, UNCHANGED, Verdict, dead
+from projections.messages import INBOUND, Record, record
 
 Lookup = Callable[[str], dict[str, Any] | None]
 # agency -> reads one inbound message into its replies, or raises `Refused`.
@@ -111,28 +94,12 @@ UNKNOWN_VERSION = "unknown-version"
 REJECTED_VERSION = "rejected-version"
 CLOSED = "closed"
 REFUSED_BY_HUB = "refused-by-hub"
-POISON = "poison"
 UNKNOWN_AGENCY = "unknown-agency"
 
-APPLIED, UNCHANGED, DEAD = "applied", "unchanged", "dead"
 NOTICES_NAMESPACE = NS.encode()
 ALERT_RAISED = ORIGINAL  # an alert notice's function code when it raises the alert
 # The declarations of a batch are applied at once, so that group commit puts their saves in one transaction.
 _THREADS = ThreadPoolExecutor(16, thread_name_prefix="answers")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What an inbound message did: applied, unchanged (applied before, or a notice that sets nothing), or dead."""
-
-    outcome: str
-    declaration_id: str = ""
-    code: str = ""  # for a dead letter, why, as a stable code
-    reason: str = ""  # and in words, on one line
-
-
-def dead(code: str, reason: str, declaration_id: str = "") -> Verdict:
-    return Verdict(DEAD, declaration_id, code, " ".join(reason.split())[:500])
 
 
 class Inbox:
@@ -173,7 +140,7 @@ class Inbox:
                 verdicts[index] = refusal or Verdict(APPLIED if changed else UNCHANGED, replies[0].declaration_id)
                 if refusal is None:
                     records.append((bodies[index], replies, declaration.version))
-        self._record(agency, records)
+        self._answers_recorded(agency, records)
         return verdicts
 
     def _alert(self, agency: str, body: bytes) -> Verdict | None:
@@ -209,9 +176,9 @@ class Inbox:
             except AlertInvalid as error:
                 return dead(REFUSED_BY_HUB, str(error), alert.declaration_id)
             outcome = APPLIED
-        self._insert([(INBOUND, agency, alert.message_id, alert.declaration_id, alert.version,
-                       f"alert {raised.subject_kind} {raised.subject}", ALERT_RAISED,
-                       raised.created_on.isoformat(), _text_of(body), recorded_now())])
+        self._record([Record(INBOUND, agency, alert.message_id, alert.declaration_id, alert.version,
+                             f"alert {raised.subject_kind} {raised.subject}", ALERT_RAISED,
+                             raised.created_on.isoformat(), _text_of(body))])
         return Verdict(outcome, alert.declaration_id)
 
     def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]], Declaration | None]
@@ -279,24 +246,17 @@ class Inbox:
         except (DeclarationNotFound, ValueError):
             return None
 
-    def _record(self, agency: str, records: Sequence[tuple[bytes, Sequence[Reply], int]]) -> None:
+    def _answers_recorded(self, agency: str, answers: Sequence[tuple[bytes, Sequence[Reply], int]]) -> None:
         """Record applied messages, (body, replies, declaration version) each, in one transaction."""
-        if not records:
-            return
-        rows = []
-        for body, replies, version in records:
-            first = replies[0]
-            rows.append((INBOUND, agency, first.message_id, first.declaration_id, first.version or version,
-                         "reply " + "+".join(reply.code for reply in replies), first.code,
-                         max(_iso(reply.issued_at) for reply in replies), _text_of(body), recorded_now()))
-        self._insert(rows)
+        self._record([Record(INBOUND, agency, replies[0].message_id, replies[0].declaration_id,
+                             replies[0].version or version, "reply " + "+".join(reply.code for reply in replies),
+                             replies[0].code, max(_iso(reply.issued_at) for reply in replies), _text_of(body))
+                      for body, replies, version in answers])
 
-    def _insert(self, rows: Sequence[tuple]) -> None:
-        with self.views.transaction() as cursor:
-            cursor.executemany(
-                "INSERT INTO agency_messages (direction, agency, message_id, declaration_id, version, type,"
-                " function_code, time, body, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (direction, agency, message_id) DO NOTHING", rows)
+    def _record(self, records: Sequence[Record]) -> None:
+        if records:
+            with self.views.transaction() as cursor:
+                record(cursor, records)
 
 
 @dataclass(frozen=True)
@@ -337,62 +297,3 @@ def _text_of(body: bytes) -> str:
 def _iso(moment: str) -> str:
     """An ISO 8601 time as the message record writes every time, so records sort by it."""
     return datetime.fromisoformat(moment.replace("Z", "+00:00")).isoformat()
-
-
-# ---- the consumer -------------------------------------------------------------------------------
-
-RETRY_DELAY = 2.0  # seconds before a message that failed for reasons not its own is delivered again
-
-
-async def decide(inbox: Inbox, agency: str, bodies: Sequence[bytes], deliveries: Sequence[int]
-                 ) -> list[Verdict | None]:
-    """What to do with a batch of deliveries, whatever the broker: each one's verdict, or None to retry it."""
-    try:
-        return await asyncio.to_thread(inbox.receive_many, agency, bodies)
-    except Exception as error:  # noqa: BLE001 - the hub's trouble, not the messages': retry them
-        log.warning("%s: %s message(s) failed, retrying: %r", agency, len(bodies), error)
-        return [None if delivery < MAX_DELIVER else
-                dead(POISON, f"failed {delivery} deliveries; last: {type(error).__name__}: {error}")
-                for delivery in deliveries]
-
-
-def dead_letter_headers(verdict: Verdict, agency: str, deliveries: int) -> dict[str, str]:
-    log.warning("%s message dead-lettered: %s %s", agency, verdict.code, verdict.reason)
-    return {"Tradehub-Dead-Code": verdict.code, "Tradehub-Dead-Reason": verdict.reason, "Tradehub-Agency": agency,
-            "Tradehub-Deliveries": str(deliveries)}
-
-
-async def consume(broker_url: str, inbox: Inbox, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
-                  *, ready: Callable[[], None] | None = None, retry_delay: float = RETRY_DELAY) -> None:
-    """Run one durable consumer per agency until `stop` is set (NATS JetStream, or RabbitMQ for amqp://)."""
-    if uses_rabbitmq(broker_url):
-        from messaging.rabbit import consume_rabbit
-
-        return await consume_rabbit(broker_url, inbox, agencies, stop, ready=ready, retry_delay=retry_delay)
-    broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
-
-    def handler(agency: str):
-        async def settle(raw: Msg, verdict: Verdict | None) -> None:
-            deliveries = raw.metadata.num_delivered
-            if verdict is None:
-                await raw.nak(delay=retry_delay)
-            elif verdict.outcome == DEAD:
-                sequence = str(raw.metadata.sequence.stream)
-                await broker.publish(raw.data, dead_subject(agency), stream=DEAD_STREAM, timeout=10, headers={
-                    "Nats-Msg-Id": f"dead:{agency}:{sequence}", "Tradehub-Stream-Sequence": sequence,
-                    **dead_letter_headers(verdict, agency, deliveries)})
-                await raw.term()
-            else:
-                await raw.ack()  # a lost ack means a redelivery, which changes nothing
-
-        async def handle(raws: list[Msg]) -> None:
-            verdicts = await decide(inbox, agency, [raw.data for raw in raws],
-                                    [raw.metadata.num_delivered for raw in raws])
-            await asyncio.gather(*(settle(raw, verdict) for raw, verdict in zip(raws, verdicts, strict=True)))
-
-        return handle
-
-    await connect(broker, broker_url)
-    await ensure_streams(broker.connection.jetstream())
-    await consume_batches(broker, [(inbound_consumer(agency), handler(agency)) for agency in agencies], stop,
-                          batch=BATCH, ready=ready)

@@ -29,8 +29,8 @@ from typing import Any
 import psycopg
 from stdnum import iso6346
 
-from hub.bootstrap import Settings, build_declarations
 from hub.declarations import Declarations
+from tradehub.bootstrap import Settings, build_declarations
 
 DECLARANT = "91350200MA2YQ4RK0U"
 

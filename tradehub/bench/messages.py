@@ -28,9 +28,9 @@ from lxml import etree
 
 from adapters.messages import Change, change_of
 from adapters.outbound import MAPPINGS, messages_for
-from hub.bench import synthetic_goods
-from hub.bootstrap import Settings, routing_rules
 from hub.declarations import Declarations
+from tradehub.bench.ingest import synthetic_goods
+from tradehub.bootstrap import Settings, routing_rules
 
 Recipe = list[tuple[int, str, str | None, dict[str, str], dict[str | None, str] | None]]
 

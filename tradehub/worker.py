@@ -2,7 +2,7 @@
 
 Projections run in their own process: they then use the machine's other
 core instead of competing with the API for one interpreter lock, and the
-same command scales out beside API replicas on PostgreSQL (SPEC §9).
+same command scales out beside API replicas on PostgreSQL (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from hub.bootstrap import ConfigurationError, Settings, build_hub
-from hub.processes import stop_processes
+from messaging.consumers import consume, publisher_for
+from messaging.embedded import stop_processes
+from tradehub.bootstrap import ConfigurationError, Settings, build_dispatch, build_hub, build_inbox
 
 log = logging.getLogger("tradehub.worker")
 PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
@@ -42,14 +43,10 @@ def run_projections(settings: Settings) -> int:
 
 def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
     """Dispatch each agency's messages to the broker until SIGTERM or SIGINT (or the parent dies)."""
-    from messaging.broker import publisher_for
-    from messaging.dispatch import dispatches
-    from projections.runner import ProjectionRunner
-
     url = _broker_url(settings, "dispatch")
     hub = build_hub(settings)
     publisher = publisher_for(url)
-    runner = ProjectionRunner(hub.declarations, hub.views, dispatches(hub.declarations, agencies, publisher))
+    runner = build_dispatch(hub, agencies, publisher)
     _stop_on_signals(runner.stop, niceness=NICENESS["dispatch"])
     try:
         runner.follow()
@@ -61,14 +58,12 @@ def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
 
 def run_consumers(settings: Settings, agencies: Sequence[str]) -> int:
     """Apply each agency's answers from the broker until SIGTERM or SIGINT (or the parent dies)."""
-    from messaging.inbound import Inbox, consume
-
     url = _broker_url(settings, "consume")
     hub = build_hub(settings)
     stop = threading.Event()
     _stop_on_signals(stop.set, niceness=NICENESS["consume"])
     try:
-        asyncio.run(consume(url, Inbox(hub.declarations, hub.views), agencies, stop,
+        asyncio.run(consume(url, build_inbox(hub), agencies, stop,
                             ready=lambda: log.info("consuming answers from %s", ", ".join(agencies))))
     finally:
         hub.close()
@@ -119,7 +114,7 @@ class Supervised:
     """A child `tradehub` process, restarted if it dies, stopped with its parent."""
 
     def __init__(self, *args: str) -> None:
-        self.args = [sys.executable, "-m", "hub.cli", *args]
+        self.args = [sys.executable, "-m", "tradehub.cli", *args]
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(target=self._keep_running, name="supervisor", daemon=True)

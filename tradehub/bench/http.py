@@ -36,11 +36,11 @@ import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from hub.api.auth import issue_token
-from hub.bench import _postgres, _postgres_raw, _sqlite_raw, _stored_rows, synthetic_goods
-from hub.client import wait_until_healthy
 from hub.declarations import Declarations
-from hub.processes import stop_processes
+from messaging.embedded import stop_processes
+from tradehub.auth import issue_token
+from tradehub.bench.ingest import _postgres, _postgres_raw, _sqlite_raw, _stored_rows, synthetic_goods
+from tradehub.client import wait_until_healthy
 
 
 def database_url(server_url: str, name: str) -> str:
@@ -182,7 +182,7 @@ def _server(database: str, workers: int, data_dir: Path) -> Iterator[tuple[int, 
     env = dict(os.environ, TRADEHUB_DATABASE_URL=database, TRADEHUB_SECRET=secret,
                TRADEHUB_DATA_DIR=str(data_dir))
     # The API tier alone: dispatch, a separate worker that can run elsewhere, is measured by its own bench.
-    process = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "tradehub.cli", "serve", "--port", str(port),
                                 "--workers", str(workers), "--no-dispatch"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -29,9 +29,9 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from hub.bench import _postgres, synthetic_goods
-from hub.bootstrap import Settings, build_hub
 from hub.declarations import Declaration, Declarations
+from tradehub.bench.ingest import _postgres, synthetic_goods
+from tradehub.bootstrap import Settings, build_hub
 
 WAVE = 1000  # declarations whose events interleave in the log
 RECEIPT = {"customs": "02", "inspection": "RCV", "port": "RCV", "maritime": "OK", "border": "OK"}

@@ -1,0 +1,120 @@
+"""The message record: every message the hub sent to or took from an agency, in one table owned here.
+
+Dispatch records what it published (followers.dispatch) and the inbox what it
+applied (followers.inbox), both through `record`; the API, the pages and the
+exchange view read it through the queries below. A message is recorded once
+per (direction, agency, message id): recording it again, after a redelivery
+or a dispatch batch published twice, changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from .database import Cursor
+
+OUTBOUND, INBOUND = "outbound", "inbound"
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS agency_messages ("
+    " direction TEXT NOT NULL, agency TEXT NOT NULL, message_id TEXT NOT NULL,"
+    " declaration_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, function_code TEXT NOT NULL,"
+    " time TEXT NOT NULL, body TEXT NOT NULL, recorded_at TEXT NOT NULL,"
+    " PRIMARY KEY (direction, agency, message_id))",
+    "CREATE INDEX IF NOT EXISTS agency_messages_by_declaration ON agency_messages (declaration_id, recorded_at)",
+)
+
+
+class Record(NamedTuple):
+    """One row of the message record; `recorded_at` is filled in by `record`."""
+
+    direction: str  # OUTBOUND or INBOUND
+    agency: str
+    message_id: str
+    declaration_id: str
+    version: int  # the declaration version the message reports (outbound) or answers (inbound)
+    type: str  # the message's name, or for an answer "reply " and its codes
+    function_code: str
+    time: str  # the message's own time, ISO 8601
+    body: str
+
+
+_INSERT = (
+    "INSERT INTO agency_messages (direction, agency, message_id, declaration_id, version, type, function_code,"
+    " time, body, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (direction, agency, message_id) DO NOTHING"
+)
+
+
+def record(cursor: Cursor, records: Sequence[Record]) -> None:
+    """Record messages inside the caller's transaction; one already recorded stays as it was."""
+    if records:  # each its own moment, in the order given: what the record's order falls back on
+        cursor.executemany(_INSERT, [(*row, recorded_now()) for row in records])
+
+
+def recorded_now() -> str:
+    """When the hub recorded a message: the record's order, since agencies' clocks keep whole seconds at best."""
+    return datetime.now(UTC).isoformat()
+
+
+def first_sent(database: Any, declaration_id: str) -> list[tuple[str, str, str, int]]:
+    """(agency, type, first recorded at, count) of the messages sent about a declaration."""
+    return database.query(
+        "SELECT agency, type, MIN(recorded_at), COUNT(*) FROM agency_messages"
+        " WHERE declaration_id = ? AND direction = 'outbound' GROUP BY agency, type", (declaration_id,))
+
+
+def sent_of_types(database: Any, declaration_id: str, types: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(agency, type, recorded at) of the messages of these types sent about a declaration."""
+    marks = ", ".join("?" * len(types))
+    return database.query(
+        "SELECT agency, type, recorded_at FROM agency_messages WHERE declaration_id = ? AND direction = 'outbound'"
+        f" AND type IN ({marks})", (declaration_id, *types))
+
+
+def recorded_messages(database: Any, declaration_id: str,
+                      history: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every message recorded for a declaration, oldest first, in the order it happened (docs/api.md).
+
+    Neither clock gives that order: an inbound message's `time` is the agency's, and `recorded_at` is when the
+    hub wrote the record, which dispatch does once the broker acknowledged a message, and the inbox once it has
+    applied a whole batch, so a message caused by an answer can be recorded before that answer. The declaration's
+    own log does: an outbound message happened at the event it reports (its `version`); an inbound one at the
+    first event it caused (its replies' events in `history`, the declaration's events as the hub describes them),
+    before what that event sent; one that changed nothing (a notice's acknowledgement, say) right after the
+    messages of the version it answers, whenever it was recorded: a batch of answers is recorded at once. Without
+    `history`, every inbound message comes there, which is the same causal order (an answer is about a version it
+    got, and what it causes comes at a later version) less exact.
+    """
+    rows = database.query(
+        "SELECT direction, agency, message_id, type, time, body, version, recorded_at FROM agency_messages"
+        " WHERE declaration_id = ?", (declaration_id,))
+    messages = [{"direction": direction, "agency": agency, "message_id": message_id, "type": kind, "time": time,
+                 "body": body, "version": version}
+                for direction, agency, message_id, kind, time, body, version, _ in rows]
+    order = sorted(zip(log_places(messages, history or ()), rows, messages, strict=True),
+                   key=lambda entry: (entry[0], entry[1][7], entry[1][1], entry[1][2]))
+    return [message for _, _, message in order]
+
+
+def log_places(messages: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Where each message happened in the declaration's log (`recorded_messages` says why): (version, rank).
+
+    Outbound at the event it reports (rank 1); inbound at the first event of `history` its replies made (rank 0,
+    before what that event sent), else right after the messages of the version it answers (rank 2).
+    """
+    caused: dict[tuple[str, str], int] = {}
+    for event in history:
+        if "message_id" in event and "agency" in event:
+            caused.setdefault((event["agency"], str(event["message_id"]).split(":")[0]), event["version"])
+    places = []
+    for message in messages:
+        key = (message["agency"], message["message_id"])
+        if message["direction"] == OUTBOUND:
+            places.append((message["version"], 1))
+        elif key in caused:
+            places.append((caused[key], 0))
+        else:
+            places.append((message["version"], 2))
+    return places
