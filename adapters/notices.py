@@ -1,6 +1,6 @@
 """Hub notices: what the hub tells agencies beyond the declarations it routes to them (xsd/notices/).
 
-Two notices (SPEC §5), each to one agency's integration:
+Two notices (docs/messages.md), each to one agency's integration:
 
 - a **recognition notice** carries an inspection result recorded by one agency
   to an agency whose rules recognise it (mutual recognition), so that agency

@@ -4,7 +4,7 @@ Outbound, every message is validated with lxml against `xsd/` before it may
 leave; an invalid one is a bug in a mapping and raises `InvalidMessage`.
 
 Inbound, `admit` is the one gate every agency message passes, whatever the
-agency (RELIABILITY.md, XML):
+agency (docs/guarantees.md, XML):
 
 1. the size is capped before any parsing;
 2. the parser resolves no entity, loads no DTD, touches no network and keeps

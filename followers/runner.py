@@ -9,6 +9,11 @@ it LISTENs for the NOTIFY each insert sends (and reads anyway every second,
 should a notification be lost with a connection); SQLite has no
 subscriptions, so there it polls. A follower that fails stops where it is and is
 retried; nothing is skipped.
+
+It is ours, not eventsourcing's `ProjectionRunner`, which lacks what the hub
+needs (several followers per batch in one transaction, stale-write detection,
+rebuilds, SQLite): docs/architecture.md, "The log's followers and
+eventsourcing's own projection machinery".
 """
 
 from __future__ import annotations
@@ -123,7 +128,8 @@ class Followers:
                 try:
                     applied.update(dict.fromkeys((follower.name for follower in group), self.step_together(group, reads)))
                 except Exception:  # noqa: BLE001 - each is stepped alone next, and reports its own error
-                    log.debug("followers %s failed together; stepping them one by one", [follower.name for follower in group])
+                    log.debug("followers %s failed together; stepping them one by one",
+                              [follower.name for follower in group])
         return applied
 
     def _event(self, notification: Any) -> Any:
@@ -153,7 +159,7 @@ class Followers:
         known = {follower.name: follower for follower in self.followers}
         unknown = sorted(set(names or ()) - set(known))
         if unknown:
-            raise ValueError(f"no follower {', '.join(unknown)}; the followers are {', '.join(known)}")
+            raise ValueError(f"no view {', '.join(unknown)}; the views are {', '.join(known)}")
         chosen = [known[name] for name in names] if names else self.followers
         for follower in chosen:
             with self.database.transaction() as cursor:

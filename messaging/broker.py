@@ -12,11 +12,13 @@ NATS JetStream through faststream, one subject per agency and direction:
 
 The hub's consumers and the simulated agencies take messages in batches from
 their own pull loop (`consume_batches`): whatever is ready when the first
-message comes.
+message comes. faststream's batch pull subscriber was measured against it and
+kept out: slower, holding a trickle for its whole timeout, and dropping a
+gathered batch on one kind of fetch timeout (docs/broker.md has the figures).
 
 Dispatch runs in the projection runner's thread, which is synchronous, so the
 publisher keeps one connected broker on its own event-loop thread and hands it
-coroutines (STACK.md, faststream). Every message of a batch is published with
+coroutines. Every message of a batch is published with
 its acknowledgement in flight at once, and `publish` returns only when the
 server has acknowledged them all: the caller records its position after that.
 """
@@ -195,8 +197,10 @@ async def consume_batches(broker: NatsBroker, consumers: Sequence[tuple[PullCons
 
     A batch is whatever is ready the moment the first message comes: one message when traffic
     trickles, `batch` under load. (faststream's batch subscriber waits until a batch is full or its
-    timeout passes, which holds a trickle of answers for the whole timeout.) The handler settles
-    each message itself; one it leaves unsettled is delivered again after the consumer's ack wait.
+    timeout passes, which holds a trickle of answers for the whole timeout, and it loses the batch
+    it was gathering when nats-py's fetch runs out of time with a plain asyncio.TimeoutError: see
+    docs/broker.md.) The handler settles each message itself; one it leaves unsettled is delivered
+    again after the consumer's ack wait.
     """
     jetstream = broker.connection.jetstream()
     subscriptions: list[JetStreamContext.PullSubscription] = []

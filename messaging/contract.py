@@ -1,9 +1,14 @@
 """The broker contract as AsyncAPI: what the hub publishes and consumes, per agency and direction.
 
 The document is built from `inbound_consumer`, the durable consumers the
-hub really makes (followers.inbox runs them), so it describes them. `asyncapi.json` at the
-repository root is this document, committed; a test keeps it up to date
-(regenerate with `tradehub asyncapi > asyncapi.json`).
+hub really makes (messaging.consumers runs them, the inbox in followers.inbox
+applies what they take), so it describes them: same subjects, streams,
+durable names and settings. They are declared here as faststream pull
+subscribers only to generate the document; at run time the hub's own pull
+loop (messaging.broker.consume_batches) drives them, for the reasons and
+figures in docs/broker.md. `asyncapi.json` at the repository root is this
+document, committed; a test keeps it up to date (regenerate with
+`tradehub asyncapi > asyncapi.json`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where read models live, and how they track their place in the event log.
 
 On the embedded default the views are a SQLite file beside the events
-(`views.sqlite`); on PostgreSQL they are tables in the hub's own database and
+(`hub-views.sqlite` beside `hub.sqlite`); on PostgreSQL they are tables in the hub's own database and
 schema. Statements are written once with `?` placeholders; a statement over
 many rows is written once too, set-based, with `{rows}` for its row source
 (`Cursor.bulk`). Each view commits

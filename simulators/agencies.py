@@ -179,18 +179,18 @@ def _customs(root: etree._Element, _headers: Mapping[str, str], now: datetime, m
                    for statement in declaration.iterchildren(f"{{{DEC}}}AdditionalInformation")
                    if _text(statement, f"{{{DEC}}}StatementCode") == "VERSION")
     if _text(declaration, f"{{{DEC}}}TypeCode") == "INV":
-        return [_customs_response(answered, ident, version, "10", now)]
+        return [customs_response(answered, ident, version, "10", now)]
     reference = _text(root, f".//{{{DEC}}}TraderAssignedReferenceID")
-    receipt = _customs_response(answered, ident, version, "02", now)
+    receipt = customs_response(answered, ident, version, "02", now)
     if REJECT_MARK in reference:
         memory.reject(ident, int(version))
-        return [receipt, _customs_response(answered, ident, version, "03", now,
+        return [receipt, customs_response(answered, ident, version, "03", now,
                                            error=f"reference {reference} is marked {REJECT_MARK}")]
     memory.assessed(ident, int(version))
     alert = [_customs_alert(declaration, answered, ident, version, reference, now)] if ALERT_MARK in reference else []
     if _controlled(declaration):
-        return [receipt, *alert, _customs_response(answered, ident, version, "05", now)]
-    return [receipt, *alert, _customs_response(answered, ident, version, "08", now)]
+        return [receipt, *alert, customs_response(answered, ident, version, "05", now)]
+    return [receipt, *alert, customs_response(answered, ident, version, "08", now)]
 
 
 def _controlled(declaration: etree._Element) -> bool:
@@ -208,8 +208,8 @@ def _customs_recognises(root: etree._Element, now: datetime, memory: Memory) -> 
     if memory.rejects(ident):
         return []  # customs rejected this declaration: another agency's result changes nothing
     if result == "pass":
-        return [_customs_response(answered, ident, version, "08", now)]
-    return [_customs_response(answered, ident, version, "03", now,
+        return [customs_response(answered, ident, version, "08", now)]
+    return [customs_response(answered, ident, version, "03", now,
                               error=f"the {inspector} inspection failed; customs recognises its result")]
 
 
@@ -227,8 +227,13 @@ def _customs_alert(declaration: etree._Element, answered: str, ident: str, versi
     return Answer(ident_of_alert, agency_alert(alert, ident_of_alert, ident, int(version), now))
 
 
-def _customs_response(answered: str, ident: str, version: str, code: str, now: datetime, *,
-                      error: str = "") -> Answer:
+def customs_response(answered: str, ident: str, version: str, code: str, now: datetime, *,
+                     error: str = "") -> Answer:
+    """The simulated customs' WCO RES response with function `code` to hub message `answered`.
+
+    It quotes the declaration `ident` at `version`, carries `error` as its error description when given,
+    and is checked against the published response schema before it is returned.
+    """
     reference = reply_id(answered, f"customs-{code}")
     root = etree.Element(f"{{{MD}}}MetaData", nsmap={"md": MD, None: RES, "ds": RDS})
     etree.SubElement(root, f"{{{MD}}}WCODataModelVersionCode").text = "3.6"
@@ -314,16 +319,21 @@ def _fal(agency: str, receipt_schema: Schema, decision_schema: Schema, suppressi
         if root.tag == suppression.root:
             ship_call = headers.get("Tradehub-Declaration-Id", "")
             if headers.get("Tradehub-Message") == "cancellation":
-                return [_fal_reply(decision_schema, agency, answered, ship_call, now, "Cancelled")]
-            return [_fal_reply(receipt_schema, agency, answered, ship_call, now, "OK")]
+                return [fal_reply(decision_schema, agency, answered, ship_call, now, "Cancelled")]
+            return [fal_reply(receipt_schema, agency, answered, ship_call, now, "OK")]
         ship_call = root.find("Body/ShipCallInformation").get("ShipCallId")
-        return [_fal_reply(receipt_schema, agency, answered, ship_call, now, "OK"),
-                _fal_reply(decision_schema, agency, answered, ship_call, now, "Cleared")]
+        return [fal_reply(receipt_schema, agency, answered, ship_call, now, "OK"),
+                fal_reply(decision_schema, agency, answered, ship_call, now, "Cleared")]
 
     return rules
 
 
-def _fal_reply(schema: Schema, agency: str, answered: str, ship_call: str, now: datetime, code: str) -> Answer:
+def fal_reply(schema: Schema, agency: str, answered: str, ship_call: str, now: datetime, code: str) -> Answer:
+    """A Trafic2000 receipt or formality decision (`schema`) from `agency` to hub message `answered`.
+
+    `code` is the receipt's or the decision's status (OK, Cleared, Cancelled) for the ship call
+    `ship_call`; the reply is checked against `schema` before it is returned.
+    """
     reference = reply_id(answered, f"{schema.root}-{code}")
     root = etree.Element(schema.root)
     header = etree.SubElement(root, "Header", Version="5.2", LARefId=reference, NCARefId=answered,

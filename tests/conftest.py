@@ -59,7 +59,7 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def postgres_database(postgres_url: str) -> Iterator[str]:
     """A fresh database of its own, as a URL a separate process can use; dropped afterwards."""
-    from tradehub.bench.http import database_url
+    from tradehub.bench.common import database_url
 
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as connection:

@@ -1,4 +1,4 @@
-"""One scenario over every agency adapter: what SPEC §4 says every message carries."""
+"""One scenario over every agency adapter: what docs/messages.md says every message carries."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ def _rates(output: str, store: str) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(pattern, output, re.MULTILINE)}
 
 
+@pytest.mark.slow
 def test_bench_ingest_on_sqlite_reports_raw_and_hub_rates():
     output = bench("--only", "sqlite")
     rates = _rates(output, "sqlite")
@@ -31,6 +32,7 @@ def test_bench_ingest_on_sqlite_reports_raw_and_hub_rates():
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_bench_ingest_on_postgres_cleans_up_after_itself(postgres_url: str):
     import psycopg
 
@@ -43,6 +45,7 @@ def test_bench_ingest_on_postgres_cleans_up_after_itself(postgres_url: str):
     assert left == (0,)
 
 
+@pytest.mark.slow
 def test_bench_http_against_a_real_server_reports_rate_ratio_and_latency():
     result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "http", "--store", "sqlite",
                              "--count", "60", "--rounds", "2", "--clients", "4"],
@@ -54,6 +57,7 @@ def test_bench_http_against_a_real_server_reports_rate_ratio_and_latency():
     assert re.search(r"^API at half the peak\s+\d+ declarations/s offered\s+p50", result.stdout, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_bench_messages_reports_hub_and_raw_lxml_rates():
     result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "messages", "--count", "30", "--rounds", "2"],
                             capture_output=True, text=True, timeout=300)
@@ -67,7 +71,7 @@ def test_bench_messages_reports_hub_and_raw_lxml_rates():
 def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(postgres_url, postgres_schema, tmp_path):
     import psycopg
 
-    from tradehub.bench.e2e import _Counter
+    from tradehub.bench.e2e import EventCounter
     from tradehub.bootstrap import Settings, build_declarations
 
     from . import samples
@@ -76,8 +80,8 @@ def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(post
     try:
         with psycopg.connect(postgres_url, autocommit=True) as connection:
             table = f"{postgres_schema}.declarations_events"
-            submitted = _Counter(connection, "originator_version = 1", table=table)
-            withdrawn = _Counter(connection, "topic LIKE %s", ("%Withdrawn",), table=table)
+            submitted = EventCounter(connection, "originator_version = 1", table=table)
+            withdrawn = EventCounter(connection, "topic LIKE %s", ("%Withdrawn",), table=table)
             assert (submitted(), withdrawn()) == (0, 0)
             first = app.submit(samples.goods()).declaration.id
             app.submit(samples.goods(reference="TEST-GOODS-0002"))
@@ -90,6 +94,7 @@ def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(post
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_bench_rebuild_reports_the_rebuild_against_a_raw_read_of_the_same_log(postgres_url: str):
     result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "rebuild", "--declarations", "300",
                              "--database-url", postgres_url], capture_output=True, text=True, timeout=300)
@@ -102,9 +107,9 @@ def test_bench_rebuild_reports_the_rebuild_against_a_raw_read_of_the_same_log(po
 
 
 def test_the_e2e_bench_measures_projection_lag_from_when_the_oldest_unapplied_event_appeared():
-    from tradehub.bench.e2e import _LagSampler
+    from tradehub.bench.e2e import LagSampler
 
-    sampler = _LagSampler("unused")
+    sampler = LagSampler("unused")
     # (time, head, slowest view's position): event 11 appears between 1.0 and 1.1; the view applies it by 1.5.
     sampler.samples = [(1.0, 10, 10), (1.1, 12, 10), (1.2, 15, 11), (1.5, 15, 15), (1.6, 20, 15)]
     assert sampler.seconds() == pytest.approx([0.0, 0.1, 0.2, 0.0, 0.1])

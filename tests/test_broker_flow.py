@@ -214,6 +214,8 @@ def assert_each_answer_applied_once(flow: Flow, ident: str) -> set[tuple[str, st
     return sent
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_the_examples_go_from_submitted_to_released_with_every_message_listed(flow: Flow):
     ids = flow.submit()
     flow.start_all()
@@ -227,6 +229,8 @@ def test_the_examples_go_from_submitted_to_released_with_every_message_listed(fl
     assert stream_messages(flow.nats.url, DEAD_STREAM) == []
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_the_shrimp_import_is_inspected_once_and_recognised_and_an_alert_holds_a_later_declaration(flow: Flow):
     app = flow.hub.declarations
     [shrimps] = [ident for ident, name in zip(flow.submit(), NAMES, strict=True) if name == "goods-import.json"]
@@ -260,6 +264,8 @@ def test_the_shrimp_import_is_inspected_once_and_recognised_and_an_alert_holds_a
     assert stream_messages(flow.nats.url, DEAD_STREAM) == []
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_r3_processes_killed_at_several_points_lose_and_double_nothing(flow: Flow):
     ids = flow.submit(count=6)
     flow.start("simulate", "agencies", "simulate")
@@ -278,6 +284,8 @@ def test_r3_processes_killed_at_several_points_lose_and_double_nothing(flow: Flo
     assert_nothing_lost_or_doubled(flow, ids)
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_r4_the_broker_down_for_seconds_mid_flow_then_the_backlog_drains(flow: Flow):
     ids = flow.submit(count=4)
     flow.start_all()
@@ -292,6 +300,8 @@ def test_r4_the_broker_down_for_seconds_mid_flow_then_the_backlog_drains(flow: F
 
 
 @pytest.mark.parametrize("subscribing", ["pull consumers", "faststream subscribers"])
+@pytest.mark.broker
+@pytest.mark.slow
 def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_is_back(tmp_path: Path,
                                                                                         subscribing: str):
     """Subscribing is a request per consumer; a broker lost in between is waited for, not a crash."""
@@ -342,6 +352,8 @@ def test_a_worker_whose_broker_goes_away_while_it_subscribes_subscribes_once_it_
     assert not worker.is_alive()
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_a_worker_stopped_while_its_broker_is_away_exits_cleanly(tmp_path: Path):
     """Its connection is reconnecting, so it cannot be drained: it is closed as it is, without an error."""
     from messaging.broker import connect, consume_batches, nats_broker
@@ -377,6 +389,8 @@ def test_a_worker_stopped_while_its_broker_is_away_exits_cleanly(tmp_path: Path)
     assert not worker.is_alive() and failures == []
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_r5_an_answer_delivered_twice_is_applied_once_even_beyond_the_duplicate_window(flow: Flow):
     ids = flow.submit()
     flow.start_all()
@@ -410,6 +424,8 @@ HOSTILE = {
 # which is also the gate's limit (test_xml_gate.py covers the gate's own refusal).
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_r6_poison_and_hostile_answers_go_to_dead_letters_with_their_reason(flow: Flow):
     ids = flow.submit()
     flow.start_all()
@@ -436,6 +452,8 @@ def test_r6_poison_and_hostile_answers_go_to_dead_letters_with_their_reason(flow
     flow.wait(lambda: consumer_pending(flow.nats.url, "customs") == 0, "refusals settled")  # never redelivered
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_r6_a_message_the_hub_keeps_failing_on_is_dead_lettered_as_poison(flow: Flow):
     class Failing(Inbox):
         def receive_many(self, agency: str, bodies):

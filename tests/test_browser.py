@@ -28,6 +28,8 @@ from . import samples
 from .conftest import IN_CI, SECRET
 from .test_web import exchange_with_simulated_agencies
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 CHROMIUM = os.environ.get("TRADEHUB_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]

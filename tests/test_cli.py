@@ -12,6 +12,8 @@ import pytest
 from . import samples
 from .messaging import EXAMPLES
 
+pytestmark = pytest.mark.slow  # every test starts a fresh interpreter, about a second each
+
 
 def tradehub(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     return subprocess.run([sys.executable, "-m", "tradehub.cli", *args], capture_output=True, text=True,

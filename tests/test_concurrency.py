@@ -1,4 +1,4 @@
-"""RELIABILITY R1 and R2 with real threads, on SQLite and PostgreSQL."""
+"""R1 and R2 (docs/guarantees.md) with real threads, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -66,6 +66,7 @@ def dispatcher(hub: Hub, publisher, agencies=("customs", "inspection", "port", "
                             dispatches(hub.declarations, agencies, publisher))
 
 
+@pytest.mark.broker
 def test_every_routed_agency_gets_every_message_once_with_its_id(hub: Hub, nats: EmbeddedNats):
     ids = submit_examples(hub)
     publisher = JetStreamPublisher(nats.url)
@@ -87,6 +88,7 @@ def test_every_routed_agency_gets_every_message_once_with_its_id(hub: Hub, nats:
                                                                 "border")}
 
 
+@pytest.mark.broker
 def test_a_batch_published_again_after_a_crash_is_stored_once(hub: Hub, nats: EmbeddedNats):
     submit_examples(hub)
     publisher = JetStreamPublisher(nats.url)
@@ -101,6 +103,7 @@ def test_a_batch_published_again_after_a_crash_is_stored_once(hub: Hub, nats: Em
     assert len(stored(nats.url, "customs")) == 3  # the broker dropped the repeats by Nats-Msg-Id
 
 
+@pytest.mark.broker
 def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub, nats: EmbeddedNats):
     submit_examples(hub)
     publisher = JetStreamPublisher(nats.url, timeout=1)
@@ -115,6 +118,7 @@ def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub
         publisher.close()
 
 
+@pytest.mark.broker
 def test_a_message_that_cannot_be_built_stops_that_agency_only(hub: Hub, nats: EmbeddedNats, monkeypatch):
     submit_examples(hub)
     import adapters.outbound as outbound

@@ -31,7 +31,7 @@ from hub.declarations.alert import ALERT_NAMESPACE
 from messaging.outcomes import APPLIED
 from projections.exchange import exchange_view
 from projections.messages import recorded_messages
-from simulators.agencies import REJECT_MARK, Memory, _customs_response, _fal_reply
+from simulators.agencies import REJECT_MARK, Memory, customs_response, fal_reply
 from tradehub.bootstrap import Hub
 
 from . import samples
@@ -113,9 +113,9 @@ def test_a_release_of_a_rejected_version_is_dead_lettered_and_changes_nothing(hu
     ident = str(hub.declarations.submit(example("goods-import.json")).declaration.id)
     declaration = hub.declarations.get(ident)
     answered = message_id(ident, 1, "customs", "declaration")
-    rejected = _customs_response(answered, ident, "1", "03", NOW, error="HS code wrong").body
+    rejected = customs_response(answered, ident, "1", "03", NOW, error="HS code wrong").body
     assert Inbox(hub.declarations, hub.views).receive("customs", rejected).outcome == APPLIED
-    released = _customs_response(answered + "x", ident, "1", "08", NOW).body
+    released = customs_response(answered + "x", ident, "1", "08", NOW).body
     assert "only an amendment" in assert_dead(hub, "customs", released, REJECTED_VERSION)
     assert hub.declarations.get(ident).status == "rejected" and declaration.version == 1
 
@@ -142,11 +142,11 @@ def test_a_fal_reply_to_a_replaced_version_is_stale_and_one_quoting_nothing_is_u
     amended["voyage"] = "027N"
     app.amend(ident, 1, amended)
     version = app.get(ident).version
-    cleared = _fal_reply(MARITIME_DECISION, "maritime", first_form, ident, NOW, "Cleared").body
+    cleared = fal_reply(MARITIME_DECISION, "maritime", first_form, ident, NOW, "Cleared").body
     assert "replaced" in assert_dead(hub, "maritime", cleared, STALE)
-    unknown = _fal_reply(MARITIME_DECISION, "maritime", "f" * 32, ident, NOW, "Cleared").body
+    unknown = fal_reply(MARITIME_DECISION, "maritime", "f" * 32, ident, NOW, "Cleared").body
     assert assert_dead(hub, "maritime", unknown, UNKNOWN_VERSION)
-    current = _fal_reply(MARITIME_DECISION, "maritime", message_id(ident, version, "maritime", "fal1"), ident, NOW,
+    current = fal_reply(MARITIME_DECISION, "maritime", message_id(ident, version, "maritime", "fal1"), ident, NOW,
                          "Cleared").body
     assert Inbox(app, hub.views).receive("maritime", current).outcome == APPLIED
     assert app.get(ident).agencies["maritime"]["status"] == "released"
@@ -159,11 +159,11 @@ def test_a_customs_answer_without_a_version_is_applied_to_the_message_it_quotes_
     amended = copy.deepcopy(document)
     amended["items"][0]["description"] = "Machine parts, boxed"
     app.amend(ident, 1, amended)
-    old = without_version(_customs_response(message_id(ident, 1, "customs", "declaration"), ident, "1", "03", NOW))
+    old = without_version(customs_response(message_id(ident, 1, "customs", "declaration"), ident, "1", "03", NOW))
     assert assert_dead(hub, "customs", old, STALE)
-    forged = without_version(_customs_response("0" * 32, ident, "1", "03", NOW))
+    forged = without_version(customs_response("0" * 32, ident, "1", "03", NOW))
     assert assert_dead(hub, "customs", forged, UNKNOWN_VERSION)
-    current = without_version(_customs_response(message_id(ident, 2, "customs", "amendment"), ident, "1", "08", NOW))
+    current = without_version(customs_response(message_id(ident, 2, "customs", "amendment"), ident, "1", "08", NOW))
     assert Inbox(app, hub.views).receive("customs", current).outcome == APPLIED
     assert app.get(ident).agencies["customs"]["status"] == "released"
 

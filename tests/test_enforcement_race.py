@@ -15,12 +15,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from stdnum import iso6346
 
 from hub.declarations import Alert, Declaration
 from tradehub.bootstrap import Hub
 
 from . import samples
+
+pytestmark = pytest.mark.slow
 
 ROUNDS = 8  # of each order
 QUIET = 30.0  # seconds the followers have to settle each round

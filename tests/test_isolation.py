@@ -1,4 +1,4 @@
-"""RELIABILITY R8: who may see and change what, over every route (SPEC §7).
+"""R8 (docs/guarantees.md): who may see and change what, over every route (docs/api.md).
 
 A goods declaration by trader A, routed to customs and port, is probed by
 every kind of caller on every route. Callers who may not see it get 404,

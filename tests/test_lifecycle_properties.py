@@ -1,4 +1,4 @@
-"""RELIABILITY R10 and issue 14's I8: a hypothesis state machine over the declaration lifecycle and enforcement.
+"""R10 (docs/guarantees.md) and I8 (docs/lifecycle.md): a hypothesis state machine over the declaration lifecycle and enforcement.
 
 It drives the real application (a hub on SQLite, with its followers) through
 random interleavings of amendments and withdrawal, every agency's answers at
@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import event as note_reached
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -44,6 +45,8 @@ from tradehub.bootstrap import Settings, build_hub
 from tradehub.visibility import may_clear
 
 from . import samples
+
+pytestmark = pytest.mark.slow
 
 SHRIMP = {"hs_code": "0306170000", "description": "Frozen shrimps", "origin": "VN", "quantity": "10",
           "unit": "KGM", "gross_kg": "11", "net_kg": "10", "value": "100.00", "currency": "USD"}

@@ -320,6 +320,7 @@ def check_messages(change: Change) -> None:
 
 @EXAMPLES
 @given(lifecycles(goods))
+@pytest.mark.slow
 def test_any_goods_declaration_makes_valid_messages_for_every_routed_agency(lifecycle):
     for change in changes(*lifecycle):
         check_messages(change)
@@ -327,6 +328,7 @@ def test_any_goods_declaration_makes_valid_messages_for_every_routed_agency(life
 
 @EXAMPLES
 @given(lifecycles(vessel_calls))
+@pytest.mark.slow
 def test_any_vessel_call_makes_valid_messages_for_every_routed_agency(lifecycle):
     for change in changes(*lifecycle):
         check_messages(change)
@@ -357,6 +359,7 @@ def _private(change: Change) -> dict[str, bytes]:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lifecycles(vessel_calls))
+@pytest.mark.slow
 def test_no_name_or_identity_document_reaches_customs_inspection_or_port(lifecycle):
     first, second, reason = lifecycle
     stand_ins = _pseudonymised([first, second])
@@ -390,6 +393,7 @@ RELEASE_CODES = {"customs": sorted(code for code, (status, _) in OUTCOMES.items(
 
 @EXAMPLES
 @given(goods(for_the_port=True).map(_valid), st.data())
+@pytest.mark.slow
 def test_goods_for_the_port_get_a_release_notice_once_customs_and_inspection_release(document, data):
     app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     declaration = app.submit(document).declaration

@@ -1,4 +1,4 @@
-"""RELIABILITY R9: schemathesis against the OpenAPI document a real `tradehub serve` serves.
+"""R9 (docs/guarantees.md): schemathesis against the OpenAPI document a real `tradehub serve` serves.
 
 Each operation gets a bounded number of generated requests, with an admin
 token so they reach the handlers; every response must keep the documented
@@ -17,6 +17,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from .conftest import SECRET
 from .test_server import Server, free_port
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]  # `serve` starts its own nats-server
 
 EXAMPLES = 25
 # Check digits, code lists and cross-field rules go beyond what JSON Schema can say, so a

@@ -32,7 +32,7 @@ def test_the_board_follows_every_kind_of_event(hub: Hub):
     app.withdraw(call, "voyage cancelled")
     hub.runner.catch_up()
     assert board(hub)["TEST-GOODS-0001"]["status"] == "in_progress"  # every agency released: not yet settled
-    assert hub.runner.catch_up() == 2 * len(hub.runner.views)  # what the enforcement process recorded: gate-out
+    assert hub.runner.catch_up() == 2 * len(hub.runner.followers)  # what the enforcement process recorded: gate-out
     # and the release
     rows = board(hub)
     assert rows["TEST-GOODS-0001"]["status"] == "released" and rows["TEST-GOODS-0001"]["released_at"]
@@ -58,7 +58,7 @@ def test_two_runners_racing_apply_each_event_once(hub: Hub):
         hub.declarations.submit(samples.goods(reference=f"RACE-{n}"))
     other = Followers(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=7)
     hub.runner.batch = 5
-    view, rival = hub.runner.views[0], other.views[0]
+    view, rival = hub.runner.followers[0], other.followers[0]
     # Both read position 0; the first to commit wins, the second must not apply again.
     start = hub.views.position("status_board")
     with hub.views.transaction() as cursor:
@@ -77,7 +77,7 @@ def test_two_runners_racing_apply_each_event_once(hub: Hub):
 
 def test_a_failing_view_stops_where_it_is_and_resumes(hub: Hub, monkeypatch):
     hub.declarations.submit(samples.goods())
-    view = hub.runner.views[0]
+    view = hub.runner.followers[0]
     original = view.apply
     monkeypatch.setattr(view, "apply", lambda cursor, events: (_ for _ in ()).throw(RuntimeError("disk")))
     with pytest.raises(RuntimeError):
@@ -90,7 +90,7 @@ def test_a_failing_view_stops_where_it_is_and_resumes(hub: Hub, monkeypatch):
 
 def test_the_follow_loop_reports_failures_for_healthz_and_clears_them(hub: Hub, monkeypatch):
     hub.declarations.submit(samples.goods())
-    view = hub.runner.views[0]
+    view = hub.runner.followers[0]
     original, calls = view.apply, []
 
     def flaky(cursor, events):
@@ -129,7 +129,7 @@ def test_views_at_one_position_share_a_transaction_and_a_failing_one_holds_up_no
     assert len(transactions) == len(VIEW_NAMES) and len(set(transactions)) == 1  # every view, one transaction
 
     hub.declarations.submit(samples.goods(reference="TEST-GOODS-0002"))
-    board_view = hub.runner.views[0]
+    board_view = hub.runner.followers[0]
     monkeypatch.setattr(board_view, "apply", lambda cursor, events: (_ for _ in ()).throw(RuntimeError("disk")))
     hub.runner.interval = 0.01
     hub.runner.start()
@@ -169,6 +169,7 @@ def assert_a_submission_reaches_the_board(hub: Hub) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_a_follower_whose_listening_connection_is_cut_listens_again(postgres_url, postgres_schema, tmp_path,
                                                                    monkeypatch):
     import psycopg
@@ -240,7 +241,7 @@ def test_runners_on_two_threads_apply_each_event_exactly_once(hub: Hub):
 
     def run(runner: Followers) -> None:
         while hub.views.position("counting") < head:
-            runner.step(runner.views[0])
+            runner.step(runner.followers[0])
 
     threads = [threading.Thread(target=run, args=(runner,)) for runner in runners]
     for thread in threads:
@@ -255,7 +256,7 @@ def test_catch_up_reaches_the_head_even_when_another_runner_interferes(hub: Hub)
     for n in range(12):
         hub.declarations.submit(samples.goods(reference=f"HEAD-{n}"))
     rival = Followers(hub.declarations, hub.views, [StatusBoard(hub.declarations)], batch=3)
-    rival.step(rival.views[0])
+    rival.step(rival.followers[0])
     hub.runner.batch = 5
     hub.runner.catch_up()
     assert hub.views.position("status_board") == hub.declarations.recorder.max_notification_id()

@@ -26,6 +26,8 @@ from tradehub.bootstrap import Settings
 from .conftest import IN_CI, SECRET
 from .test_broker_flow import HOSTILE, Flow, assert_each_answer_applied_once, wait_for
 
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
 RABBIT_URL = os.environ.get("TRADEHUB_TEST_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672/")
 QUEUES = [name for agency in AGENCIES
           for name in (outbound_subject(agency), inbound_subject(agency), dead_subject(agency))]

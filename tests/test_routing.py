@@ -1,4 +1,4 @@
-"""Routing rules as data: the SPEC §3 table, the reasons, and overriding files."""
+"""Routing rules as data: the table of docs/messages.md, the reasons, and overriding files."""
 
 from __future__ import annotations
 

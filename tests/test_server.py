@@ -23,6 +23,8 @@ from tradehub.client import wait_until_healthy
 from . import samples
 from .conftest import SECRET
 
+pytestmark = pytest.mark.slow  # every test runs `tradehub` in processes of its own
+
 WRITERS = 16
 
 
@@ -80,6 +82,7 @@ def race(count: int, action):
         return list(pool.map(attempt, range(count)))
 
 
+@pytest.mark.broker
 def test_r1_concurrent_identical_submissions_over_http(server: Server):
     headers = {"Authorization": f"Bearer {server.token('--role', 'admin')}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
@@ -99,6 +102,7 @@ def test_r1_concurrent_identical_submissions_over_http(server: Server):
     assert sorted(n for n, r in enumerate(responses) if r.status_code in (200, 201)) == same
 
 
+@pytest.mark.broker
 def test_r2_concurrent_amendments_over_http_exactly_one_wins(server: Server):
     headers = {"Authorization": f"Bearer {server.token('--role', 'trader', '--party', samples.TRADER_A)}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
@@ -114,6 +118,7 @@ def test_r2_concurrent_amendments_over_http_exactly_one_wins(server: Server):
     assert stored["document"]["customs_office"] == winner["document"]["customs_office"]
 
 
+@pytest.mark.broker
 def test_serve_dispatches_each_routed_agency_its_messages(server: Server):
     headers = {"Authorization": f"Bearer {server.token('--role', 'admin')}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
@@ -128,6 +133,7 @@ def test_serve_dispatches_each_routed_agency_its_messages(server: Server):
     assert sent == ["customs-declaration", "port-cargo-notice"]
 
 
+@pytest.mark.broker
 def test_cli_submit_status_and_history_against_the_server(server: Server, tmp_path: Path):
     files = []
     for name, document in (("a.json", samples.goods()), ("b.json", samples.goods(reference="SECOND")),
@@ -165,6 +171,7 @@ def test_cli_without_a_token_or_a_server_says_so(tmp_path: Path):
     assert result.returncode == 2 and "no token" in result.stderr
 
 
+@pytest.mark.broker
 def test_serve_refuses_a_weak_secret_unless_told_it_is_a_demo(tmp_path: Path):
     env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path / "var"), TRADEHUB_SECRET="changeme")
     env.pop("TRADEHUB_DATABASE_URL", None)
@@ -198,6 +205,7 @@ def _projection_worker(parent: int) -> int | None:
     return None
 
 
+@pytest.mark.broker
 def test_serve_restarts_a_killed_projection_worker_and_the_board_catches_up(server: Server):
     import signal
 

@@ -49,6 +49,7 @@ def test_a_duplicate_in_a_batch_rolls_the_whole_batch_back(app):
     assert len(after) == 1 and app.recorder.max_notification_id() == before
 
 
+@pytest.mark.slow
 def test_processes_starting_together_create_the_event_tables_without_a_catalogue_race(postgres_url, tmp_path):
     """serve starts its workers at once, and each creates eventsourcing's tables, function and trigger."""
     import subprocess

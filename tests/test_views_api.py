@@ -1,4 +1,4 @@
-"""The officer views and alerts over HTTP: shapes, scoping (SPEC §7) and refusals."""
+"""The officer views and alerts over HTTP: shapes, scoping (docs/api.md) and refusals."""
 
 from __future__ import annotations
 

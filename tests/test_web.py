@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from simulators.agencies import AGENCIES
+from tradehub import visibility
 from tradehub.api.app import create_app
 from tradehub.auth import issue_token
 from tradehub.bootstrap import Hub
@@ -351,14 +352,14 @@ def test_the_pages_leave_the_openapi_document_alone(hub: Hub):
 # ---- recognition, alerts and statistics ------------------------------------------------------------
 
 def fake_projection(monkeypatch, name: str, result: dict[str, Any]) -> list[tuple]:
-    """Stand a read function in for the pages' `name`; returns the calls it gets."""
+    """Stand a read function in for the views' `name` that the pages read through; returns the calls it gets."""
     calls: list[tuple] = []
 
     def view(views: Any, *args: Any) -> dict[str, Any]:
         calls.append(args)
         return result
 
-    monkeypatch.setattr(web_pages, name, view)
+    monkeypatch.setattr(visibility, name, view)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""R7 (RELIABILITY.md): the hostile XML corpus against the inbound gate, `adapters.xml.admit`.
+"""R7 (docs/guarantees.md): the hostile XML corpus against the inbound gate, `adapters.xml.admit`.
 
 Every case runs `admit` in a child process of its own, under an address-space limit and a timeout, so that
 an expansion bomb, a crash or a blocked read fails one test instead of taking pytest down. The child prints

@@ -1,9 +1,9 @@
-"""Bearer tokens: who the caller is, and what it may see (SPEC §7).
+"""Bearer tokens: who the caller is. What a caller may see and do is tradehub/visibility.py's to decide.
 
 Tokens are JWTs signed with HS256 and the hub's secret; issuer, audience,
 expiry, subject and role are required and the algorithm is pinned, so
 `alg=none`, algorithm confusion, expired and tampered tokens are all refused.
-A trader is bound to a USCC, an officer to an agency; an admin sees all.
+A trader is bound to a USCC, an officer to an agency, an admin to neither.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jwt
 
-from hub.declarations import AGENCIES, Declaration
+from hub.declarations import AGENCIES
 from hub.declarations.values import uscc
 
 ISSUER = "tradehub"
@@ -45,16 +45,6 @@ class Caller:
     party: str | None = None
     agency: str | None = None
     expires: float = 0.0  # POSIX time the token stops being valid
-
-    def may_see(self, declaration: Declaration) -> bool:
-        if self.role == "admin":
-            return True
-        if self.role == "trader":
-            return declaration.declarant == self.party
-        return self.agency in declaration.agencies  # routed to it, now or before an amendment
-
-    def may_change(self, declaration: Declaration) -> bool:
-        return self.role == "admin" or (self.role == "trader" and declaration.declarant == self.party)
 
 
 def issue_token(secret: str, role: str, *, party: str | None = None, agency: str | None = None,

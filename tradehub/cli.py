@@ -1,4 +1,12 @@
-"""The `tradehub` command line."""
+"""The `tradehub` command line.
+
+Every command is declared once, in COMMANDS below: its name, its help, its
+arguments and the function that runs it (or its own subcommands). `main`
+builds the argparse parser from that table and calls the handler of the
+command given. Handlers import what they run when they run, so a command
+loads only its own dependencies. Settings come from the environment
+(docs/configuration.md).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +16,11 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from eventsourcing.persistence import PersistenceError
@@ -19,6 +29,7 @@ from psycopg_pool import PoolTimeout
 from hub.declarations import AGENCIES, InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
 from messaging.embedded import BrokerUnavailable
+from tradehub import client
 from tradehub.auth import SecretError, issue_token, resolve_secret
 from tradehub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, routing_rules
 from tradehub.client import ClientError
@@ -116,180 +127,292 @@ def rebuild_projections(settings: Settings, views: Sequence[str] | None) -> int:
     return 0
 
 
+# ---- the commands' handlers: each takes the parsed arguments and the settings, returns the exit status ----
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    return validate(args.files, settings)
+
+
+def _render(args: argparse.Namespace, settings: Settings) -> int:
+    from tradehub.render import render
+
+    return render(args.file, settings, agency=args.agency, out=args.out)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from tradehub.server import serve
+
+    return serve(settings, host=args.host, port=args.port, demo=args.demo, workers=args.workers,
+                 access_log=args.access_log, dispatching=args.dispatching, simulating=args.simulate_agencies)
+
+
+def _log_to_stderr() -> None:
+    """Long-running workers log what they do, with the time, to stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    _log_to_stderr()
+    from tradehub.worker import run_consumers, run_dispatch, run_projections
+
+    if args.part == "dispatch":
+        return run_dispatch(settings, args.agency or AGENCIES)
+    if args.part == "consume":
+        return run_consumers(settings, args.agency or AGENCIES)
+    return run_projections(settings)
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    _log_to_stderr()
+    from tradehub.worker import run_simulators
+
+    return run_simulators(settings, args.agency or AGENCIES)
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    return rebuild_projections(settings, args.views)
+
+
+def _openapi(_args: argparse.Namespace, _settings: Settings) -> int:
+    return print_openapi()
+
+
+def _asyncapi(_args: argparse.Namespace, _settings: Settings) -> int:
+    from messaging.contract import document_text
+
+    print(document_text(CONTRACT_VERSION), end="")
+    return 0
+
+
+def _submit(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.submit(args.files, url=args.url, token=args.token, concurrency=args.concurrency)
+
+
+def _status(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.status(args.id, url=args.url, token=args.token)
+
+
+def _history(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.history(args.id, url=args.url, token=args.token)
+
+
+def _bench_ingest(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.ingest import run_ingest
+
+    return run_ingest(args)
+
+
+def _bench_messages(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.messages import run_messages
+
+    return run_messages(args)
+
+
+def _bench_http(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.http import run_http
+
+    return run_http(args)
+
+
+def _bench_e2e(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.e2e import run_e2e
+
+    return run_e2e(args)
+
+
+def _bench_rebuild(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.rebuild import run_rebuild
+
+    return run_rebuild(args)
+
+
+# ---- the table of commands ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FromEnvironment:
+    """A default read from the environment variable `name` (else `fallback`) when the parser is built."""
+
+    name: str
+    fallback: str
+
+    def value(self) -> str:
+        return os.environ.get(self.name, self.fallback)
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a command: argparse's name or flags, and its `add_argument` keywords."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        options = dict(self.options)
+        if isinstance(options.get("default"), FromEnvironment):
+            options["default"] = options["default"].value()
+        parser.add_argument(*self.flags, **options)
+
+
+def arg(*flags: str, **options: Any) -> Argument:
+    """An `Argument`, written as the `add_argument` call it stands for."""
+    return Argument(flags, options)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command: its name, its help, its arguments, and either the handler that runs it or its subcommands."""
+
+    name: str
+    help: str
+    arguments: tuple[Argument, ...] = ()
+    handler: Handler | None = None
+    subcommands: Subcommands | None = None
+
+
+@dataclass(frozen=True)
+class Subcommands:
+    """A command's choice of subcommand: where the choice is stored (`dest`), how usage names it, the choices."""
+
+    dest: str
+    metavar: str | None
+    commands: tuple[Command, ...]
+
+
+CLIENT_ARGUMENTS = (
+    arg("--url", default=FromEnvironment("TRADEHUB_URL", "http://127.0.0.1:8000"),
+        help="the hub (default TRADEHUB_URL or http://127.0.0.1:8000)"),
+    arg("--token", default=FromEnvironment("TRADEHUB_TOKEN", ""), help="bearer token (default TRADEHUB_TOKEN)"),
+)
+BENCH_DATABASE = arg("--database-url", default="", help="PostgreSQL server (as for ingest)")
+
+BENCH = Subcommands("suite", "SUITE", (
+    Command("ingest", "declarations stored per second, SQLite and PostgreSQL", (
+        arg("--count", type=int, default=5000, help="declarations per measurement"),
+        arg("--clients", type=int, default=32, help="concurrent submitting threads"),
+        arg("--rounds", type=int, default=5, help="alternating measurement rounds"),
+        arg("--database-url", default="", help="PostgreSQL to measure (default: TRADEHUB_BENCH_DATABASE_URL, "
+                                               "TRADEHUB_DATABASE_URL, else an embedded PostgreSQL if installed)"),
+        arg("--only", choices=("sqlite", "postgres"), help="measure one store"),
+    ), _bench_ingest),
+    Command("messages", "agency messages built per second, against raw lxml", (
+        arg("--count", type=int, default=2000, help="goods declarations per round"),
+        arg("--rounds", type=int, default=5, help="alternating measurement rounds"),
+    ), _bench_messages),
+    Command("http", "declarations accepted per second by tradehub serve", (
+        arg("--count", type=int, default=6000, help="declarations at peak, over all rounds"),
+        arg("--rounds", type=int, default=3, help="alternating measurement rounds"),
+        arg("--clients", type=int, default=32, help="concurrent connections at peak"),
+        arg("--workers", type=_processes, default=os.cpu_count() or 1,
+            help="API worker processes (default: one per core)"),
+        arg("--store", choices=("postgres", "sqlite"), default="postgres"),
+        BENCH_DATABASE,
+    ), _bench_http),
+    Command("e2e", "declarations from submit to released over PostgreSQL and JetStream", (
+        arg("--duration", type=int, default=60, help="seconds of offered load for the throughput figure"),
+        arg("--offered", type=int, default=250, help="declarations offered per second meanwhile"),
+        arg("--latency-seconds", type=int, default=20, help="seconds at 100/s for the latency figure"),
+        BENCH_DATABASE,
+    ), _bench_e2e),
+    Command("rebuild", "the read models rebuilt from 100,000+ events, against a raw read of the event table", (
+        arg("--declarations", type=int, default=16000, help="goods declarations in the log (about 8 events each)"),
+        BENCH_DATABASE,
+    ), _bench_rebuild),
+))
+
+COMMANDS = Subcommands("command", "COMMAND", (
+    Command("validate", "check declaration files offline", (
+        arg("files", nargs="+", type=Path, metavar="FILE"),
+    ), _validate),
+    Command("render", "print the XML each routed agency would get, storing nothing", (
+        arg("file", type=Path, metavar="FILE"),
+        arg("--agency", choices=AGENCIES, help="only this agency's messages"),
+        arg("--out", type=Path, metavar="DIR", help="write one file per message here"),
+    ), _render),
+    Command("serve", "run the HTTP API and its projections", (
+        arg("--host", default="127.0.0.1"),
+        arg("--port", type=int, default=8000),
+        arg("--workers", type=_processes, default=1,
+            help="API worker processes (on PostgreSQL, one per core serves the most)"),
+        arg("--no-dispatch", dest="dispatching", action="store_false",
+            help="do not dispatch agency messages or consume their answers here "
+                 "(run tradehub worker dispatch and worker consume elsewhere)"),
+        arg("--simulate-agencies", action="store_true",
+            help="also run the simulated agencies, so declarations go all the way to released"),
+        arg("--demo", action="store_true",
+            help="local demo: without TRADEHUB_SECRET, generate one in the data directory"),
+        arg("--access-log", action="store_true"),
+    ), _serve),
+    Command("token", "bearer tokens", subcommands=Subcommands("token_command", "ACTION", (
+        Command("issue", "print a token signed with the hub's secret", (
+            arg("--role", required=True, choices=("trader", "officer", "admin")),
+            arg("--party", help="the trader's USCC"),
+            arg("--agency", help="the officer's agency"),
+            arg("--ttl", default="8h", help="lifetime: 90s, 30m, 8h or 7d (default 8h)"),
+        ), issue_token_command),
+    ))),
+    Command("submit", "submit declaration files through the API", (
+        *CLIENT_ARGUMENTS,
+        arg("files", nargs="+", type=Path, metavar="FILE"),
+        arg("--concurrency", type=int, default=8),
+    ), _submit),
+    Command("status", "a declaration's status at every agency", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _status),
+    Command("history", "a declaration's events", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _history),
+    Command("worker", "run one part of the hub as its own process", (
+        arg("part", choices=("project", "dispatch", "consume"),
+            help="project: follow the log into the views; dispatch: send agencies their messages; "
+                 "consume: apply the agencies' answers"),
+        arg("--agency", choices=AGENCIES, action="append",
+            help="dispatch or consume only this agency's messages (repeatable; default all)"),
+    ), _worker),
+    Command("agencies", "the simulated agencies", subcommands=Subcommands("agencies_command", None, (
+        Command("simulate", "answer the hub's messages over the broker (TRADEHUB_BROKER_URL) as the agencies would", (
+            arg("--agency", choices=AGENCIES, action="append",
+                help="simulate only this agency (repeatable; default all)"),
+        ), _simulate),
+    ))),
+    Command("projections", "the read models", subcommands=Subcommands("projections_command", "ACTION", (
+        Command("rebuild", "empty the read models and apply the whole event log to them again", (
+            arg("--view", action="append", choices=VIEW_NAMES, dest="views",
+                help="rebuild only this view (repeatable; default all)"),
+        ), _rebuild),
+    ))),
+    Command("openapi", "print the HTTP API's OpenAPI document", handler=_openapi),
+    Command("asyncapi", "print the broker contract's AsyncAPI document", handler=_asyncapi),
+    Command("bench", "measure the hub against raw baselines", subcommands=BENCH),
+))
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The parser of the whole command line, built from COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="tradehub", description="Single-window hub for trade and port declarations."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    check = commands.add_parser("validate", help="check declaration files offline")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
-
-    show = commands.add_parser("render", help="print the XML each routed agency would get, storing nothing")
-    show.add_argument("file", type=Path, metavar="FILE")
-    show.add_argument("--agency", choices=AGENCIES, help="only this agency's messages")
-    show.add_argument("--out", type=Path, metavar="DIR", help="write one file per message here")
-
-    serve = commands.add_parser("serve", help="run the HTTP API and its projections")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=_processes, default=1,
-                       help="API worker processes (on PostgreSQL, one per core serves the most)")
-    serve.add_argument("--no-dispatch", dest="dispatching", action="store_false",
-                       help="do not dispatch agency messages or consume their answers here "
-                            "(run tradehub worker dispatch and worker consume elsewhere)")
-    serve.add_argument("--simulate-agencies", action="store_true",
-                       help="also run the simulated agencies, so declarations go all the way to released")
-    serve.add_argument("--demo", action="store_true",
-                       help="local demo: without TRADEHUB_SECRET, generate one in the data directory")
-    serve.add_argument("--access-log", action="store_true")
-
-    token = commands.add_parser("token", help="bearer tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    issue = token_commands.add_parser("issue", help="print a token signed with the hub's secret")
-    issue.add_argument("--role", required=True, choices=("trader", "officer", "admin"))
-    issue.add_argument("--party", help="the trader's USCC")
-    issue.add_argument("--agency", help="the officer's agency")
-    issue.add_argument("--ttl", default="8h", help="lifetime: 90s, 30m, 8h or 7d (default 8h)")
-
-    client = argparse.ArgumentParser(add_help=False)
-    client.add_argument("--url", default=os.environ.get("TRADEHUB_URL", "http://127.0.0.1:8000"),
-                        help="the hub (default TRADEHUB_URL or http://127.0.0.1:8000)")
-    client.add_argument("--token", default=os.environ.get("TRADEHUB_TOKEN", ""),
-                        help="bearer token (default TRADEHUB_TOKEN)")
-    send = commands.add_parser("submit", parents=[client], help="submit declaration files through the API")
-    send.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    send.add_argument("--concurrency", type=int, default=8)
-    for name, text in (("status", "a declaration's status at every agency"),
-                       ("history", "a declaration's events")):
-        command = commands.add_parser(name, parents=[client], help=text)
-        command.add_argument("id", metavar="ID")
-
-    worker = commands.add_parser("worker", help="run one part of the hub as its own process")
-    worker.add_argument("part", choices=("project", "dispatch", "consume"),
-                        help="project: follow the log into the views; dispatch: send agencies their messages; "
-                             "consume: apply the agencies' answers")
-    worker.add_argument("--agency", choices=AGENCIES, action="append",
-                        help="dispatch or consume only this agency's messages (repeatable; default all)")
-
-    agencies = commands.add_parser("agencies", help="the simulated agencies")
-    agencies_commands = agencies.add_subparsers(dest="agencies_command", required=True)
-    simulate = agencies_commands.add_parser(
-        "simulate", help="answer the hub's messages over the broker (TRADEHUB_BROKER_URL) as the agencies would")
-    simulate.add_argument("--agency", choices=AGENCIES, action="append",
-                          help="simulate only this agency (repeatable; default all)")
-
-    projections = commands.add_parser("projections", help="the read models")
-    projections_commands = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
-    rebuild = projections_commands.add_parser(
-        "rebuild", help="empty the read models and apply the whole event log to them again")
-    rebuild.add_argument("--view", action="append", choices=VIEW_NAMES, dest="views",
-                         help="rebuild only this view (repeatable; default all)")
-
-    commands.add_parser("openapi", help="print the HTTP API's OpenAPI document")
-    commands.add_parser("asyncapi", help="print the broker contract's AsyncAPI document")
-
-    bench = commands.add_parser("bench", help="measure the hub against raw baselines")
-    suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
-    ingest = suites.add_parser("ingest", help="declarations stored per second, SQLite and PostgreSQL")
-    ingest.add_argument("--count", type=int, default=5000, help="declarations per measurement")
-    ingest.add_argument("--clients", type=int, default=32, help="concurrent submitting threads")
-    ingest.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds")
-    ingest.add_argument("--database-url", default="",
-                        help="PostgreSQL to measure (default: TRADEHUB_BENCH_DATABASE_URL, "
-                             "TRADEHUB_DATABASE_URL, else an embedded PostgreSQL if installed)")
-    ingest.add_argument("--only", choices=("sqlite", "postgres"), help="measure one store")
-    xml = suites.add_parser("messages", help="agency messages built per second, against raw lxml")
-    xml.add_argument("--count", type=int, default=2000, help="goods declarations per round")
-    xml.add_argument("--rounds", type=int, default=5, help="alternating measurement rounds")
-    http = suites.add_parser("http", help="declarations accepted per second by tradehub serve")
-    http.add_argument("--count", type=int, default=6000, help="declarations at peak, over all rounds")
-    http.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
-    http.add_argument("--clients", type=int, default=32, help="concurrent connections at peak")
-    http.add_argument("--workers", type=_processes, default=os.cpu_count() or 1,
-                      help="API worker processes (default: one per core)")
-    e2e = suites.add_parser("e2e", help="declarations from submit to released over PostgreSQL and JetStream")
-    e2e.add_argument("--duration", type=int, default=60, help="seconds of offered load for the throughput figure")
-    e2e.add_argument("--offered", type=int, default=250, help="declarations offered per second meanwhile")
-    e2e.add_argument("--latency-seconds", type=int, default=20, help="seconds at 100/s for the latency figure")
-    e2e.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
-    rebuild_bench = suites.add_parser("rebuild", help="the read models rebuilt from 100,000+ events, against a "
-                                                     "raw read of the event table")
-    rebuild_bench.add_argument("--declarations", type=int, default=16000,
-                               help="goods declarations in the log (about 8 events each)")
-    rebuild_bench.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
-    http.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
-    http.add_argument("--database-url", default="", help="PostgreSQL server (as for ingest)")
+    _add_subcommands(parser, COMMANDS)
     return parser
 
 
+def _add_subcommands(parser: argparse.ArgumentParser, subcommands: Subcommands) -> None:
+    """Add each command of the table to `parser`, with its handler as the `handler` default of its parser."""
+    choices = parser.add_subparsers(dest=subcommands.dest, required=True, metavar=subcommands.metavar)
+    for command in subcommands.commands:
+        command_parser = choices.add_parser(command.name, help=command.help)
+        for argument in command.arguments:
+            argument.add_to(command_parser)
+        if command.subcommands is not None:
+            _add_subcommands(command_parser, command.subcommands)
+        else:
+            command_parser.set_defaults(handler=command.handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` names; what the hub refuses or cannot reach is one line on stderr, exit 2."""
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        if args.command == "validate":
-            return validate(args.files, settings)
-        if args.command == "render":
-            from tradehub.render import render
-
-            return render(args.file, settings, agency=args.agency, out=args.out)
-        if args.command == "serve":
-            from tradehub.server import serve
-
-            return serve(settings, host=args.host, port=args.port, demo=args.demo, workers=args.workers,
-                         access_log=args.access_log, dispatching=args.dispatching,
-                         simulating=args.simulate_agencies)
-        if args.command in ("worker", "agencies"):
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        if args.command == "worker":
-            from tradehub.worker import run_consumers, run_dispatch, run_projections
-
-            if args.part == "dispatch":
-                return run_dispatch(settings, args.agency or AGENCIES)
-            if args.part == "consume":
-                return run_consumers(settings, args.agency or AGENCIES)
-            return run_projections(settings)
-        if args.command == "agencies":
-            from tradehub.worker import run_simulators
-
-            return run_simulators(settings, args.agency or AGENCIES)
-        if args.command == "projections":
-            return rebuild_projections(settings, args.views)
-        if args.command == "openapi":
-            return print_openapi()
-        if args.command == "asyncapi":
-            from messaging.contract import document_text
-
-            print(document_text(CONTRACT_VERSION), end="")
-            return 0
-        if args.command == "token":
-            return issue_token_command(args, settings)
-        if args.command in ("submit", "status", "history"):
-            from hub import client
-
-            if args.command == "submit":
-                return client.submit(args.files, url=args.url, token=args.token, concurrency=args.concurrency)
-            return getattr(client, args.command)(args.id, url=args.url, token=args.token)
-        if args.command == "bench":
-            if args.suite == "http":
-                from tradehub.bench.http import run_http
-
-                return run_http(args)
-            if args.suite == "e2e":
-                from tradehub.bench.e2e import run_e2e
-
-                return run_e2e(args)
-            if args.suite == "rebuild":
-                from tradehub.bench.rebuild import run_rebuild
-
-                return run_rebuild(args)
-            if args.suite == "messages":
-                from tradehub.bench.messages import run_messages
-
-                return run_messages(args)
-            from tradehub.bench.ingest import run_ingest
-
-            return run_ingest(args)
+        return args.handler(args, settings)
     except (ConfigurationError, RoutingError, SecretError, ClientError, BrokerUnavailable) as error:
         print(f"tradehub: {error}", file=sys.stderr)
         return 2
@@ -298,7 +421,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    return 2
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def _problem_text(response: httpx.Response) -> str:
 
 
 def submit(files: Sequence[Path], *, url: str, token: str, concurrency: int) -> int:
+    """Send each file, `concurrency` at a time; exit 2 if any failed to arrive, 1 if any was rejected."""
     outcomes: Counter[str] = Counter()
     rejected: list[str] = []
     with _client(url, token, concurrency) as client:
@@ -106,6 +107,7 @@ def submit(files: Sequence[Path], *, url: str, token: str, concurrency: int) -> 
 
 
 def status(declaration_id: str, *, url: str, token: str) -> int:
+    """Print a declaration's overall status, its holds, and a table of its status at each agency."""
     with _client(url, token) as client:
         resource = _get(client, f"/v1/declarations/{declaration_id}")
     print(f"{resource['kind']} {resource['reference']}  declarant {resource['declarant']}")
@@ -120,6 +122,7 @@ def status(declaration_id: str, *, url: str, token: str) -> int:
 
 
 def history(declaration_id: str, *, url: str, token: str) -> int:
+    """Print a declaration's events as a table, one line each."""
     with _client(url, token) as client:
         body = _get(client, f"/v1/declarations/{declaration_id}/history")
     rows = [("VERSION", "TIME", "EVENT", "DETAILS")]

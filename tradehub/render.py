@@ -20,6 +20,10 @@ from tradehub.bootstrap import Settings, routing_rules
 
 
 def render(path: Path, settings: Settings, *, agency: str | None = None, out: Path | None = None) -> int:
+    """Print (or write under `out`) the messages for the declaration in `path`.
+
+    Exit status 1 if the file is invalid or not routed to `agency`, 2 if the hub built an invalid message.
+    """
     rules = routing_rules(settings)
     try:
         raw = load_json(path.read_bytes())

@@ -2,7 +2,8 @@
 
 Each runs in a supervised child process, restarted if it dies and stopped
 with `serve`; the broker is an embedded nats-server unless
-TRADEHUB_BROKER_URL names one.
+TRADEHUB_BROKER_URL names one. How the parts scale out beside API replicas:
+docs/architecture.md; the settings they read: docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from tradehub.web import install_pages
 from tradehub.worker import Supervised
 
 
-def app_from_environment():  # a uvicorn factory, for worker processes
+def app_from_environment():
+    """The API with its pages, wired from the environment: uvicorn's factory in each worker process."""
     hub = build_hub(Settings.from_env())
     return install_pages(create_app(hub), hub)
 
 
 def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool,
           dispatching: bool = True, simulating: bool = False) -> int:
+    """Run the API until stopped, with its supervised parts; exit status 0 once all are stopped."""
     secret = resolve_secret(settings.secret, settings.data_dir, demo=demo)
     settings = dataclasses.replace(settings, secret=secret)
     hub = build_hub(settings)

@@ -1,12 +1,21 @@
-"""Who sees what of a declaration and of enforcement (docs/enforcement-visibility.md): the one place that decides.
+"""Who sees what, and who may do what with it (docs/enforcement-visibility.md): the one place that decides.
 
-The API and the officer pages both read through these functions, so a route
-and the page that shows the same thing can never disagree.
+The API and the officer pages both read through this module, `Visibility`
+above all, so a route and the page that shows the same thing can never
+disagree, and neither of them writes a rule of its own.
 
+- Declarations: a trader sees its own (it is the declarant), an officer those
+  routed to its agency, now or before an amendment, an admin all. Unknown and
+  hidden ids are refused alike (`Hidden`, 404), so an id teaches nothing. Only
+  the declarant or an admin may change one; officers do not declare.
+- Personal data (crew and passenger lists) goes only to the agencies that need
+  it, and an officer reads only its own agency's messages.
 - I5, enforcement stays with officers: a trader sees that its declaration is
   held, and since when, as "held for control", and nothing of the alert
   behind it: not its reason, subject or id, nor who raised it, nor the alert
   notices the agencies exchanged about it. Officers and admins see everything.
+- The officer views (exchange aside) and alerts are for officers and admins:
+  an officer's cover its own agency's declarations, an admin's all.
 - I6, an alert belongs to whoever raised it: only an officer of the agency
   that raised it, or an admin, may clear it. Who may see an alert follows the
   alerts view (projections/alerts.py): an officer sees the alerts its agency
@@ -20,10 +29,18 @@ one line of `ENFORCEMENT_EVENTS`, a message a trader may not read one line of
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from typing import Any
 
-from hub.declarations import Alert, AlertNotFound, Declaration, Declarations
+from hub.declarations import Alert, AlertNotFound, Declaration, DeclarationNotFound, Declarations
+from projections.alerts import alerts_view
+from projections.database import ViewDatabase
+from projections.exchange import exchange_view
+from projections.messages import recorded_messages
+from projections.recognition import recognition_view
+from projections.statistics import statistics_view
+from projections.status_board import Filters, counts_by_status, list_declarations
 
 from .auth import Caller
 
@@ -50,6 +67,84 @@ ENFORCEMENT_MESSAGES: tuple[str, ...] = (
 # Personal data (crew and passenger lists) goes only to the agencies that need it.
 PERSONAL_DATA = ("crew", "passengers")
 PERSONAL_DATA_AGENCIES = ("border", "maritime")
+
+
+# ---- refusals: what a caller may not have -------------------------------------------------------
+
+class Refused(Exception):
+    """The caller may not have what it asked for: `status` is 404 when it may not even learn that the thing
+    exists, 403 when it may. The API and the pages each say so in their own words."""
+
+    status = 403
+
+
+class Hidden(Refused):
+    """No such declaration for this caller: an unknown id and one the caller may not see are refused alike."""
+
+    status = 404
+
+
+class ReadOnly(Refused):
+    """The caller sees the declaration but may not change it: only the declarant or an admin may."""
+
+
+class NotDeclaring(Refused):
+    """Officers do not declare."""
+
+
+class OfficersOnly(Refused):
+    """The officer views and alerts are for officers and admins; traders are refused them."""
+
+
+class NotClearable(Refused):
+    """The caller may not clear this alert: `status` 404 if it cannot see it (or there is none), 403 if it can."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+# ---- declarations -------------------------------------------------------------------------------
+
+def may_see(who: Caller, declaration: Declaration) -> bool:
+    """A trader its own declarations, an officer those routed to its agency (now or before an amendment),
+    an admin all."""
+    if who.role == "admin":
+        return True
+    if who.role == "trader":
+        return declaration.declarant == who.party
+    return who.agency in declaration.agencies
+
+
+def may_change(who: Caller, declaration: Declaration) -> bool:
+    """The declarant or an admin."""
+    return who.role == "admin" or (who.role == "trader" and declaration.declarant == who.party)
+
+
+def declaring_for(who: Caller) -> str | None:
+    """The party whose declarations the caller may submit: a trader its own, an admin any (None).
+    `NotDeclaring` for an officer."""
+    if who.role == "officer":
+        raise NotDeclaring
+    return who.party if who.role == "trader" else None
+
+
+def listing(who: Caller, filters: Filters) -> Filters | None:
+    """List filters narrowed to the declarations the caller may see; None if it asked only for others'
+    (a trader naming another declarant)."""
+    if who.role == "trader":
+        if filters.declarant not in (None, who.party):
+            return None
+        filters = replace(filters, declarant=who.party)
+    return replace(filters, visible_to_agency=who.agency if who.role == "officer" else None)
+
+
+def view_scope(who: Caller) -> str | None:
+    """The agency whose declarations an officer's views cover (None: all, for an admin); `OfficersOnly` for a
+    trader. Raising an alert asks here too."""
+    if who.role == "trader":
+        raise OfficersOnly
+    return who.agency if who.role == "officer" else None
 
 
 def sees_enforcement(who: Caller) -> bool:
@@ -128,22 +223,6 @@ def hold_of(declaration: Declaration, events: Sequence[Mapping[str, Any]]) -> di
     return {"since": held_since(events, declaration.version), "note": HELD_FOR_CONTROL}
 
 
-def standing_holds(database: Any, declaration_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
-    """The alerts holding each of these declarations now, from the alerts view: id, subject, reason, raised by."""
-    if not declaration_ids:
-        return {}
-    rows = database.query(
-        "SELECT h.declaration_id, a.id, a.subject_kind, a.subject, a.reason, a.raised_by FROM alert_holds h"
-        " JOIN alerts a ON a.id = h.alert_id WHERE h.lifted_at IS NULL"
-        f" AND h.declaration_id IN ({', '.join('?' * len(declaration_ids))}) ORDER BY h.held_at, a.id",
-        list(declaration_ids))
-    holds: dict[str, list[dict[str, str]]] = {}
-    for declaration_id, alert_id, kind, subject, reason, raised_by in rows:
-        holds.setdefault(declaration_id, []).append({"alert_id": alert_id, "subject_kind": kind, "subject": subject,
-                                                     "reason": reason, "raised_by": raised_by})
-    return holds
-
-
 # ---- I6: an alert belongs to whoever raised it -------------------------------------------------
 
 def alert_owner(raised_by: str) -> str | None:
@@ -159,7 +238,7 @@ def may_clear(who: Caller, raised_by: str) -> bool:
     return who.role == "officer" and who.agency is not None and alert_owner(raised_by) == who.agency
 
 
-def may_see_alert(who: Caller, database: Any, alert_id: str, raised_by: str) -> bool:
+def may_see_alert(who: Caller, database: ViewDatabase, alert_id: str, raised_by: str) -> bool:
     """The alerts view's rule for one alert: an admin sees all; an officer its agency's own and those holding,
     or having held, a declaration routed to its agency; a trader none."""
     if who.role == "admin":
@@ -173,28 +252,156 @@ def may_see_alert(who: Caller, database: Any, alert_id: str, raised_by: str) -> 
         " WHERE h.alert_id = ? LIMIT 1", (who.agency, alert_id)))
 
 
-def clearance_refusal(who: Caller, database: Any, alert_id: str, raised_by: str) -> int | None:
+def clearance_refusal(who: Caller, database: ViewDatabase, alert_id: str, raised_by: str) -> int | None:
     """None if the caller may clear the alert; else 404 if it may not even see it, 403 if it may."""
     if may_clear(who, raised_by):
         return None
     return 403 if may_see_alert(who, database, alert_id, raised_by) else 404
 
 
-class NotClearable(Exception):
-    """The caller may not clear this alert: `status` 404 if it cannot see it (or there is none), 403 if it can."""
+# ---- the service: every read a caller makes, through the rules above ----------------------------
 
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+class Seen:
+    """One declaration as one caller may see it, with the events of its stream as stored (kept here, never
+    handed out: `history` is what the caller may read of them)."""
+
+    __slots__ = ("who", "declaration", "_events")
+
+    def __init__(self, who: Caller, declaration: Declaration, events: Sequence[Mapping[str, Any]]) -> None:
+        self.who = who
+        self.declaration = declaration
+        self._events = events
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return document_for(self.who, self.declaration.document)
+
+    @property
+    def holds(self) -> list[str]:
+        """The ids of the alerts holding it; none for a trader."""
+        return holds_for(self.who, self.declaration)
+
+    @property
+    def hold_details(self) -> list[dict[str, Any]]:
+        """What each alert holding it says (subject, reason, who raised it); none for a trader."""
+        return [self.declaration.holds[alert_id] for alert_id in self.holds]
+
+    @property
+    def hold(self) -> dict[str, Any] | None:
+        """Since when it is held, and the neutral note: for everyone who sees it."""
+        return hold_of(self.declaration, self._events)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return history_for(self.who, self._events)
 
 
-def alert_to_clear(who: Caller, declarations: Declarations, database: Any, alert_id: str) -> Alert:
-    """The alert, if the caller may clear it; `NotClearable` otherwise. The API and the pages both ask here."""
-    try:
-        alert = declarations.get_alert(alert_id)
-    except AlertNotFound:
-        raise NotClearable(404) from None
-    refusal = clearance_refusal(who, database, str(alert.id), alert.raised_by)
-    if refusal is not None:
-        raise NotClearable(refusal)
-    return alert
+class Visibility:
+    """What a caller may see of the hub: declarations from the event store, everything else from the views.
+
+    Each read either answers within the rules or raises `Refused`. The reads block (the store, the views),
+    so async callers run them on a thread.
+    """
+
+    def __init__(self, declarations: Declarations, views: ViewDatabase) -> None:
+        self.declarations = declarations
+        self.views = views
+
+    # ---- declarations ----
+
+    def declaration(self, who: Caller, declaration_id: str) -> Seen:
+        """The declaration with its history, from one read of its stream; `Hidden` if unknown or not the
+        caller's to see."""
+        try:
+            declaration, events = self.declarations.with_history(declaration_id)
+        except DeclarationNotFound:
+            raise Hidden from None
+        if not may_see(who, declaration):
+            raise Hidden
+        return Seen(who, declaration, events)
+
+    def seen(self, who: Caller, declaration: Declaration) -> Seen:
+        """A declaration the caller has just changed or submitted, as it may see it. Only a held one needs its
+        history (for since when), and only then is its stream read."""
+        events = self.declarations.history(declaration.id) if declaration.holds else []
+        return Seen(who, declaration, events)
+
+    def to_change(self, who: Caller, declaration_id: str) -> Declaration:
+        """The declaration, if the caller may change it: `Hidden` if it may not see it, `ReadOnly` if it may."""
+        try:
+            declaration = self.declarations.get(declaration_id)
+        except DeclarationNotFound:
+            raise Hidden from None
+        if not may_see(who, declaration):
+            raise Hidden
+        if not may_change(who, declaration):
+            raise ReadOnly
+        return declaration
+
+    def listed(self, who: Caller, filters: Filters, *, limit: int,
+               after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the declarations the caller may see, newest first, and the cursor of the next page.
+        `InvalidQuery` (from the status board) for a cursor or bounds it cannot use."""
+        scoped = listing(who, filters)
+        if scoped is None:
+            return [], None
+        return list_declarations(self.views, scoped, limit=limit, after=after)
+
+    def status_counts(self, who: Caller) -> dict[str, int]:
+        """Declarations by overall status across the hub: for officers and admins; none for a trader."""
+        return counts_by_status(self.views) if who.role != "trader" else {}
+
+    def standing_holds(self, who: Caller, items: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, str]]]:
+        """For each held one of these listed declarations, the alerts holding it now; none for a trader."""
+        held = [item["id"] for item in items if item["status"] == "held"]
+        return _standing_holds(self.views, held) if sees_enforcement(who) and held else {}
+
+    def messages(self, seen: Seen) -> list[Any]:
+        """The messages exchanged with the agencies about a declaration that the caller may read, oldest first."""
+        rows = recorded_messages(self.views, str(seen.declaration.id), seen._events)
+        return messages_for(seen.who, rows)
+
+    def exchange(self, seen: Seen) -> dict[str, Any]:
+        """The information exchange view of a declaration, as the caller may see it."""
+        return exchange_for(seen.who, exchange_view(self.views, str(seen.declaration.id)))
+
+    # ---- the officer views ----
+
+    def recognition(self, who: Caller) -> dict[str, Any]:
+        return recognition_view(self.views, view_scope(who))
+
+    def alerts(self, who: Caller) -> dict[str, Any]:
+        return alerts_view(self.views, view_scope(who))
+
+    def statistics(self, who: Caller) -> dict[str, Any]:
+        view_scope(who)  # for officers and admins; the figures are the whole hub's
+        return statistics_view(self.views)
+
+    # ---- alerts ----
+
+    def alert_to_clear(self, who: Caller, alert_id: str) -> Alert:
+        """The alert, if the caller may clear it; `NotClearable` (404 or 403) otherwise."""
+        try:
+            alert = self.declarations.get_alert(alert_id)
+        except AlertNotFound:
+            raise NotClearable(404) from None
+        refusal = clearance_refusal(who, self.views, str(alert.id), alert.raised_by)
+        if refusal is not None:
+            raise NotClearable(refusal)
+        return alert
+
+
+def _standing_holds(database: ViewDatabase, declaration_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """The alerts holding each of these declarations now, from the alerts view: id, subject, reason, raised by."""
+    if not declaration_ids:
+        return {}
+    rows = database.query(
+        "SELECT h.declaration_id, a.id, a.subject_kind, a.subject, a.reason, a.raised_by FROM alert_holds h"
+        " JOIN alerts a ON a.id = h.alert_id WHERE h.lifted_at IS NULL"
+        f" AND h.declaration_id IN ({', '.join('?' * len(declaration_ids))}) ORDER BY h.held_at, a.id",
+        list(declaration_ids))
+    holds: dict[str, list[dict[str, str]]] = {}
+    for declaration_id, alert_id, kind, subject, reason, raised_by in rows:
+        holds.setdefault(declaration_id, []).append({"alert_id": alert_id, "subject_kind": kind, "subject": subject,
+                                                     "reason": reason, "raised_by": raised_by})
+    return holds

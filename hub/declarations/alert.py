@@ -1,4 +1,4 @@
-"""The risk alert aggregate (enforcement assistance, SPEC §5).
+"""The risk alert aggregate (enforcement assistance, docs/lifecycle.md).
 
 An officer or an agency raises an alert on a party (its USCC), a ship (its IMO
 number) or a container (its ISO 6346 number); an officer clears it. While it

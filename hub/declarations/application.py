@@ -9,7 +9,7 @@ retried on a fresh copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -20,11 +20,13 @@ from eventsourcing.persistence import IntegrityError
 from .alert import SUBJECT_KINDS, Alert
 from .documents import content_hash, validate_document
 from .domainmodel import Declaration
-from .groupcommit import GroupCommit
+from .groupcommit import AsyncGroupCommit, GroupCommit
 from .routing import RoutingRules
 from .values import container_number, imo_number, text, uscc
 
 _RETRIES = 20
+
+Offload = Callable[..., Awaitable[Any]]  # offload(function, *args): its result, computed on a thread
 
 
 class Answer(Protocol):
@@ -89,7 +91,8 @@ class Declarations(Application):
     def submit(self, raw: Any, *, on_behalf_of: str | None = None) -> Submission:
         """Declare once. The same (declarant, reference) with the same content returns it.
 
-        With `on_behalf_of`, the document's declarant must be that party.
+        With `on_behalf_of`, the document's declarant must be that party. `submit_on_loop` is the same
+        for an event loop.
         """
         declaration = self.prepare_submission(raw, on_behalf_of=on_behalf_of)
         try:
@@ -98,8 +101,20 @@ class Declarations(Application):
             return self.settle_duplicate(declaration)
         return Submission(declaration, created=True)
 
+    async def submit_on_loop(self, raw: Any, committer: AsyncGroupCommit, offload: Offload, *,
+                             on_behalf_of: str | None = None) -> Submission:
+        """`submit`, for a caller on an event loop. Validation is CPU work and runs on the loop; the save joins
+        `committer`'s next batch (built on this application's `save`); only a repeated submission reads the
+        store, through `offload`, which runs a function on a thread."""
+        declaration = self.prepare_submission(raw, on_behalf_of=on_behalf_of)
+        try:
+            await committer.save(declaration.collect_events())
+        except IntegrityError:
+            return await offload(self.settle_duplicate, declaration)
+        return Submission(declaration, created=True)
+
     def prepare_submission(self, raw: Any, *, on_behalf_of: str | None = None) -> Declaration:
-        """Validate and route a submission, unsaved: for callers that batch saves themselves."""
+        """Validate and route a submission, unsaved: the rules of `submit` up to the save."""
         document = validate_document(raw)
         if on_behalf_of is not None and document["declarant"]["id"] != on_behalf_of:
             raise NotDeclarant(f"{on_behalf_of} cannot declare as {document['declarant']['id']}")

@@ -2,7 +2,7 @@
 
 `validate_document` takes the parsed JSON and returns the canonical document,
 or raises `InvalidDeclaration` listing every failing field by JSON path.
-Models are strict: no field outside SPEC §3, no coercion of `false` to a
+Models are strict: no field outside the models (docs/api.md), no coercion of `false` to a
 number, and quantities as decimal strings so nothing is lost to floats.
 """
 

@@ -27,10 +27,10 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 AGENCIES = ("customs", "inspection", "port", "maritime", "border")
-# Who must have released goods (where routed) before the port lets them out (SPEC §4).
+# Who must have released goods (where routed) before the port lets them out (docs/messages.md).
 GATE_OUT_AGENCIES = ("customs", "inspection")
 
-# Per-agency statuses (SPEC §3, lifecycle step 3), plus "pending" before the
+# Per-agency statuses (docs/lifecycle.md), plus "pending" before the
 # agency has answered and "cancelled" once it is no longer involved.
 PENDING = "pending"
 RECEIVED = "received"
@@ -49,7 +49,7 @@ _ACKNOWLEDGEMENTS = (RECEIVED, CANCELLED)
 # An agency's steps on the way to its decision: once it has released a version, they come too late.
 _ON_THE_WAY = (RECEIVED, ACCEPTED, INSPECTION_REQUIRED, INSPECTED)
 
-# Overall statuses (SPEC §3, lifecycle step 4).
+# Overall statuses (docs/lifecycle.md).
 SUBMITTED = "submitted"
 IN_PROGRESS = "in_progress"
 WITHDRAWN = "withdrawn"

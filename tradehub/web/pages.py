@@ -1,8 +1,10 @@
-"""The officer web pages (SPEC §6): server-rendered HTML over the same reads as the API.
+"""The officer web pages: server-rendered HTML over the same reads as the API (docs/api.md).
 
-A session is the bearer token itself, kept in an HttpOnly, SameSite=Strict
-cookie and verified on every request exactly as the API verifies it, so a
-page shows what the token's holder would get from the API and nothing more.
+What a page shows is what tradehub/visibility.py lets its caller see: the
+same service the API reads through. A session is the bearer token itself,
+kept in an HttpOnly, SameSite=Strict cookie and verified on every request
+exactly as the API verifies it, so a page shows what the token's holder
+would get from the API and nothing more.
 Forms that change something also check that the request comes from this
 site's own pages. Pages set a strict Content-Security-Policy: every asset
 comes from /static, and there is no script at all.
@@ -23,18 +25,14 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from hub.declarations import AGENCIES, AlertInvalid, DeclarationNotFound
+from hub.declarations import AGENCIES, AlertInvalid
 from hub.declarations.alert import SUBJECT_KINDS
 from hub.declarations.domainmodel import AGENCY_STATUSES, OVERALL_STATUSES
-from projections.alerts import alerts_view
-from projections.exchange import exchange_view
-from projections.messages import recorded_messages
-from projections.recognition import recognition_view
-from projections.statistics import statistics_view
-from projections.status_board import InvalidQuery, counts_by_status, list_declarations
+from projections.status_board import InvalidQuery
 from tradehub import visibility
 from tradehub.auth import Caller, InvalidToken
 from tradehub.bootstrap import Hub
+from tradehub.visibility import Visibility
 
 from . import charts, present
 
@@ -101,8 +99,11 @@ SignedIn = Annotated[Caller, Depends(page_caller)]
 
 
 def officer_or_admin(who: SignedIn) -> Caller:
-    if who.role == "trader":
-        raise PageError(403, "For officers", "This view is for agency officers and administrators.", who)
+    """The caller, if the officer views are for it (officers and admins); else the page that says so."""
+    try:
+        visibility.view_scope(who)
+    except visibility.Refused as refused:
+        raise refused_page(refused, who, "") from None
     return who
 
 
@@ -133,174 +134,199 @@ async def form_of(request: Request) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(body, max_num_fields=20).items()}
 
 
-def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
-    """Mount the pages and their static assets on the API's app; none of it enters the OpenAPI document."""
-    environment = templates()
-    router = APIRouter(include_in_schema=False)
+class Pages:
+    """What the pages of one app work with, kept in `app.state.pages`."""
 
-    def render(template: str, who: Caller | None, status: int = 200, **context: Any) -> HTMLResponse:
-        html = environment.get_template(template).render(who=who, **context)
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.see = Visibility(hub.declarations, hub.views)
+        self.environment = templates()
+
+    def render(self, template: str, who: Caller | None, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.environment.get_template(template).render(who=who, **context)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
-    def see_other(location: str) -> RedirectResponse:
-        return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
 
-    # ---- signing in and out -------------------------------------------------------------------
+async def pages_of(request: Request) -> Pages:
+    return request.app.state.pages
 
-    @router.get("/")
-    def home(request: Request) -> Response:
-        return see_other("/board" if signed_in(request) else "/sign-in")
 
-    @router.get("/sign-in")
-    def sign_in_form(request: Request, back_to: Annotated[str, Query(alias="next")] = "") -> Response:
-        return render("sign_in.html", signed_in(request), back_to=local_path(back_to), error="")
+Site = Annotated[Pages, Depends(pages_of)]
 
-    @router.post("/sign-in")
-    async def sign_in(request: Request) -> Response:
-        if not same_site(request):
-            raise PageError(403, "Refused", "Sign-in is accepted from this site's own form only.")
-        form = await form_of(request)
-        back_to = local_path(form.get("next"))
-        token = form.get("token", "").strip()
-        error = "Paste a token to sign in."
-        if token:
-            try:
-                who = request.app.state.verify(token)
-                lifetime = int(who.expires - time.time())
-                if lifetime > 0:
-                    response = see_other(back_to)
-                    response.set_cookie(SESSION_COOKIE, token, max_age=lifetime, path="/", httponly=True,
-                                        samesite="strict", secure=request.url.scheme == "https")
-                    return response
-                error = "That token was not accepted: the token has expired."
-            except InvalidToken as refused:
-                error = f"That token was not accepted: {refused}."
-        return render("sign_in.html", None, 401, back_to=back_to, error=error)
 
-    @router.post("/sign-out")
-    async def sign_out(request: Request) -> Response:
-        if not same_site(request):
-            raise PageError(403, "Refused", "Sign-out is accepted from this site's own pages only.")
-        response = see_other("/sign-in")
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
-        return response
+def see_other(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
 
-    # ---- the status board ---------------------------------------------------------------------
 
-    @router.get("/board")
-    def board(request: Request, who: SignedIn) -> Response:
-        query = present.board_query(request.query_params, party=who.party if who.role == "trader" else None,
-                                    agency=who.agency if who.role == "officer" else None)
-        items: list[dict[str, Any]] = []
-        following = None
-        if not query.errors and not query.nothing:
-            try:
-                items, following = list_declarations(hub.views, query.filters, limit=PAGE_SIZE, after=query.cursor)
-            except InvalidQuery as error:
-                query.errors[error.field] = str(error)
-        counts = counts_by_status(hub.views) if who.role != "trader" else {}
-        held = [item["id"] for item in items if item["status"] == "held"]
-        holds = visibility.standing_holds(hub.views, held) if visibility.sees_enforcement(who) else {}
-        return render("board.html", who, 422 if query.errors else 200, query=query, items=items, holds=holds,
-                      older=query.link(cursor=following) if following else None,
-                      newest=query.link(cursor=None) if query.cursor else None,
-                      counts=counts, statuses=OVERALL_STATUSES, kinds=("goods", "vessel_call"), agencies=AGENCIES)
+def refused_page(refused: visibility.Refused, who: Caller, ident: str) -> PageError:
+    """What a page says when the visibility rules refuse the caller."""
+    if isinstance(refused, visibility.OfficersOnly):
+        return PageError(403, "For officers", "This view is for agency officers and administrators.", who)
+    if isinstance(refused, visibility.NotClearable):
+        if refused.status == 403:
+            return PageError(403, "Not your alert", "Only an officer of the agency that raised this alert, or an "
+                                                    "administrator, may clear it.", who)
+        return PageError(404, "Not found", f"There is no alert {ident} for you to see.", who)
+    return PageError(404, "Not found", f"There is no declaration {ident} for you to see.", who)
 
-    # ---- one declaration ----------------------------------------------------------------------
 
-    @router.get("/declarations/{declaration_id}")
-    def declaration_page(declaration_id: str, who: SignedIn) -> Response:
-        missing = PageError(404, "Not found", f"There is no declaration {declaration_id} for you to see.", who)
-        try:
-            declaration, events = hub.declarations.with_history(declaration_id)
-        except DeclarationNotFound:
-            raise missing from None
-        if not who.may_see(declaration):
-            raise missing  # the same page as for an unknown id: a hidden one does not leak
-        messages = visibility.messages_for(who, recorded_messages(hub.views, str(declaration.id), events))
-        exchange = visibility.exchange_for(who, exchange_view(hub.views, str(declaration.id)))
-        document = visibility.document_for(who, declaration.document)
-        shown = visibility.history_for(who, events)
-        return render("declaration.html", who, declaration=declaration,
-                      timelines=present.timelines(declaration.agencies, messages, shown),
-                      exchange=exchange, messages=messages, history=present.history_rows(shown),
-                      document=json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False),
-                      hold=visibility.hold_of(declaration, events),
-                      holds=[declaration.holds[alert_id] for alert_id in visibility.holds_for(who, declaration)])
-
-    # ---- the views of the agencies' work together -------------------------------------------------
-
-    def scope(who: Caller) -> str | None:
-        return who.agency if who.role == "officer" else None
-
-    @router.get("/recognition")
-    def recognition(who: Officer) -> Response:
-        return render("recognition.html", who, data=recognition_view(hub.views, scope(who)))
-
-    def alerts_page(who: Caller, status: int = 200, *, error: str = "", values: Mapping[str, str] | None = None,
-                    raised: str = "") -> HTMLResponse:
-        data = alerts_view(hub.views, scope(who))
-        clearable = {alert["id"] for alert in data["alerts"] if visibility.may_clear(who, alert["raised_by"])}
-        return render("alerts.html", who, status, data=data, clearable=clearable, error=error,
-                      values=values or {}, raised=raised, subject_kinds=SUBJECT_KINDS)
-
-    @router.get("/alerts")
-    def alerts(who: Officer, raised: str = "") -> Response:
-        return alerts_page(who, raised=raised[:100])
-
-    @router.post("/alerts")
-    async def raise_alert(request: Request, who: Officer) -> Response:
-        if not same_site(request):
-            raise PageError(403, "Refused", "Alerts are raised from this site's own form only.", who)
-        form = await form_of(request)
-        values = {key: form.get(key, "").strip() for key in ("subject_kind", "subject", "reason")}
-        try:
-            alert = await run_in_threadpool(hub.declarations.raise_alert, values["subject_kind"], values["subject"],
-                                            values["reason"], who.subject)
-        except AlertInvalid as error:
-            return await run_in_threadpool(alerts_page, who, 422, error=str(error), values=values)
-        return see_other(f"/alerts?raised={alert.id}")
-
-    @router.post("/alerts/{alert_id}/clear")
-    async def clear_alert(alert_id: str, request: Request, who: SignedIn) -> Response:
-        if not same_site(request):
-            raise PageError(403, "Refused", "Alerts are cleared from this site's own pages only.", who)
-        await run_in_threadpool(clearable, who, alert_id)
-        await run_in_threadpool(hub.declarations.clear_alert, alert_id, who.subject)
-        return see_other("/alerts")
-
-    def clearable(who: Caller, alert_id: str) -> None:
-        """404 unless the caller may see the alert, 403 unless it may clear it (I6: the raiser's agency or an admin)."""
-        try:
-            visibility.alert_to_clear(who, hub.declarations, hub.views, alert_id)
-        except visibility.NotClearable as refused:
-            if refused.status == 403:
-                raise PageError(403, "Not your alert", "Only an officer of the agency that raised this alert, or an "
-                                                       "administrator, may clear it.", who) from None
-            raise PageError(404, "Not found", f"There is no alert {alert_id} for you to see.", who) from None
-
-    @router.get("/stats")
-    def statistics(who: Officer) -> Response:
-        data = statistics_view(hub.views)
-        return render("statistics.html", who, data=data, charts=statistics_charts(data))
-
+def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
+    """Mount the pages and their static assets on the API's app; none of it enters the OpenAPI document."""
+    app.state.pages = Pages(hub)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    async def to_sign_in(_: Request, error: Exception) -> Response:
-        assert isinstance(error, SignInRequired)
-        response = see_other("/sign-in" + (f"?next={quote(error.back_to, safe='/')}" if error.back_to != "/" else ""))
-        if error.had_cookie:
-            response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
-        return response
-
-    async def error_page(_: Request, error: Exception) -> Response:
-        assert isinstance(error, PageError)
-        return render("error.html", error.who, error.status, title=error.title, detail=error.detail)
-
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.add_exception_handler(PageError, error_page)
     return app
+
+
+async def to_sign_in(_: Request, error: Exception) -> Response:
+    assert isinstance(error, SignInRequired)
+    response = see_other("/sign-in" + (f"?next={quote(error.back_to, safe='/')}" if error.back_to != "/" else ""))
+    if error.had_cookie:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+async def error_page(request: Request, error: Exception) -> Response:
+    assert isinstance(error, PageError)
+    pages: Pages = request.app.state.pages
+    return pages.render("error.html", error.who, error.status, title=error.title, detail=error.detail)
+
+
+router = APIRouter(include_in_schema=False)
+
+
+# ---- signing in and out -------------------------------------------------------------------------
+
+@router.get("/")
+def home(request: Request) -> Response:
+    return see_other("/board" if signed_in(request) else "/sign-in")
+
+
+@router.get("/sign-in")
+def sign_in_form(request: Request, pages: Site, back_to: Annotated[str, Query(alias="next")] = "") -> Response:
+    return pages.render("sign_in.html", signed_in(request), back_to=local_path(back_to), error="")
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request, pages: Site) -> Response:
+    if not same_site(request):
+        raise PageError(403, "Refused", "Sign-in is accepted from this site's own form only.")
+    form = await form_of(request)
+    back_to = local_path(form.get("next"))
+    token = form.get("token", "").strip()
+    if not token:
+        return pages.render("sign_in.html", None, 401, back_to=back_to, error="Paste a token to sign in.")
+    try:
+        who = request.app.state.verify(token)
+    except InvalidToken as refused:
+        error = f"That token was not accepted: {refused}."
+    else:
+        lifetime = int(who.expires - time.time())
+        if lifetime > 0:
+            response = see_other(back_to)
+            response.set_cookie(SESSION_COOKIE, token, max_age=lifetime, path="/", httponly=True,
+                                samesite="strict", secure=request.url.scheme == "https")
+            return response
+        error = "That token was not accepted: the token has expired."
+    return pages.render("sign_in.html", None, 401, back_to=back_to, error=error)
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    if not same_site(request):
+        raise PageError(403, "Refused", "Sign-out is accepted from this site's own pages only.")
+    response = see_other("/sign-in")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# ---- the status board and one declaration -------------------------------------------------------
+
+@router.get("/board")
+def board(request: Request, who: SignedIn, pages: Site) -> Response:
+    query = present.board_query(request.query_params)
+    items: list[dict[str, Any]] = []
+    following = None
+    if not query.errors:
+        try:
+            items, following = pages.see.listed(who, query.filters, limit=PAGE_SIZE, after=query.cursor)
+        except InvalidQuery as error:
+            query.errors[error.field] = str(error)
+    return pages.render("board.html", who, 422 if query.errors else 200, query=query, items=items,
+                        holds=pages.see.standing_holds(who, items),
+                        older=query.link(cursor=following) if following else None,
+                        newest=query.link(cursor=None) if query.cursor else None,
+                        counts=pages.see.status_counts(who), statuses=OVERALL_STATUSES,
+                        kinds=("goods", "vessel_call"), agencies=AGENCIES)
+
+
+@router.get("/declarations/{declaration_id}")
+def declaration_page(declaration_id: str, who: SignedIn, pages: Site) -> Response:
+    try:
+        seen = pages.see.declaration(who, declaration_id)
+    except visibility.Refused as refused:
+        raise refused_page(refused, who, declaration_id) from None  # unknown and hidden ids read the same
+    messages = pages.see.messages(seen)
+    shown = seen.history
+    return pages.render("declaration.html", who, declaration=seen.declaration,
+                        timelines=present.timelines(seen.declaration.agencies, messages, shown),
+                        exchange=pages.see.exchange(seen), messages=messages, history=present.history_rows(shown),
+                        document=json.dumps(seen.document, indent=2, ensure_ascii=False, sort_keys=False),
+                        hold=seen.hold, holds=seen.hold_details)
+
+
+# ---- the views of the agencies' work together, and alerts ---------------------------------------
+
+@router.get("/recognition")
+def recognition(who: Officer, pages: Site) -> Response:
+    return pages.render("recognition.html", who, data=pages.see.recognition(who))
+
+
+@router.get("/alerts")
+def alerts(who: Officer, pages: Site, raised: str = "") -> Response:
+    return alerts_page(pages, who, raised=raised[:100])
+
+
+@router.post("/alerts")
+async def raise_alert(request: Request, who: Officer, pages: Site) -> Response:
+    if not same_site(request):
+        raise PageError(403, "Refused", "Alerts are raised from this site's own form only.", who)
+    form = await form_of(request)
+    values = {key: form.get(key, "").strip() for key in ("subject_kind", "subject", "reason")}
+    try:
+        alert = await run_in_threadpool(pages.hub.declarations.raise_alert, values["subject_kind"],
+                                        values["subject"], values["reason"], who.subject)
+    except AlertInvalid as error:
+        return await run_in_threadpool(alerts_page, pages, who, 422, error=str(error), values=values)
+    return see_other(f"/alerts?raised={alert.id}")
+
+
+@router.post("/alerts/{alert_id}/clear")
+async def clear_alert(alert_id: str, request: Request, who: SignedIn, pages: Site) -> Response:
+    if not same_site(request):
+        raise PageError(403, "Refused", "Alerts are cleared from this site's own pages only.", who)
+    try:  # 404 unless the caller may see the alert, 403 unless it may clear it (I6)
+        await run_in_threadpool(pages.see.alert_to_clear, who, alert_id)
+    except visibility.Refused as refused:
+        raise refused_page(refused, who, alert_id) from None
+    await run_in_threadpool(pages.hub.declarations.clear_alert, alert_id, who.subject)
+    return see_other("/alerts")
+
+
+def alerts_page(pages: Pages, who: Caller, status: int = 200, *, error: str = "",
+                values: Mapping[str, str] | None = None, raised: str = "") -> HTMLResponse:
+    data = pages.see.alerts(who)
+    clearable = {alert["id"] for alert in data["alerts"] if visibility.may_clear(who, alert["raised_by"])}
+    return pages.render("alerts.html", who, status, data=data, clearable=clearable, error=error,
+                        values=values or {}, raised=raised, subject_kinds=SUBJECT_KINDS)
+
+
+@router.get("/stats")
+def statistics(who: Officer, pages: Site) -> Response:
+    data = pages.see.statistics(who)
+    return pages.render("statistics.html", who, data=data, charts=statistics_charts(data))
 
 
 def statistics_charts(data: Mapping[str, Any]) -> dict[str, charts.Chart]:

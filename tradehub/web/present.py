@@ -91,7 +91,6 @@ class BoardQuery:
     filters: Filters
     cursor: str | None
     errors: dict[str, str] = field(default_factory=dict)
-    nothing: bool = False  # a trader asked for another party's declarations: none are its to see
 
     def link(self, **changes: str | None) -> str:
         """The board's URL with these filters, and `changes` on top (None drops a parameter)."""
@@ -104,8 +103,9 @@ class BoardQuery:
         return "/board" + ("?" + urlencode(params) if params else "")
 
 
-def board_query(params: Mapping[str, str], *, party: str | None, agency: str | None) -> BoardQuery:
-    """Read the board's form. A trader (`party`) sees its own only, an officer (`agency`) its agency's."""
+def board_query(params: Mapping[str, str]) -> BoardQuery:
+    """Read the board's form. Its filters are the caller's wish: what it may see of them is
+    tradehub/visibility.py's `listing`."""
     values = {key: (params.get(key) or "").strip() for key in FILTER_FIELDS}
     errors: dict[str, str] = {}
     chosen: dict[str, Any] = {}
@@ -124,15 +124,11 @@ def board_query(params: Mapping[str, str], *, party: str | None, agency: str | N
                 chosen[key] = _bound(values[key], end_of_day)
             except ValueError:
                 errors[key] = f"{label(key)} must be a date (YYYY-MM-DD) or an ISO 8601 time"
-    nothing = party is not None and chosen["declarant"] not in (None, party)
-    if party is not None:
-        chosen["declarant"] = party
     cursor = (params.get("cursor") or "").strip()[:200] or None
     filters = Filters(status=chosen["status"], kind=chosen["kind"], agency=chosen["agency"],
                       declarant=chosen["declarant"], reference=chosen["reference"],
-                      submitted_from=chosen["submitted_from"], submitted_to=chosen["submitted_to"],
-                      visible_to_agency=agency)
-    return BoardQuery(values, filters, cursor, errors, nothing)
+                      submitted_from=chosen["submitted_from"], submitted_to=chosen["submitted_to"])
+    return BoardQuery(values, filters, cursor, errors)
 
 
 def _bound(value: str, end_of_day: bool) -> datetime:

@@ -1,0 +1,152 @@
+"""/v1/declarations: declare, list, read, amend and withdraw, and each declaration's history and messages.
+
+Declarations are read from the event store (read-your-writes); lists come
+from the status board projection, a few milliseconds behind the log. What a
+caller may see of them is tradehub/visibility.py's to decide.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from hub.declarations import AGENCIES, Declaration, InvalidDeclaration
+from hub.declarations.documents import KINDS
+from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
+from projections.status_board import Filters, InvalidQuery
+from tradehub import visibility
+from tradehub.auth import Caller
+from tradehub.visibility import Seen
+
+from .common import ApiState, Authenticated, State, answer, current_caller, envelope, invalid, json_body, state_of
+from .problems import ProblemError, documented
+from .schemas import (
+    AgencyMessages,
+    AmendmentRequest,
+    DeclarationPage,
+    DeclarationResource,
+    History,
+    WithdrawalRequest,
+)
+
+router = APIRouter(tags=["declarations"])
+
+_DECLARATION_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/Declaration"}}}}}
+
+
+@router.post("/v1/declarations", status_code=201, response_model=DeclarationResource,
+             responses={200: {"model": DeclarationResource, "description": "Already declared with this content"},
+                        **documented(400, 401, 403, 409, 413, 422)},
+             openapi_extra=_DECLARATION_BODY)
+async def submit(request: Request) -> Response:
+    """Declare once. Repeating the same (declarant, reference) with the same content returns 200."""
+    api = state_of(request)  # neither is a dependency: this is the hot path
+    who = await current_caller(request)
+    on_behalf_of = visibility.declaring_for(who)
+    raw = await json_body(request)
+    # Validation is CPU work: done here; only the save leaves the loop, batched with others.
+    submission = await api.hub.declarations.submit_on_loop(raw, api.committer, api.offload, on_behalf_of=on_behalf_of)
+    declaration = submission.declaration
+    # A new declaration is not held yet, so its resource reads nothing; one declared before may be.
+    body = changed(api, who, declaration) if submission.created else await api.offload(changed, api, who, declaration)
+    return answer(body, 201 if submission.created else 200, {"Location": f"/v1/declarations/{declaration.id}"})
+
+
+@router.get("/v1/declarations", response_model=DeclarationPage, responses=documented(401, 422))
+def list_(
+    api: State,
+    who: Authenticated,
+    status: Annotated[Literal[OVERALL_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+    kind: Annotated[Literal[KINDS] | None, Query()] = None,  # type: ignore[valid-type]
+    agency: Annotated[Literal[AGENCIES] | None, Query(description="routed to this agency")] = None,  # type: ignore[valid-type]
+    declarant: Annotated[str | None, Query(max_length=18)] = None,
+    reference: Annotated[str | None, Query(max_length=35)] = None,
+    submitted_from: Annotated[datetime | None, Query(description="inclusive")] = None,
+    submitted_to: Annotated[datetime | None, Query(description="exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Declarations the caller may see, newest first, filtered and paginated."""
+    filters = Filters(status=status, kind=kind, agency=agency, declarant=declarant, reference=reference,
+                      submitted_from=submitted_from, submitted_to=submitted_to)
+    try:
+        items, following = api.see.listed(who, filters, limit=limit, after=cursor)
+    except InvalidQuery as error:
+        raise ProblemError(422, "invalid-request", "Invalid query",
+                           errors=[{"path": f"query.{error.field}", "message": str(error)}]) from None
+    return answer({"items": items, "next_cursor": following})
+
+
+@router.get("/v1/declarations/{declaration_id}", response_model=DeclarationResource,
+            responses=documented(401, 404))
+def get(declaration_id: str, api: State, who: Authenticated) -> Response:
+    """One declaration, with its status at every agency."""
+    return answer(resource(api.see.declaration(who, declaration_id)))
+
+
+@router.post("/v1/declarations/{declaration_id}/amendments", response_model=DeclarationResource,
+             responses=documented(400, 401, 403, 404, 409, 413, 422))
+async def amend(declaration_id: str, request: Request, api: State, who: Authenticated) -> Response:
+    """Replace the document; `expected_version` must be the current version."""
+    body = envelope(AmendmentRequest, await json_body(request))
+    await api.offload(api.see.to_change, who, declaration_id)
+    try:
+        declaration = await api.offload(
+            api.hub.declarations.amend, declaration_id, body.expected_version, body.declaration)
+    except InvalidDeclaration as error:
+        raise invalid(error, prefix="$.declaration") from None
+    except IdentityChanged as error:
+        path = "$.declaration.declarant.id" if error.field == "declarant" else f"$.declaration.{error.field}"
+        raise ProblemError(422, "invalid-declaration", "Invalid declaration",
+                           errors=[{"path": path, "message": str(error)}]) from None
+    return answer(await api.offload(changed, api, who, declaration))
+
+
+@router.post("/v1/declarations/{declaration_id}/withdrawal", response_model=DeclarationResource,
+             responses=documented(400, 401, 403, 404, 409, 413, 422))
+async def withdraw(declaration_id: str, request: Request, api: State, who: Authenticated) -> Response:
+    """Withdraw the declaration; the agencies get cancellations."""
+    body = envelope(WithdrawalRequest, await json_body(request))
+    await api.offload(api.see.to_change, who, declaration_id)
+    declaration = await api.offload(
+        api.hub.declarations.withdraw, declaration_id, body.reason, body.expected_version)
+    return answer(await api.offload(changed, api, who, declaration))
+
+
+@router.get("/v1/declarations/{declaration_id}/history", response_model=History, responses=documented(401, 404))
+def history(declaration_id: str, api: State, who: Authenticated) -> Response:
+    """Every event of the declaration, oldest first; a trader's without their enforcement details."""
+    seen = api.see.declaration(who, declaration_id)
+    return answer({"declaration_id": seen.declaration.id, "events": seen.history})
+
+
+@router.get("/v1/declarations/{declaration_id}/messages", response_model=AgencyMessages,
+            responses=documented(401, 404))
+def messages(declaration_id: str, api: State, who: Authenticated) -> Response:
+    """The XML messages exchanged with the agencies, oldest first; an officer's agency's only, no alert's for a trader."""
+    seen = api.see.declaration(who, declaration_id)
+    return answer({"declaration_id": seen.declaration.id, "messages": api.see.messages(seen)})
+
+
+def changed(api: ApiState, who: Caller, declaration: Declaration) -> dict[str, Any]:
+    """The resource of a declaration the caller has just submitted or changed (blocks if it is held: since when
+    is in its history)."""
+    return resource(api.see.seen(who, declaration))
+
+
+def resource(seen: Seen) -> dict[str, Any]:
+    """The declaration as the caller may see it."""
+    declaration = seen.declaration
+    return {
+        "id": declaration.id, "reference": declaration.reference, "kind": declaration.kind,
+        "declarant": declaration.declarant, "version": declaration.version, "status": declaration.status,
+        "agencies": {name: {key: state[key] for key in ("status", "routed", "reason", "code", "text",
+                                                         "updated_at")}
+                     for name, state in declaration.agencies.items()},
+        "holds": seen.holds, "hold": seen.hold,
+        "submitted_at": declaration.created_on,
+        "updated_at": declaration.modified_on, "document": seen.document,
+    }
