@@ -198,3 +198,19 @@ def test_workers_name_a_broker_that_does_not_answer_without_a_traceback(tmp_path
     assert result.returncode == 2, result.stderr
     assert "no broker answers at" in result.stderr and "127.0.0.1:1" in result.stderr
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["history"], ["submit"]])
+def test_the_api_clients_say_in_one_line_what_they_lack(tmp_path: Path, command: list[str]):
+    """`status`, `history` and `submit` are clients of a running hub: without a token, or with no hub answering,
+    each says so on one line and exits 2, never with a traceback."""
+    import os
+
+    target = str(write(tmp_path, "g.json", samples.goods())) if command == ["submit"] else "0" * 32
+    env = {key: value for key, value in os.environ.items() if key not in ("TRADEHUB_TOKEN", "TRADEHUB_URL")}
+    without_token = tradehub(*command, target, env=env)
+    assert without_token.returncode == 2, without_token.stderr
+    assert without_token.stderr.startswith("tradehub: no token"), without_token.stderr
+    unreachable = tradehub(*command, target, "--token", "x", "--url", "http://127.0.0.1:9", env=env)
+    assert "Traceback" not in unreachable.stderr, unreachable.stderr
+    assert "cannot reach http://127.0.0.1:9" in unreachable.stdout + unreachable.stderr
