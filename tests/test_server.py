@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,20 +41,28 @@ def tradehub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess
 
 
 class Server:
+    """A real `tradehub serve`; its output goes to a file (a pipe nobody reads would stall it once full), which
+    `output()` reads back for a failure's message."""
+
     def __init__(self, env: dict[str, str], port: int, *flags: str) -> None:
         self.env, self.url = env, f"http://127.0.0.1:{port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="serve-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tradehub.cli", "serve", "--port", str(port), *flags], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=self.log, stderr=subprocess.STDOUT)
         if not wait_until_healthy(self.url, lambda: self.process.poll() is None, timeout=30):
             self.stop()
-            raise RuntimeError(f"serve did not start:\n{self.process.stdout.read()}")
+            raise RuntimeError(f"serve did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
 
     def token(self, *args: str) -> str:
         return tradehub("token", "issue", *args, env=self.env).stdout.strip()
 
     def stop(self) -> None:
         stop_processes(self.process)
+        self.log.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
