@@ -105,7 +105,8 @@ def _hardened_parser() -> etree.XMLParser:
     return parser
 
 
-def _validator(schema: Schema) -> etree.XMLSchema:
+def compiled_schema(schema: Schema) -> etree.XMLSchema:
+    """The schema compiled by lxml: once per thread, and kept for that thread."""
     cache = getattr(_local, "schemas", None)
     if cache is None:
         cache = _local.schemas = {}
@@ -125,7 +126,7 @@ _COMPILING = threading.Lock()
 
 def check_outbound(root: etree._Element, schema: Schema) -> bytes:
     """Validate a built message and serialise it; an invalid message is a bug and goes nowhere."""
-    validator = _validator(schema)
+    validator = compiled_schema(schema)
     if root.tag != schema.root or not validator.validate(root):
         error = validator.error_log.last_error if root.tag == schema.root else None
         where = f"line {error.line}: {error.message}" if error else f"root {root.tag}, expected {schema.root}"
@@ -258,7 +259,7 @@ def admit_any(data: bytes, schemas: Sequence[Schema], *, limit: int = MAX_MESSAG
     if schema is None:
         expected = " or ".join(schema.root for schema in schemas)
         raise Refused(UNEXPECTED_ROOT, f"root element is {root.tag}, expected {expected}")
-    validator = _validator(schema)
+    validator = compiled_schema(schema)
     if not validator.validate(root):
         error = validator.error_log.last_error
         raise Refused(SCHEMA_INVALID, f"line {error.line}: {error.message}")

@@ -94,11 +94,11 @@ def statistics_view(database: ViewDatabase) -> dict[str, Any]:
 
 def _clearance(database: ViewDatabase, agency: str) -> dict[str, Any]:
     [(count,)] = database.query("SELECT COUNT(seconds) FROM clearance WHERE agency = ?", (agency,))
-    return {"count": count, "p50_seconds": _percentile(database, agency, count, 0.5),
-            "p90_seconds": _percentile(database, agency, count, 0.9)}
+    return {"count": count, "p50_seconds": clearance_percentile(database, agency, count, 0.5),
+            "p90_seconds": clearance_percentile(database, agency, count, 0.9)}
 
 
-def _percentile(database: ViewDatabase, agency: str, count: int, fraction: float) -> float | None:
+def clearance_percentile(database: ViewDatabase, agency: str, count: int, fraction: float) -> float | None:
     """The nearest-rank percentile of the released clearance times, read by its rank from the index."""
     if not count:
         return None

@@ -8,7 +8,7 @@ from hub.declarations import AlertInvalid, AlertNotFound
 from projections.alerts import alerts_view
 from projections.exchange import exchange_view
 from projections.recognition import recognition_view
-from projections.statistics import _percentile, statistics_view
+from projections.statistics import clearance_percentile, statistics_view
 from tradehub.bootstrap import Hub
 
 from . import samples
@@ -192,7 +192,7 @@ def test_clearance_percentiles_are_nearest_rank(hub: Hub):
     with hub.views.transaction() as cursor:
         cursor.executemany("INSERT INTO clearance (declaration_id, agency, submitted_at, submitted_epoch, seconds)"
                            " VALUES (?, 'customs', '', 0, ?)", [(f"d{n}", float(n)) for n in range(1, 11)])
-    assert [_percentile(hub.views, "customs", 10, q) for q in (0.5, 0.9, 0.91, 1.0)] == [5.0, 9.0, 10.0, 10.0]
+    assert [clearance_percentile(hub.views, "customs", 10, q) for q in (0.5, 0.9, 0.91, 1.0)] == [5.0, 9.0, 10.0, 10.0]
 
 
 def test_a_rebuild_gives_the_same_views_and_changes_nothing_in_the_log(hub: Hub):
