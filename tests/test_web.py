@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from simulators.agencies import AGENCIES
 from tradehub import visibility
@@ -450,3 +452,23 @@ def test_the_statistics_and_recognition_pages_over_released_declarations(browser
     assert stats.status_code == 200 and stats.text.count("<svg") == 3
     assert '<rect class="bar s-released"' in stats.text
     assert admin.get("/recognition").status_code == 200
+
+
+@pytest.mark.parametrize("path, role, claims", [("/sign-in", None, {}),
+                                                ("/alerts", "officer", {"agency": "customs"})])
+@given(extra=st.integers(min_value=0, max_value=60))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_form_with_too_many_fields_is_a_400_that_says_so(browser: Browser, path: str, role: str | None,
+                                                             claims: dict[str, str], extra: int):
+    """A page's form takes at most FORM_FIELDS fields: beyond that a clear 400 page, never a 500 or a traceback;
+    within it, whatever else is wrong with the form, never this refusal."""
+    from tradehub.web.pages import FORM_FIELDS
+
+    if role:
+        browser.sign_in(role, **claims)
+    fields = {"token": "x", **{f"f{n}": "1" for n in range(extra)}}
+    response = browser.post(path, data=fields)
+    too_many = len(fields) > FORM_FIELDS
+    assert (response.status_code == 400) == too_many, (len(fields), response.status_code)
+    assert ("at most 20 fields" in response.text) == too_many
+    assert "Traceback" not in response.text

@@ -128,10 +128,18 @@ def same_site(request: Request) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == request.headers.get("host", "").lower()
 
 
+FORM_FIELDS = 20  # more than any form of these pages has
+
+
 async def form_of(request: Request) -> dict[str, str]:
-    """An urlencoded form's fields (the first value of each)."""
+    """An urlencoded form's fields (the first value of each); 400 for one with more than FORM_FIELDS."""
     body = (await request.body()).decode("utf-8", errors="replace")
-    return {key: values[0] for key, values in parse_qs(body, max_num_fields=20).items()}
+    try:
+        fields = parse_qs(body, max_num_fields=FORM_FIELDS)
+    except ValueError:  # parse_qs's only refusal with a max_num_fields: too many fields
+        raise PageError(400, "Too many fields",
+                        f"A form of these pages has at most {FORM_FIELDS} fields; this one has more.") from None
+    return {key: values[0] for key, values in fields.items()}
 
 
 class Pages:
