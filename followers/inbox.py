@@ -96,6 +96,17 @@ CLOSED = "closed"
 REFUSED_BY_HUB = "refused-by-hub"
 UNKNOWN_AGENCY = "unknown-agency"
 
+# The application's refusals of an answer, as dead-letter codes: the first class that matches.
+REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (DeclarationNotFound, UNKNOWN_DECLARATION),
+    (AgencyNotRouted, NOT_ROUTED),
+    (StaleResponse, STALE),
+    (UnknownVersion, UNKNOWN_VERSION),
+    (VersionRejected, REJECTED_VERSION),
+    (DeclarationClosed, CLOSED),
+    (DeclarationError, REFUSED_BY_HUB),
+    (ValueError, REFUSED_BY_HUB),
+)
 NOTICES_NAMESPACE = NS.encode()
 ALERT_RAISED = ORIGINAL  # an alert notice's function code when it raises the alert
 # The declarations of a batch are applied at once, so that group commit puts their saves in one transaction.
@@ -224,20 +235,9 @@ class Inbox:
         try:
             declaration, changed = self.app.answer(declaration_id, [Answering(reply) for reply in replies],
                                                    current=current)
-        except DeclarationNotFound as error:
-            return dead(UNKNOWN_DECLARATION, str(error), declaration_id), None, False
-        except AgencyNotRouted as error:
-            return dead(NOT_ROUTED, str(error), declaration_id), None, False
-        except StaleResponse as error:
-            return dead(STALE, str(error), declaration_id), None, False
-        except UnknownVersion as error:
-            return dead(UNKNOWN_VERSION, str(error), declaration_id), None, False
-        except VersionRejected as error:
-            return dead(REJECTED_VERSION, str(error), declaration_id), None, False
-        except DeclarationClosed as error:
-            return dead(CLOSED, str(error), declaration_id), None, False
-        except (DeclarationError, ValueError) as error:
-            return dead(REFUSED_BY_HUB, str(error), declaration_id), None, False
+        except (DeclarationNotFound, DeclarationError, ValueError) as error:
+            code = next(code for refusal, code in REFUSALS if isinstance(error, refusal))
+            return dead(code, str(error), declaration_id), None, False
         return None, declaration, changed
 
     def _document(self, declaration_id: str) -> dict[str, Any] | None:
