@@ -28,18 +28,23 @@ from .broker import (
 )
 from .contract import BATCH, inbound_consumer
 from .outcomes import DEAD, RETRY_DELAY, Receiver, Verdict, dead_letter_headers, decide
-from .rabbit import RabbitPublisher, consume_rabbit
 
 
 def publisher_for(url: str) -> SyncPublisher:
     """The publisher for a broker URL: nats:// or tls:// for JetStream, amqp:// or amqps:// for RabbitMQ."""
-    return RabbitPublisher(url) if uses_rabbitmq(url) else JetStreamPublisher(url)
+    if uses_rabbitmq(url):
+        from .rabbit import RabbitPublisher  # the RabbitMQ client stack loads only where a RabbitMQ is used
+
+        return RabbitPublisher(url)
+    return JetStreamPublisher(url)
 
 
 async def consume(broker_url: str, inbox: Receiver, agencies: Sequence[str], stop: threading.Event | asyncio.Event,
                   *, ready: Callable[[], None] | None = None, retry_delay: float = RETRY_DELAY) -> None:
     """Run one durable consumer per agency until `stop` is set (NATS JetStream, or RabbitMQ for amqp://)."""
     if uses_rabbitmq(broker_url):
+        from .rabbit import consume_rabbit
+
         return await consume_rabbit(broker_url, inbox, agencies, stop, ready=ready, retry_delay=retry_delay)
     broker = nats_broker(broker_url, connect_timeout=10, log_level=logging.DEBUG)  # not a line per message
 
