@@ -48,6 +48,9 @@ T = TypeVar("T")
 OUTBOUND_STREAM = "TRADEHUB_OUTBOUND"
 INBOUND_STREAM = "TRADEHUB_INBOUND"
 DEAD_STREAM = "TRADEHUB_DEAD"
+# The largest message the hub publishes: the embedded nats-server is configured with it, and the hub's
+# document limits keep every agency's message of the largest legal declaration under it.
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 # Stream -> the subjects it stores.
 STREAMS = {OUTBOUND_STREAM: "tradehub.out.*", INBOUND_STREAM: "tradehub.in.*", DEAD_STREAM: "tradehub.dead.*"}
 
