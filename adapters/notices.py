@@ -138,7 +138,7 @@ def agency_alert(alert: Mapping[str, str], message_id: str, declaration_id: str,
     return _alert_body(ORIGINAL, message_id, alert, declaration_id, version, time)
 
 
-def read_agency_alert(data: bytes) -> AgencyAlert:
+def read_agency_alert(data: bytes | etree._Element) -> AgencyAlert:
     """An agency's alert notice, through the gate (`Refused` if it does not pass)."""
     root = admit(data, ALERT_NOTICE_SCHEMA)
     alert = root.find(T["Alert"])

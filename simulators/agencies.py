@@ -42,16 +42,25 @@ real customs system keeps its decisions): a recognition notice about a
 version it rejected is read and not answered, so it never releases what it
 rejected; an amendment it does not reject clears the memory. The hub refuses
 such a release anyway (docs/lifecycle.md, I2).
+
+Given `Keys`, as the runner gives them, an agency checks the hub's enveloped
+signature on every message before anything else (refusing an unsigned or
+badly signed one as it refuses an invalid one), and signs every reply with
+its own key, whose certificate the hub has registered for it
+(docs/signing.md). Without, the rules alone: for tests of the rules.
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import blake2b
+from pathlib import Path
 
+from cryptography import x509
 from lxml import etree
 from stdnum.cn import uscc
 
@@ -63,6 +72,7 @@ from adapters.customs import DECLARATION_SCHEMA as CUSTOMS_DECLARATION
 from adapters.customs import RESPONSE_SCHEMA
 from adapters.inspection import DECISION_SCHEMA as INSPECTION_DECISION
 from adapters.inspection import DECLARATION_SCHEMA as INSPECTION_DECLARATION
+from adapters.keyring import hub_certificate, keys_directory, register_simulated
 from adapters.maritime import DANGEROUS_GOODS_SCHEMA, GENERAL_DECLARATION_SCHEMA
 from adapters.maritime import DECISION_SCHEMA as MARITIME_DECISION
 from adapters.maritime import RECEIPT_SCHEMA as MARITIME_RECEIPT
@@ -75,6 +85,7 @@ from adapters.port import (
     REPLIES_SCHEMA,
     VISIT_REQUEST_SCHEMA,
 )
+from adapters.signing import Signer, TrustedKey, verify
 from adapters.xml import Schema, admit_any, check_outbound
 
 PERSONALISATION = b"tradehub-sim-v1"
@@ -101,6 +112,15 @@ INBOX: dict[str, tuple[Schema, ...]] = {
     "maritime": (GENERAL_DECLARATION_SCHEMA, DANGEROUS_GOODS_SCHEMA, MARITIME_SUPPRESSION, *NOTICES),
     "border": (CREW_LIST_SCHEMA, PASSENGER_LIST_SCHEMA, BORDER_SUPPRESSION, *NOTICES),
 }
+
+# What each agency sends the hub, by root element: its reply schemas, and the alert notice customs raises.
+REPLIES: dict[str, dict[str, Schema]] = {agency: {schema.root: schema for schema in schemas} for agency, schemas in {
+    "customs": (RESPONSE_SCHEMA, ALERT_NOTICE_SCHEMA),
+    "inspection": (INSPECTION_DECISION,),
+    "port": (REPLIES_SCHEMA,),
+    "maritime": (MARITIME_RECEIPT, MARITIME_DECISION),
+    "border": (BORDER_RECEIPT, BORDER_DECISION),
+}.items()}
 
 
 @dataclass(frozen=True)
@@ -146,13 +166,45 @@ def reply_id(answered: str, kind: str) -> str:
     return blake2b(f"{answered}:{kind}".encode(), digest_size=16, person=PERSONALISATION).hexdigest()
 
 
+@dataclass(frozen=True)
+class Keys:
+    """What the simulated agencies sign their replies with, and the hub certificate they check its messages by."""
+
+    signers: Mapping[str, Signer]
+    hub: Mapping[str, TrustedKey]
+
+    @classmethod
+    def load(cls, keys_dir: Path, agencies: Iterable[str]) -> Keys:
+        """The agencies' keys in `keys_dir`, generated and registered with the hub on first start."""
+        signers = register_simulated(keys_dir, agencies)
+        trusted = TrustedKey.of(x509.load_pem_x509_certificate(hub_certificate(keys_dir)))
+        return cls(signers, {trusted.fingerprint: trusted})
+
+    @classmethod
+    def from_environment(cls, agencies: Iterable[str], environ: Mapping[str, str] = os.environ) -> Keys:
+        """`load` from the hub's keys directory: TRADEHUB_KEYS_DIR, else `keys` in TRADEHUB_DATA_DIR (./var)."""
+        data_dir = Path(environ.get("TRADEHUB_DATA_DIR") or "var")
+        return cls.load(keys_directory(data_dir, environ.get("TRADEHUB_KEYS_DIR", "")), agencies)
+
+
 def answer(agency: str, body: bytes, headers: Mapping[str, str], clock: Clock = _now,
-           memory: Memory | None = None) -> list[Answer]:
+           memory: Memory | None = None, *, keys: Keys | None = None) -> list[Answer]:
     """The replies `agency` sends for one hub message, in order; `Refused` if the message is not valid.
 
     `memory` is what the agency remembers of its decisions (a fresh one, remembering nothing, if not given).
+    With `keys`, the hub's signature is checked first (`Refused` coded unsigned or bad-signature), and every
+    reply is signed with the agency's key.
     """
-    root = admit_any(body, INBOX[agency])
+    if keys is None:
+        return _answer(agency, admit_any(body, INBOX[agency]), headers, clock, memory)
+    content = verify(body, keys.hub, signer="the hub")
+    replies = _answer(agency, admit_any(content, INBOX[agency]), headers, clock, memory)  # the gate parsed it once
+    signer = keys.signers[agency]
+    return [Answer(reply.message_id, signer.sign(reply.body)) for reply in replies]
+
+
+def _answer(agency: str, root: etree._Element, headers: Mapping[str, str], clock: Clock,
+            memory: Memory | None) -> list[Answer]:
     memory = memory if memory is not None else Memory()
     if root.tag == RECOGNITION_NOTICE_SCHEMA.root:
         recognise = _RECOGNISING.get(agency)

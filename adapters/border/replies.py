@@ -10,6 +10,8 @@ by position in the list the hub sent.
 
 from __future__ import annotations
 
+from lxml import etree
+
 from adapters.fal import parse_replies
 from adapters.messages import Reply
 from adapters.xml import Schema
@@ -20,6 +22,6 @@ RECEIPT_SCHEMA = Schema("border/replies.xsd", "NCA_Receipt")
 DECISION_SCHEMA = Schema("border/replies.xsd", "NCA_Form_Res")
 
 
-def parse_border_replies(data: bytes) -> list[Reply]:
+def parse_border_replies(data: bytes | etree._Element) -> list[Reply]:
     """The reply in one inbound border message, or `Refused` from the gate."""
     return parse_replies(data, AGENCY, RECEIPT_SCHEMA, DECISION_SCHEMA)

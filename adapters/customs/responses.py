@@ -23,6 +23,7 @@ for customs; None records nothing but the message itself):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -70,7 +71,7 @@ OUTCOMES: dict[str, tuple[str | None, str]] = {
 Lookup = Callable[[str], dict[str, Any] | None]
 
 
-def parse_responses(data: bytes, lookup: Lookup | None = None) -> list[Reply]:
+def parse_responses(data: bytes | etree._Element, lookup: Lookup | None = None) -> list[Reply]:
     """Every response in one inbound customs message, or `Refused` from the gate.
 
     `lookup(declaration_id)` may return the declaration's document, so error
@@ -85,6 +86,7 @@ def _text(parent: etree._Element, path: str) -> str:
     return (element.text or "").strip() if element is not None else ""
 
 
+@functools.cache  # a handful of paths, built once rather than per reply
 def _r(*names: str) -> str:
     return "/".join(f"{{{RES}}}{name}" for name in names)
 
@@ -168,7 +170,12 @@ def _timestamp(element: etree._Element) -> str:
     try:
         if len(text) == 8:
             return datetime.strptime(text, "%Y%m%d").date().isoformat()
-        moment = datetime.strptime(text[:14], "%Y%m%d%H%M%S")
+        digits = text[:14]
+        if len(digits) == 14 and digits.isascii() and digits.isdigit():  # read by hand: strptime costs 20 µs
+            moment = datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
+                              int(digits[10:12]), int(digits[12:]))
+        else:
+            moment = datetime.strptime(digits, "%Y%m%d%H%M%S")
     except ValueError:
         raise Refused(SCHEMA_INVALID, f"line {element.sourceline}: {text} is not a date and time that exists") \
             from None

@@ -51,7 +51,7 @@ _READ = ReplyReader(NS)
 _DECISION = _READ.tag("Decision")
 
 
-def parse_decisions(data: bytes) -> list[Reply]:
+def parse_decisions(data: bytes | etree._Element) -> list[Reply]:
     """Every decision in one inbound inspection message, or `Refused` from the gate."""
     root = admit(data, DECISION_SCHEMA)
     return [_reply(decision) for decision in root.iterchildren(_DECISION)]

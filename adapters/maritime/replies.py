@@ -9,6 +9,8 @@ xsd/maritime/replies.xsd.
 
 from __future__ import annotations
 
+from lxml import etree
+
 from adapters.fal import parse_replies
 from adapters.messages import Reply
 from adapters.xml import Schema
@@ -19,6 +21,6 @@ RECEIPT_SCHEMA = Schema("maritime/replies.xsd", "NCA_Receipt")
 DECISION_SCHEMA = Schema("maritime/replies.xsd", "NCA_Form_Res")
 
 
-def parse_maritime_replies(data: bytes) -> list[Reply]:
+def parse_maritime_replies(data: bytes | etree._Element) -> list[Reply]:
     """The reply in one inbound maritime message, or `Refused` from the gate."""
     return parse_replies(data, AGENCY, RECEIPT_SCHEMA, DECISION_SCHEMA)

@@ -68,7 +68,7 @@ _KINDS = (_READ.tag("Acknowledgement"), _READ.tag("Visit"), _READ.tag("Decision"
 _VISIT_ID = _READ.tag("CallTransportEvent", "ID")
 
 
-def parse_port_replies(data: bytes) -> list[Reply]:
+def parse_port_replies(data: bytes | etree._Element) -> list[Reply]:
     """Every reply in one inbound port message, in order, or `Refused` from the gate."""
     root = admit(data, REPLIES_SCHEMA)
     return [_reply(reply) for reply in root.iterchildren(*_KINDS)]
