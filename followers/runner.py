@@ -19,8 +19,10 @@ eventsourcing's own projection machinery".
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -34,6 +36,11 @@ from projections.database import Cursor, StaleTracking, ViewDatabase
 log = logging.getLogger(__name__)
 LISTEN_SAFETY_POLL = 1.0  # seconds: on PostgreSQL the log is read this often even if no NOTIFY came
 REBUILD_BATCH = 20_000  # events per transaction while rebuilding: fewer commits, one read shared by every follower
+# A follower that fails is tried again after a wait that doubles from the first to the ceiling (jittered), never
+# every round: a batch that fails for good would otherwise burn a core rebuilding it 20 times a second.
+FAILURE_BACKOFF = 0.1
+FAILURE_CEILING = 30.0
+RETRY_LOOK = 1.0  # seconds between looks for parked work that has come due (Retrying followers: dispatch)
 
 
 class Follower(Protocol):
@@ -45,6 +52,18 @@ class Follower(Protocol):
 
     def forget(self) -> None:
         """Drop in-memory state after a rolled-back transaction."""
+
+
+class Retrying(Protocol):
+    """A follower with work of its own to try again, outside the log's order (dispatch's parked declarations)."""
+
+    def retry(self, cursor: Cursor) -> int:
+        """Try again what has come due, inside the caller's transaction; how many went through."""
+
+
+def failure_delay(failures: int, draw=random.random) -> float:
+    """Seconds before a follower that failed `failures` times in a row is stepped again."""
+    return min(FAILURE_CEILING, FAILURE_BACKOFF * 2 ** min(failures - 1, 30)) * (0.5 + draw() / 2)
 
 
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)")
@@ -70,6 +89,8 @@ class Followers:
         self._positions: dict[str, int] = {}
         self._decoded: OrderedDict[int, Any] = OrderedDict()  # followers read the same events: decode them once
         self._thread: threading.Thread | None = None
+        self._backoff: dict[str, tuple[int, float]] = {}  # a failing follower: (failures in a row, next try at)
+        self._next_look = 0.0  # when `follow` next looks for retries that have come due
         database.create([statement for follower in self.followers for statement in follower.tables])
 
     def step(self, follower: Follower, reads: dict[int, list[Any]] | None = None) -> int:
@@ -206,6 +227,16 @@ class Followers:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
+    def retry(self) -> int:
+        """Let each follower that has its own retries (dispatch's parked declarations) try what has come due."""
+        total = 0
+        for follower in self.followers:
+            retry = getattr(follower, "retry", None)
+            if retry is not None:
+                with self.database.transaction() as cursor:
+                    total += retry(cursor)
+        return total
+
     def follow(self) -> None:
         """Catch up, then keep following until `stop()`."""
         # Loop at once only after a full batch; otherwise wait for the log to grow (PostgreSQL), or a beat
@@ -219,25 +250,53 @@ class Followers:
             reads: dict[int, list[Any]] = {}
             done = self._together(self.followers, reads, failing)
             busy = max(done.values(), default=0) >= self.batch
+            now = time.monotonic()
             for follower in self.followers:
-                if follower.name in done:
+                if follower.name in done or self._backoff.get(follower.name, (0, 0.0))[1] > now:
                     continue
                 try:
                     busy |= self.step(follower, reads) >= self.batch
-                    if follower.name in failing:
-                        self.database.report_failure(follower.name, None)
-                        failing.discard(follower.name)
-                        log.info("follower %s runs again", follower.name)
-                except Exception as error:  # noqa: BLE001 - reported on /healthz, retried
-                    if follower.name not in failing:
-                        log.exception("follower %s stopped at its position; retrying", follower.name)
-                        failing.add(follower.name)
-                    try:
-                        self.database.report_failure(follower.name, repr(error))
-                    except Exception:  # noqa: BLE001 - the database itself may be what failed
-                        log.warning("cannot record the failure of follower %s", follower.name)
+                    self._recovered(follower, failing)
+                except Exception as error:  # noqa: BLE001 - reported on /healthz, retried after a wait
+                    self._failed(follower, error, failing)
+            if now >= self._next_look:
+                self._next_look = now + RETRY_LOOK
+                self._retry_due(failing)
             if not busy:
                 self._wake.wait(LISTEN_SAFETY_POLL if listening else self.interval)
+
+    def _retry_due(self, failing: set[str]) -> None:
+        now = time.monotonic()
+        for follower in self.followers:
+            retry = getattr(follower, "retry", None)
+            if retry is None or self._backoff.get(follower.name, (0, 0.0))[1] > now:
+                continue
+            try:
+                with self.database.transaction() as cursor:
+                    retry(cursor)
+            except Exception as error:  # noqa: BLE001 - the broker is away, say: like a failed step
+                self._failed(follower, error, failing)
+
+    def _recovered(self, follower: Follower, failing: set[str]) -> None:
+        self._backoff.pop(follower.name, None)
+        if follower.name in failing:
+            self.database.report_failure(follower.name, None)
+            failing.discard(follower.name)
+            log.info("follower %s runs again", follower.name)
+
+    def _failed(self, follower: Follower, error: Exception, failing: set[str]) -> None:
+        failures = self._backoff.get(follower.name, (0, 0.0))[0] + 1
+        delay = failure_delay(failures)
+        self._backoff[follower.name] = (failures, time.monotonic() + delay)
+        if follower.name not in failing:
+            log.exception("follower %s stopped at its position; retrying with back-off", follower.name)
+            failing.add(follower.name)
+        else:
+            log.debug("follower %s failed again (%s in a row); next try in %.1f s", follower.name, failures, delay)
+        try:
+            self.database.report_failure(follower.name, repr(error))
+        except Exception:  # noqa: BLE001 - the database itself may be what failed
+            log.warning("cannot record the failure of follower %s", follower.name)
 
     def _listen(self) -> None:
         """Set `_wake` on each NOTIFY of the event table, on a connection of its own, until stopped."""

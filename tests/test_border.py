@@ -33,6 +33,7 @@ from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, message_id
 from adapters.outbound import MAPPINGS
 from adapters.xml import InvalidMessage, Refused, check_outbound
 from hub.declarations import Declarations, RoutingRules
+from hub.declarations.documents import LIMITS
 
 from . import samples
 from .messaging import EXAMPLES, GOLDEN, amended, assert_golden, interop, second_validator, submitted, withdrawn
@@ -227,10 +228,10 @@ def test_names_are_made_one_line():
 def test_a_crew_of_thousands_is_stamped_into_one_valid_list():
     member = samples.vessel_call()["crew"][0]
     passenger = PASSENGERS[1]
-    many = {**DEPARTURE, "crew": [member] * 9999, "passengers": [passenger] * 20000}
+    many = {**DEPARTURE, "crew": [member] * LIMITS["crew"], "passengers": [passenger] * LIMITS["passengers"]}
     messages = named(sent(submitted(many)))
-    assert len(tree(messages["fal5"]).findall("Body/FormInformation/CrewList/CrewMember")) == 9999
-    assert len(tree(messages["fal6"]).findall("Body/FormInformation/PassengerList/Passenger")) == 20000
+    assert len(tree(messages["fal5"]).findall("Body/FormInformation/CrewList/CrewMember")) == LIMITS["crew"]
+    assert len(tree(messages["fal6"]).findall("Body/FormInformation/PassengerList/Passenger")) == LIMITS["passengers"]
 
 
 _name = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Co", "Cn", "Cf")),

@@ -24,6 +24,7 @@ from adapters.maritime import (
 from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, change_of, message_id
 from adapters.xml import InvalidMessage, Refused, check_outbound
 from hub.declarations import Declarations, RoutingRules, content_hash, validate_document
+from hub.declarations.documents import LIMITS
 
 from . import samples
 from .messaging import (
@@ -345,9 +346,9 @@ def test_free_text_is_made_one_line_and_cut_to_trafic2000s_lengths():
 
 def test_a_crew_of_thousands_and_every_dangerous_good_allowed_still_make_one_valid_form_each():
     member = samples.vessel_call()["crew"][0]
-    many = {**DEPARTURE, "crew": [member] * 9999, "dangerous_goods": ON_BOARD * 333}
+    many = {**DEPARTURE, "crew": [member] * LIMITS["crew"], "dangerous_goods": ON_BOARD * 333}
     messages = named(sent(submitted(many)))
-    assert attribute(messages["fal1"], "//OtherInformations/@NumberOfCrew") == ["9999"]
+    assert attribute(messages["fal1"], "//OtherInformations/@NumberOfCrew") == [str(LIMITS["crew"])]
     assert len(tree(messages["fal7"]).findall("Body/HazmatDetails/Consignment/DPGItem")) == 999
 
 

@@ -201,6 +201,15 @@ class Declarations(Application):
     def lift_hold(self, declaration_id: UUID | str, alert_id: str) -> Declaration:
         return self._retrying(declaration_id, lambda d: d.lift_hold(alert_id))
 
+    def dispatch_failed(self, declaration_id: UUID | str, agency: str, failed_version: int,
+                        reason: str, failed_at: str) -> Declaration:
+        """Record a dispatch failure on the declaration (docs/dispatch.md); a repeat changes nothing."""
+        return self._retrying(declaration_id, lambda d: d.dispatch_failed(agency, failed_version, reason, failed_at))
+
+    def dispatch_resumed(self, declaration_id: UUID | str, agency: str) -> Declaration:
+        """Record that the agency's held-back messages are all published; a repeat changes nothing."""
+        return self._retrying(declaration_id, lambda d: d.dispatch_resumed(agency))
+
     def settle(self, checked: Mapping[UUID, int]) -> list[Declaration]:
         """Record the gate-out and releases now due (`Declaration.settle`), for each declaration the version
         through which the caller has held it for every earlier alert. One save for all where nothing clashes;

@@ -26,6 +26,12 @@ DOCUMENT_TYPES = (
     "packing_list", "dangerous_goods_declaration", "other",
 )
 TRANSPORT_MODES = ("sea", "rail", "road", "air", "postal", "fixed_installation", "inland_waterway")
+# How many entries each list may hold, and the longest free text. The largest legal declaration's largest agency
+# message, signed, must fit the broker's payload limit (messaging.broker.MAX_PAYLOAD_BYTES, 16 MiB): the
+# standards' own caps where they fit (999 goods items: WCO), lower ones where they do not, since one
+# container, document or person costs up to 140, 260 and 1,670 bytes of XML. docs/dispatch.md has the sums.
+LIMITS = {"items": 999, "containers": 9999, "documents": 999, "crew": 4999, "passengers": 9999,
+          "dangerous_goods": 999, "description": 512}
 
 
 class FieldError(NamedTuple):
@@ -54,7 +60,7 @@ def _decimal(**limits: Any):
 
 Name = Annotated[str, _text(70)]
 Reference = Annotated[str, _text(35)]
-Description = Annotated[str, _text(512)]
+Description = Annotated[str, _text(LIMITS["description"])]
 Country = Annotated[str, AfterValidator(values.country)]
 Locode = Annotated[str, AfterValidator(values.locode)]
 Uscc = Annotated[str, AfterValidator(values.uscc)]
@@ -161,11 +167,12 @@ class GoodsDeclaration(_Strict):
     port_of_loading: Locode
     port_of_discharge: Locode
     transport: Transport
-    # WCO numbers containers, and points at documents, with a SequenceNumeric of n..5.
-    containers: Annotated[list[ContainerNumber], Field(max_length=99999), AfterValidator(_unique)] = []
-    items: Annotated[list[Item], Field(min_length=1, max_length=999)]
+    # WCO numbers containers and documents with a SequenceNumeric of n..5, but 99,999 of them would not fit a
+    # message; the port's replies name at most 9,999 containers (xsd/port/replies.xsd).
+    containers: Annotated[list[ContainerNumber], Field(max_length=LIMITS["containers"]), AfterValidator(_unique)] = []
+    items: Annotated[list[Item], Field(min_length=1, max_length=LIMITS["items"])]
     documents: Annotated[
-        list[Document], Field(max_length=99999),
+        list[Document], Field(max_length=LIMITS["documents"]),
         AfterValidator(lambda docs: _unique(docs, lambda d: f"{d.type} {d.number}")),
     ] = []
 
@@ -229,10 +236,11 @@ class VesselCall(_Strict):
     etd: str | None = Field(default=None, validate_default=True)
     last_port: Locode | None = None
     next_port: Locode | None = None
-    crew: Annotated[list[CrewMember], Field(min_length=1, max_length=9999)]
-    passengers: Annotated[list[Passenger], Field(max_length=99999)] = []
+    # FAL forms 5 and 6 set no number; the border's lists must each fit one message (docs/dispatch.md).
+    crew: Annotated[list[CrewMember], Field(min_length=1, max_length=LIMITS["crew"])]
+    passengers: Annotated[list[Passenger], Field(max_length=LIMITS["passengers"])] = []
     # Customs gets each entry as a WCO goods item, of which a declaration holds at most 999.
-    dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=999)] = []
+    dangerous_goods: Annotated[list[DangerousGoods], Field(max_length=LIMITS["dangerous_goods"])] = []
 
     @field_validator("eta", "etd")
     @classmethod
@@ -303,7 +311,8 @@ def _field_error(error: dict[str, Any]) -> FieldError:
         count = context["min_length"]
         message = "must not be empty" if count == 1 else f"must have at least {count} entries"
     elif kind == "too_long":
-        message = f"must have at most {context['max_length']} entries"
+        message = (f"must have at most {context['max_length']} entries: every agency's message of a declaration"
+                   " must fit the broker's payload limit")
     else:
         message = error["msg"]
     return FieldError(json_path(error["loc"]), message)

@@ -185,6 +185,22 @@ class Declaration(Aggregate):
 
         agency: str
 
+    class DispatchFailed(Aggregate.Event):
+        """The hub could not build or publish `agency`'s message(s) for version `failed_version`: that agency's
+        dispatch of this declaration waits, and is retried with back-off, while every other goes on
+        (docs/dispatch.md). Later messages to the agency wait behind it."""
+
+        agency: str
+        failed_version: int
+        reason: str
+        failed_at: str
+
+    class DispatchResumed(Aggregate.Event):
+        """What waited for `agency` since `failed_version`'s failure has all been published, in order."""
+
+        agency: str
+        failed_version: int
+
     # ---- event bodies: assignment only ------------------------------------------------
 
     @event(Submitted)
@@ -215,6 +231,8 @@ class Declaration(Aggregate):
         # The version since which gate-out / the overall release have been due, holds aside (0: not due).
         self.gate_out_due_since = 0
         self.release_due_since = 0
+        # agency -> the dispatch failure that holds its messages back: version, reason, since (docs/dispatch.md)
+        self.dispatch_failures: dict[str, dict[str, Any]] = {}
         self._route(routes, since_version=1)
 
     @event(Amended)
@@ -278,6 +296,14 @@ class Declaration(Aggregate):
     @event(Rejected)
     def _rejected(self, agency: str) -> None:
         self.outcome = REJECTED
+
+    @event(DispatchFailed)
+    def _dispatch_failed(self, agency: str, failed_version: int, reason: str, failed_at: str) -> None:
+        self.dispatch_failures[agency] = {"version": failed_version, "reason": reason, "since": failed_at}
+
+    @event(DispatchResumed)
+    def _dispatch_resumed(self, agency: str, failed_version: int) -> None:
+        self.dispatch_failures.pop(agency, None)
 
     def _note_due(self) -> None:
         """Remember since which version gate-out and the release are due (an event body's last step)."""
@@ -467,6 +493,28 @@ class Declaration(Aggregate):
             self._released()
             changed = True
         return changed
+
+    def dispatch_failed(self, agency: str, failed_version: int, reason: str, failed_at: str) -> bool:
+        """Record that `agency`'s message(s) for a version could not be sent. Returns False when that failure is
+        already recorded: dispatch gives the command again when it applies a batch again after a crash.
+
+        Recorded whatever the declaration's state: a cancellation to a withdrawn one can fail too."""
+        if agency not in AGENCIES:
+            raise ValueError(f"not an agency: {agency!r}")
+        if not 0 < failed_version <= self.version:
+            raise UnknownVersion(f"the declaration never had version {failed_version}")
+        if self.dispatch_failures.get(agency, {}).get("version") == failed_version:
+            return False
+        self._dispatch_failed(agency, failed_version, reason[:1000], failed_at)
+        return True
+
+    def dispatch_resumed(self, agency: str) -> bool:
+        """Record that every message held back for `agency` has been published. False when none was."""
+        failure = self.dispatch_failures.get(agency)
+        if failure is None:
+            return False
+        self._dispatch_resumed(agency, failure["version"])
+        return True
 
     def _revoke_gate_out(self, reason: str) -> None:
         """If a release notice stands that should not, revoke it (I1)."""
