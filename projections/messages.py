@@ -5,6 +5,13 @@ applied (followers.inbox), both through `record`; the API, the pages and the
 exchange view read it through the queries below. A message is recorded once
 per (direction, agency, message id): recording it again, after a redelivery
 or a dispatch batch published twice, changes nothing.
+
+Bodies name people (the border's crew and passenger lists) and carry what agencies said, so with
+`TRADEHUB_CIPHER_KEY` set each is sealed (projections.sealing, purpose "messages") before it is written and
+opened when read, bound to its row: a body copied into another row (another agency's, another declaration's)
+does not open. A sealed body is kept as text (`TEXT_MARK` and base64), so the column stays TEXT on both stores
+and rows recorded before the key, or by a hub without one, read as they are. The process's sealer is
+installed once by tradehub.bootstrap (`seal_bodies`); `record` and `recorded_messages` take another for a test.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .database import Cursor
+from .sealing import Sealer, SealError
 
 OUTBOUND, INBOUND = "outbound", "inbound"
 TABLES = (
@@ -24,6 +32,21 @@ TABLES = (
     " PRIMARY KEY (direction, agency, message_id))",
     "CREATE INDEX IF NOT EXISTS agency_messages_by_declaration ON agency_messages (declaration_id, recorded_at)",
 )
+
+
+PURPOSE = "messages"
+_bodies = Sealer(None, PURPOSE)  # a pass-through until bootstrap installs the configured one
+
+
+def seal_bodies(sealer: Sealer) -> None:
+    """Seal the bodies this process records, and open those it reads, with `sealer` (tradehub.bootstrap)."""
+    global _bodies
+    _bodies = sealer
+
+
+def body_context(direction: str, agency: str, message_id: str, declaration_id: str) -> bytes:
+    """What a sealed body is bound to: its row's key and its declaration (none of them holds a NUL)."""
+    return "\0".join((direction, agency, message_id, declaration_id)).encode()
 
 
 class Record(NamedTuple):
@@ -47,10 +70,14 @@ _INSERT = (
 )
 
 
-def record(cursor: Cursor, records: Sequence[Record]) -> None:
-    """Record messages inside the caller's transaction; one already recorded stays as it was."""
+def record(cursor: Cursor, records: Sequence[Record], sealer: Sealer | None = None) -> None:
+    """Record messages inside the caller's transaction, bodies sealed; one already recorded stays as it was."""
+    sealer = sealer or _bodies
     if records:  # each its own moment, in the order given: what the record's order falls back on
-        cursor.executemany(_INSERT, [(*row, recorded_now()) for row in records])
+        cursor.executemany(_INSERT, [
+            (*row[:-1], sealer.seal_text(row.body, body_context(row.direction, row.agency, row.message_id,
+                                                                row.declaration_id)), recorded_now())
+            for row in records])
 
 
 def recorded_now() -> str:
@@ -73,8 +100,8 @@ def sent_of_types(database: Any, declaration_id: str, types: Sequence[str]) -> l
         f" AND type IN ({marks})", (declaration_id, *types))
 
 
-def recorded_messages(database: Any, declaration_id: str,
-                      history: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def recorded_messages(database: Any, declaration_id: str, history: Sequence[dict[str, Any]] | None = None,
+                      sealer: Sealer | None = None) -> list[dict[str, Any]]:
     """Every message recorded for a declaration, oldest first, in the order it happened (docs/api.md).
 
     Neither clock gives that order: an inbound message's `time` is the agency's, and `recorded_at` is when the
@@ -86,16 +113,28 @@ def recorded_messages(database: Any, declaration_id: str,
     messages of the version it answers, whenever it was recorded: a batch of answers is recorded at once. Without
     `history`, every inbound message comes there, which is the same causal order (an answer is about a version it
     got, and what it causes comes at a later version) less exact.
+
+    Bodies come opened. One that does not open (another key, or the row was tampered with) comes as None with
+    `body_error` saying so: the rest of the declaration's messages are still worth reading.
     """
+    sealer = sealer or _bodies
     rows = database.query(
         "SELECT direction, agency, message_id, type, time, body, version, recorded_at FROM agency_messages"
         " WHERE declaration_id = ?", (declaration_id,))
     messages = [{"direction": direction, "agency": agency, "message_id": message_id, "type": kind, "time": time,
-                 "body": body, "version": version}
+                 "version": version,
+                 **_opened(sealer, body, body_context(direction, agency, message_id, declaration_id))}
                 for direction, agency, message_id, kind, time, body, version, _ in rows]
     order = sorted(zip(log_places(messages, history or ()), rows, messages, strict=True),
                    key=lambda entry: (entry[0], entry[1][7], entry[1][1], entry[1][2]))
     return [message for _, _, message in order]
+
+
+def _opened(sealer: Sealer, body: str, context: bytes) -> dict[str, str | None]:
+    try:
+        return {"body": sealer.open_text(body, context), "body_error": None}
+    except SealError as error:
+        return {"body": None, "body_error": str(error)}
 
 
 def log_places(messages: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:

@@ -8,8 +8,12 @@ disagree, and neither of them writes a rule of its own.
   routed to its agency, now or before an amendment, an admin all. Unknown and
   hidden ids are refused alike (`Hidden`, 404), so an id teaches nothing. Only
   the declarant or an admin may change one; officers do not declare.
-- Personal data (crew and passenger lists) goes only to the agencies that need
-  it, and an officer reads only its own agency's messages.
+- Personal data (the people on board: crew and passengers, their names, dates
+  of birth and identity documents) goes to an officer as the agency's own
+  messages carry it: border officers see the lists (FAL 5 and 6), maritime
+  officers the master's name and the counts (FAL 1), the other agencies the
+  counts. The declarant and admins see the whole document. An officer reads
+  only its own agency's messages (docs/personal-data.md).
 - I5, enforcement stays with officers: a trader sees that its declaration is
   held, and since when, as "held for control", and nothing of the alert
   behind it: not its reason, subject or id, nor who raised it, nor the alert
@@ -33,6 +37,7 @@ from dataclasses import replace
 from fnmatch import fnmatchcase
 from typing import Any
 
+from adapters.maritime.forms import MASTER_RANKS
 from hub.declarations import Alert, AlertNotFound, Declaration, DeclarationNotFound, Declarations
 from projections.alerts import alerts_view
 from projections.database import ViewDatabase
@@ -64,9 +69,11 @@ ENFORCEMENT_MESSAGES: tuple[str, ...] = (
     "alert-*",  # any other alert notice, however it is named
 )
 
-# Personal data (crew and passenger lists) goes only to the agencies that need it.
+# Personal data: the lists of people on board. An officer sees of them what its agency's messages carry
+# (adapters/): border the lists, maritime the master's name and the counts, every other agency the counts.
 PERSONAL_DATA = ("crew", "passengers")
-PERSONAL_DATA_AGENCIES = ("border", "maritime")
+LIST_AGENCIES = ("border",)  # FAL 5 and 6 name everyone on board
+MASTER_AGENCIES = ("maritime",)  # FAL 1 names the master; everyone else, as the others, by count only
 
 
 # ---- refusals: what a caller may not have -------------------------------------------------------
@@ -152,11 +159,28 @@ def sees_enforcement(who: Caller) -> bool:
     return who.role in ("officer", "admin")
 
 
+def sees_lists(who: Caller) -> bool:
+    """The crew and passenger lists: for the declarant (whoever may see a declaration and is a trader is its
+    declarant), admins and border officers."""
+    return who.role != "officer" or who.agency in LIST_AGENCIES
+
+
 def document_for(who: Caller, document: dict[str, Any]) -> dict[str, Any]:
-    """The document without crew and passengers, for an officer of an agency that does not need them."""
-    if who.role == "officer" and who.agency not in PERSONAL_DATA_AGENCIES:
-        return {key: value for key, value in document.items() if key not in PERSONAL_DATA}
-    return document
+    """The document as the caller may see it: for an officer whose agency does not get the lists, the lists
+    replaced by their counts (`crew_count`, `passenger_count`) and, for maritime, the master's name (`master`)."""
+    if sees_lists(who) or not any(key in document for key in PERSONAL_DATA):
+        return document
+    shown = {key: value for key, value in document.items() if key not in PERSONAL_DATA}
+    crew = document.get("crew") or []
+    shown["crew_count"] = len(crew)
+    shown["passenger_count"] = len(document.get("passengers") or [])
+    if who.agency in MASTER_AGENCIES:
+        master = next((member for member in crew if str(member.get("rank", "")).strip().casefold() in MASTER_RANKS),
+                      None)
+        if master is not None:
+            shown["master"] = {"family_name": master.get("family_name", ""),
+                               "given_names": master.get("given_names", "")}
+    return shown
 
 
 def event_for(who: Caller, event: Mapping[str, Any]) -> dict[str, Any]:
