@@ -10,21 +10,88 @@ wakes followers, and the returned notification ids.
 
 It also reads several aggregates' events in one query (`select_streams`),
 for callers that act on a batch of aggregates at once.
+
+A lost connection (a failover, `pg_terminate_backend`, a restarted server)
+costs one retry, not an error: the pool's idle connections are checked, the
+dead ones replaced, and the call runs once more on a fresh one. Should that
+fail too, or no connection come within the pool's wait, the store is
+unavailable (`StoreUnavailable`), which callers answer with "try again
+later". eventsourcing's own policy, ten attempts each waiting up to the
+pool's timeout, would hold a request for minutes while the database is down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 _CREATE_LOCK = 0x7472616465657673  # the advisory lock that serialises creating the event tables ("tradeevs")
+
+# SQLSTATEs that mean the session is gone, not that the statement was wrong: class 08 (connection exception),
+# admin_shutdown (pg_terminate_backend, a failover), crash_shutdown, cannot_connect_now (starting or stopping).
+_SESSION_GONE = ("08", "57P01", "57P02", "57P03")
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached now: its connections were lost and a fresh one failed too, or none came
+    within the pool's wait. Nothing was changed by the call that raised it, or (for a write whose commit was
+    under way) it is as if the call had not returned; try again later."""
+
+    retry_after = 5  # seconds a client is told to wait before trying again
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` (psycopg's, or eventsourcing's wrapping of it) says the connection died under the call."""
+    cause = error if isinstance(error, psycopg.Error) else error.__cause__
+    if not isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError) or pool_exhausted(cause):
+        return False
+    state = cause.sqlstate
+    return state is None or state.startswith(_SESSION_GONE)
+
+
+def pool_exhausted(error: BaseException) -> bool:
+    """No connection within the pool's wait: the server is down or unreachable, or every connection is busy.
+
+    psycopg_pool's PoolTimeout, known by its module: the hub core imports no pool library (pyproject's contracts).
+    """
+    cause = error if isinstance(error, psycopg.Error) else error.__cause__
+    return isinstance(cause, psycopg.OperationalError) and type(cause).__module__.startswith("psycopg_pool")
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _once_more(method: Method) -> Method:
+    """eventsourcing's undecorated recorder method, run again once after a lost connection (module docstring)."""
+    method = getattr(method, "__wrapped__", method)
+
+    @functools.wraps(method)
+    def again(self: ArrayInsertRecorder, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as error:
+            if pool_exhausted(error):
+                raise StoreUnavailable(f"no database connection: {error}") from error
+            if not connection_lost(error):
+                raise
+            self.datastore.pool.check()  # every idle connection the server closed too is replaced
+        try:
+            return method(self, *args, **kwargs)
+        except (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as error:
+            if pool_exhausted(error) or connection_lost(error):
+                raise StoreUnavailable(f"the database connection was lost twice: {error}") from error
+            raise
+
+    return again  # type: ignore[return-value]
 
 
 class ArrayInsertRecorder(PostgresApplicationRecorder):
@@ -57,6 +124,12 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
 
+    insert_events = _once_more(PostgresApplicationRecorder.insert_events)
+    select_events = _once_more(PostgresApplicationRecorder.select_events)
+    select_notifications = _once_more(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = _once_more(PostgresApplicationRecorder.max_notification_id)
+
+    @_once_more
     def select_streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of these aggregates, in one query: each aggregate's in version order."""
         with self.datastore.get_connection() as connection, connection.cursor() as cursor:

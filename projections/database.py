@@ -8,6 +8,13 @@ many rows is written once too, set-based, with `{rows}` for its row source
 its rows together with its tracking position, and the position only moves
 forward from the value the view started from, so two runners racing on one
 view cannot both apply the same events.
+
+On PostgreSQL a connection the server dropped (a failover, `pg_terminate_backend`)
+is found when it fails, not by a ping before every use: the pool's idle
+connections are then checked and the dead ones replaced, and a read runs once
+more on a fresh one. A writer's transaction is not run again here: it raises
+`StoreUnavailable`, and the follower that wrote it steps again from its tracked
+position. No connection within `POOL_WAIT` seconds is `StoreUnavailable` too.
 """
 
 from __future__ import annotations
@@ -20,8 +27,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from psycopg.conninfo import make_conninfo
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
+
+from hub.storage import StoreUnavailable, connection_lost, pool_exhausted
+
+POOL_WAIT = 5.0  # seconds a caller waits for a connection before the store is called unavailable
+CONNECT_TIMEOUT = 5  # seconds libpq tries one server, unless the URL says otherwise (its default is forever)
 
 TRACKING_TABLES = (
     "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
@@ -205,15 +218,41 @@ class _PostgresCursor:
             self._cursor.execute(sql.replace("{rows}", source), [list(column) for column in zip(*rows, strict=True)])
 
 
+class _ConnectionLost(StoreUnavailable):
+    """The connection died under a transaction; the pool has been checked, so a read may run once more."""
+
+
 class PostgresViews(ViewDatabase):
     def __init__(self, url: str, schema: str = "", max_size: int = 16) -> None:
-        conninfo = make_conninfo(url, options=f"-c search_path={schema}") if schema else url
-        self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True, name="views")
+        extra = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT}
+        if schema:
+            extra["options"] = f"-c search_path={schema}"
+        self._pool = ConnectionPool(make_conninfo(url, **extra), min_size=1, max_size=max_size, open=True,
+                                    name="views", timeout=POOL_WAIT)
 
     @contextmanager
     def transaction(self) -> Iterator[_PostgresCursor]:
-        with self._pool.connection() as connection, connection.transaction(), connection.cursor() as cursor:
-            yield _PostgresCursor(cursor)
+        try:
+            with self._pool.connection() as connection, connection.transaction(), connection.cursor() as cursor:
+                yield _PostgresCursor(cursor)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            if pool_exhausted(error):
+                raise StoreUnavailable(f"no connection to the views' database within {POOL_WAIT:g} s") from error
+            if not connection_lost(error):
+                raise
+            self._pool.check()  # the server dropped this one; its idle siblings are likely dead too
+            raise _ConnectionLost(f"the connection to the views' database was lost: {error}") from error
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A read, run once more on a fresh connection if the first one was lost under it."""
+        try:
+            return super().query(sql, params)
+        except _ConnectionLost:
+            pass
+        try:
+            return super().query(sql, params)
+        except _ConnectionLost as error:
+            raise StoreUnavailable(f"the views' database lost two connections in a row: {error}") from error
 
     def create(self, statements: Sequence[str]) -> None:
         # CREATE TABLE IF NOT EXISTS races between processes starting together (a unique violation in

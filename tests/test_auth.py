@@ -50,7 +50,7 @@ def test_tokens_are_only_issued_for_well_formed_roles(role, claims, message):
 def _claims(**changes):
     now = datetime.now(timezone.utc)
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "admin:admin", "role": "admin", "iat": now,
-              "exp": now + timedelta(hours=1)}
+              "exp": now + timedelta(hours=1), "jti": "3f1c1d6e-8d0e-4f43-9d55-6a8f2b2f1e11"}
     claims.update(changes)
     return {key: value for key, value in claims.items() if value is not None}
 

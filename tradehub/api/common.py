@@ -59,8 +59,11 @@ async def current_caller(request: Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(401, "unauthenticated", "Missing bearer token", "send Authorization: Bearer <token>")
+    verify = request.app.state.verify
+    if verify.due():  # the revoked ids are read again about once a second, on a thread: never on the loop
+        await state_of(request).offload(verify.revocations.refresh)
     try:
-        return request.app.state.verify(token.strip())
+        return verify(token.strip())
     except InvalidToken as error:
         raise ProblemError(401, "unauthenticated", "Invalid bearer token", str(error)) from None
 

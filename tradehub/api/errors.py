@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import logging
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.declarations import Conflict, DeclarationError, InvalidDeclaration, NotDeclarant, VersionConflict
+from hub.storage import StoreUnavailable
 from tradehub.visibility import Hidden, NotClearable, NotDeclaring, OfficersOnly, ReadOnly, Refused
 
 from .common import invalid
 from .problems import ProblemError, problem
 
 log = logging.getLogger("tradehub.api")
+
+# What the store raises when the database cannot be reached now: each answers 503 with Retry-After.
+UNAVAILABLE: tuple[type[Exception], ...] = (StoreUnavailable, OperationalError, InterfaceError)
 
 # What the API says of each refusal: the problem's slug, title and detail (formatted with the path's parameters).
 REFUSALS: dict[type[Refused], tuple[str, str, str]] = {
@@ -35,6 +40,19 @@ async def refusal(request: Request, error: Exception) -> Response:
     assert isinstance(error, Refused)
     slug, title, detail = NOT_CLEARABLE[error.status] if isinstance(error, NotClearable) else REFUSALS[type(error)]
     return problem(error.status, slug, title, detail.format(**request.path_params))
+
+
+def unavailable(request: Request, error: Exception) -> Response:
+    """503 with Retry-After while the database cannot be reached: the client tries again, nothing is half done.
+
+    eventsourcing's OperationalError and InterfaceError are the store's own "not now" (what it raises once its
+    retries are spent), so they answer the same.
+    """
+    log.warning("store unavailable on %s %s: %s", request.method, request.url.path, error)
+    seconds = StoreUnavailable.retry_after
+    return problem(503, "unavailable", "Store unavailable",
+                   f"the hub cannot reach its database just now; try again in {seconds} s",
+                   headers={"Retry-After": str(seconds)})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -71,6 +89,12 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = [{"path": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
                   for e in error.errors()]
         return problem(422, "invalid-request", "Invalid request", errors=errors)
+
+    async def _unavailable(request: Request, error: Exception) -> Response:
+        return unavailable(request, error)
+
+    for kind in UNAVAILABLE:
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:

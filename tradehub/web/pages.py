@@ -28,8 +28,10 @@ from starlette.concurrency import run_in_threadpool
 from hub.declarations import AGENCIES, AlertInvalid
 from hub.declarations.alert import SUBJECT_KINDS
 from hub.declarations.domainmodel import AGENCY_STATUSES, OVERALL_STATUSES
+from hub.storage import StoreUnavailable
 from projections.status_board import InvalidQuery
 from tradehub import visibility
+from tradehub.api.errors import UNAVAILABLE, unavailable
 from tradehub.auth import Caller, InvalidToken
 from tradehub.bootstrap import Hub
 from tradehub.visibility import Visibility
@@ -185,7 +187,21 @@ def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.add_exception_handler(PageError, error_page)
+    for kind in UNAVAILABLE:  # a page says it in HTML; the API's routes keep their problem+json
+        app.add_exception_handler(kind, unavailable_page)
     return app
+
+
+async def unavailable_page(request: Request, error: Exception) -> Response:
+    """503 with Retry-After while the database cannot be reached, as a page for a browser."""
+    if request.url.path.startswith(("/v1/", "/healthz", "/metrics")):
+        return unavailable(request, error)
+    pages: Pages = request.app.state.pages
+    seconds = StoreUnavailable.retry_after
+    response = pages.render("error.html", None, 503, title="Unavailable",
+                            detail=f"The hub cannot reach its database just now. Try again in {seconds} seconds.")
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 async def to_sign_in(_: Request, error: Exception) -> Response:
@@ -227,7 +243,7 @@ async def sign_in(request: Request, pages: Site) -> Response:
     if not token:
         return pages.render("sign_in.html", None, 401, back_to=back_to, error="Paste a token to sign in.")
     try:
-        who = request.app.state.verify(token)
+        who = await run_in_threadpool(request.app.state.verify, token)  # it may read the revoked ids
     except InvalidToken as refused:
         error = f"That token was not accepted: {refused}."
     else:
