@@ -5,8 +5,10 @@ sight (so it is tested directly); `messaging.consumers.consume` runs it behind
 one durable consumer per agency, on JetStream or RabbitMQ, and settles each
 delivery by the verdict it gives:
 
-1. the message passes the XML gate and the agency's reply schema, and is
-   read into `Reply`s (adapters);
+1. the message passes the XML gate, then the signature check (its one
+   enveloped signature by a certificate registered for the agency, else dead
+   as `unsigned` or `bad-signature`: docs/signing.md), then the agency's
+   reply schema, and is read into `Reply`s (adapters);
 2. the replies of a batch (whatever is ready when the first arrives, up to
    64: messaging.broker.consume_batches) are applied per declaration in one save
    (the declarations at once, so group commit shares transactions), each once
@@ -49,14 +51,18 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from lxml import etree
+
 from adapters.border import parse_border_replies
 from adapters.customs import parse_responses
 from adapters.inspection import parse_decisions
+from adapters.keyring import Registry
 from adapters.maritime import parse_maritime_replies
 from adapters.messages import Reply
 from adapters.notices import NS, ORIGINAL, read_agency_alert
 from adapters.outbound import answered_version
 from adapters.port import parse_port_replies
+from adapters.signing import verify
 from adapters.xml import UNEXPECTED_ROOT, Refused
 from hub.declarations import AlertInvalid, AlertNotFound, Declarations, agency_alert_id, subject_key, subjects_of
 from hub.declarations.application import DeclarationNotFound, alert_subject
@@ -69,12 +75,15 @@ from hub.declarations.domainmodel import (
     UnknownVersion,
     VersionRejected,
 )
-from messaging.outcomes import APPLIED, UNCHANGED, Verdict, dead
+from messaging.outcomes import APPLIED, DEAD, UNCHANGED, DeadLetter, Verdict, dead
+from projections import dead_letters
+from projections.dead_letters import DeadLetters, Refusal
 from projections.messages import INBOUND, Record, record
 
 Lookup = Callable[[str], dict[str, Any] | None]
 # agency -> reads one inbound message into its replies, or raises `Refused`.
-READERS: dict[str, Callable[[bytes, Lookup], list[Reply]]] = {
+# A reader takes the bytes, or the root the gate parsed and the signature check verified (adapters.xml.admit_any).
+READERS: dict[str, Callable[[bytes | etree._Element, Lookup], list[Reply]]] = {
     "customs": parse_responses,
     "inspection": lambda data, _lookup: parse_decisions(data),
     "port": lambda data, _lookup: parse_port_replies(data),
@@ -108,17 +117,28 @@ REFUSALS: tuple[tuple[type[Exception], str], ...] = (
     (ValueError, REFUSED_BY_HUB),
 )
 NOTICES_NAMESPACE = NS.encode()
+_NOTICE_TAG = f"{{{NS}}}"
 ALERT_RAISED = ORIGINAL  # an alert notice's function code when it raises the alert
 # The declarations of a batch are applied at once, so that group commit puts their saves in one transaction.
 _THREADS = ThreadPoolExecutor(16, thread_name_prefix="answers")
 
 
+def in_notices(body: bytes | etree._Element) -> bool:
+    """Whether a message may be in the hub's notice schema: a cheap test, the schema decides."""
+    return NOTICES_NAMESPACE in body if isinstance(body, bytes) else body.tag.startswith(_NOTICE_TAG)
+
+
 class Inbox:
     """Applies inbound messages to the declarations and records them; thread-safe."""
 
-    def __init__(self, app: Declarations, views: Any) -> None:
+    def __init__(self, app: Declarations, views: Any, dead: DeadLetters | None = None, *,
+                 signatures: Registry | None = None) -> None:
         self.app = app
         self.views = views
+        # The agencies' registered certificates: every message must be signed by one of its agency's
+        # (docs/signing.md). The hub's wiring always passes them; None only in tests of what follows.
+        self.signatures = signatures
+        self.dead = dead or DeadLetters(views)  # the dead-letter table, bodies sealed as the hub is configured
 
     def receive(self, agency: str, body: bytes) -> Verdict:
         """Read, apply and record one message from `agency`; errors other than refusals propagate."""
@@ -132,9 +152,13 @@ class Inbox:
         """
         verdicts: list[Verdict | None] = [None] * len(bodies)
         read: dict[str, list[tuple[int, list[Reply]]]] = {}
-        for index, body in enumerate(bodies):
-            if NOTICES_NAMESPACE in body:  # an agency's own alert, in the hub's notice schema
-                verdicts[index] = self._alert(agency, body)
+        for index, signed in enumerate(bodies):
+            body = self._verified(agency, signed)
+            if isinstance(body, Verdict):
+                verdicts[index] = body
+                continue
+            if in_notices(body):  # an agency's own alert, in the hub's notice schema
+                verdicts[index] = self._alert(agency, body, signed)
                 if verdicts[index] is not None:
                     continue
             outcome = self._read(agency, body)
@@ -154,8 +178,22 @@ class Inbox:
         self._answers_recorded(agency, records)
         return verdicts
 
-    def _alert(self, agency: str, body: bytes) -> Verdict | None:
-        """Raise the risk alert an agency sends, once per its message id; None if the body is no alert."""
+    def _verified(self, agency: str, body: bytes) -> bytes | etree._Element | Verdict:
+        """The message as its agency signed it, the signature detached, or why it is dead: `unsigned` or
+        `bad-signature` (after the gate's parse, before its schema and before anything is applied).
+
+        The parsed root is what the readers get (adapters.xml.admit_any takes it): parsed once, by the gate."""
+        if self.signatures is None or agency not in READERS:
+            return body
+        try:
+            return verify(body, self.signatures.keys_for(agency), signer=agency)
+        except Refused as refused:
+            return dead(refused.code, str(refused))
+
+    def _alert(self, agency: str, body: bytes | etree._Element, signed: bytes) -> Verdict | None:
+        """Raise the risk alert an agency sends, once per its message id; None if the body is no alert.
+
+        `signed` is the message as it came, signature included: what the record keeps."""
         try:
             alert = read_agency_alert(body)
         except Refused as refused:
@@ -189,7 +227,7 @@ class Inbox:
             outcome = APPLIED
         self._record([Record(INBOUND, agency, alert.message_id, alert.declaration_id, alert.version,
                              f"alert {raised.subject_kind} {raised.subject}", ALERT_RAISED,
-                             raised.created_on.isoformat(), _text_of(body))])
+                             raised.created_on.isoformat(), _text_of(signed))])
         return Verdict(outcome, alert.declaration_id)
 
     def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]], Declaration | None]
@@ -201,7 +239,7 @@ class Inbox:
             return [(index, message, together) for index, message in messages]
         return [(index, message, self._apply(declaration_id, message)) for index, message in messages]
 
-    def _read(self, agency: str, body: bytes) -> Verdict | list[Reply]:
+    def _read(self, agency: str, body: bytes | etree._Element) -> Verdict | list[Reply]:
         """The replies of one message about one declaration, or why it is refused."""
         reader = READERS.get(agency)
         if reader is None:
@@ -257,6 +295,31 @@ class Inbox:
         if records:
             with self.views.transaction() as cursor:
                 record(cursor, records)
+
+    def dead_lettered(self, agency: str, letters: Sequence[DeadLetter]) -> None:
+        """Record what the consumer is about to dead-letter, in one transaction (docs/dead-letters.md)."""
+        with self.views.transaction() as cursor:
+            self.dead.record(cursor, agency, [
+                Refusal(letter.body, letter.verdict.code, letter.verdict.reason, letter.verdict.declaration_id,
+                        letter.deliveries, letter.headers) for letter in letters])
+
+    def replay_requested(self, agencies: Sequence[str]) -> int:
+        """Replay the dead letters of these agencies an admin asked for: each taken by one worker only, received
+        as a delivery would be (so the reply ids keep anything from applying twice), its outcome recorded."""
+        replayed = 0
+        for letter_id in self.dead.requested(agencies):
+            letter = self.dead.claim(letter_id)
+            if letter is None:
+                continue  # another worker took it
+            try:
+                verdict = self.receive_many(letter.agency, [letter.body])[0]
+            except Exception as error:  # noqa: BLE001 - the hub's own trouble: said on the letter, asked again
+                self.dead.replayed(letter.id, dead_letters.FAILED, "", f"{type(error).__name__}: {error}")
+            else:
+                outcome = dead_letters.DEAD if verdict.outcome == DEAD else verdict.outcome
+                self.dead.replayed(letter.id, outcome, verdict.code, verdict.reason)
+            replayed += 1
+        return replayed
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -37,10 +38,12 @@ from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoRespondersError, StaleConnectionError
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from adapters.messages import Message
+
+from .publishing import Refusal, oversized
 
 log = logging.getLogger("tradehub.broker")
 T = TypeVar("T")
@@ -50,7 +53,7 @@ INBOUND_STREAM = "TRADEHUB_INBOUND"
 DEAD_STREAM = "TRADEHUB_DEAD"
 # The largest message the hub publishes: the embedded nats-server is configured with it, and the hub's
 # document limits keep every agency's message of the largest legal declaration under it.
-MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # Stream -> the subjects it stores.
 STREAMS = {OUTBOUND_STREAM: "tradehub.out.*", INBOUND_STREAM: "tradehub.in.*", DEAD_STREAM: "tradehub.dead.*"}
 
@@ -67,14 +70,37 @@ def dead_subject(agency: str) -> str:
     return f"tradehub.dead.{agency}"
 
 
-async def ensure_streams(jetstream: JetStreamContext) -> None:
-    """Create the hub's streams, or bring an existing one's subjects up to date; idempotent."""
+AGENCY_ACK_WAIT = 10.0  # seconds an agency has to acknowledge a hub message before it is delivered again
+
+
+def agency_durable(agency: str) -> str:
+    """The agency's durable pull consumer of its messages on TRADEHUB_OUTBOUND."""
+    return f"tradehub-out-{agency}"
+
+
+def outbound_consumer(agency: str) -> PullConsumer:
+    """The agency's consumer of its messages: the hub makes it (`ensure_streams`), the agency only pulls."""
+    return PullConsumer(OUTBOUND_STREAM, outbound_subject(agency), agency_durable(agency),
+                        ConsumerConfig(name=agency_durable(agency), durable_name=agency_durable(agency),
+                                       filter_subject=outbound_subject(agency), ack_policy=AckPolicy.EXPLICIT,
+                                       ack_wait=AGENCY_ACK_WAIT))
+
+
+async def ensure_streams(jetstream: JetStreamContext, agencies: Sequence[str] = ()) -> None:
+    """Create the hub's streams, or bring an existing one's subjects up to date, and each of `agencies`'
+    consumer of its messages if it has none (one an operator has tuned is left as it is); idempotent."""
     for name, subjects in STREAMS.items():
         stream = StreamConfig(name=name, subjects=[subjects])
         try:
             await jetstream.update_stream(stream)
         except NotFoundError:
             await jetstream.add_stream(stream)
+    for agency in agencies:
+        consumer = outbound_consumer(agency)
+        try:
+            await jetstream.consumer_info(consumer.stream, consumer.durable)
+        except NotFoundError:
+            await jetstream.add_consumer(consumer.stream, config=consumer.config)
 
 
 def headers_of(message: Message) -> dict[str, str]:
@@ -85,6 +111,26 @@ def headers_of(message: Message) -> dict[str, str]:
         "Tradehub-Message": message.name,
         "Tradehub-Function-Code": message.function_code,
     }
+
+
+HUB = "hub"  # the hub's broker identity; every other one is an agency's
+SEED_SUFFIX = ".nk"  # a file holding a user nkey seed
+CREDS_SUFFIX = ".creds"  # a NATS creds file: a user JWT and its nkey seed
+
+
+def inbox_prefix(identity: str) -> str:
+    """Where `identity`'s replies and pulled messages are delivered: its own, and only its own (a shared
+    `_INBOX` would let whoever may subscribe to it read what another identity pulls)."""
+    return f"_INBOX_{identity}"
+
+
+def connect_options(identity: str, credentials: Path | None) -> dict[str, str]:
+    """nats-py's connect options for `identity`: its inbox prefix, and its seed or creds file if it has one."""
+    options = {"inbox_prefix": inbox_prefix(identity)}
+    if credentials is not None:
+        key = "user_credentials" if credentials.suffix == CREDS_SUFFIX else "nkeys_seed"
+        options[key] = str(credentials)
+    return options
 
 
 class BrokerUnavailable(RuntimeError):
@@ -191,11 +237,12 @@ class PullConsumer:
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 IDLE_WAIT = 1.0  # seconds a fetch waits for a first message (also how soon a stop is noticed)
 GATHER_WAIT = 0.005  # seconds to wait for more once one has come, if none is ready at once
+CONSUMER_POLL = 0.25  # seconds between looks for a consumer someone else makes
 
 
 async def consume_batches(broker: NatsBroker, consumers: Sequence[tuple[PullConsumer, BatchHandler]],
                           stop: threading.Event | asyncio.Event, *, batch: int,
-                          ready: Callable[[], None] | None = None) -> None:
+                          ready: Callable[[], None] | None = None, create: bool = True) -> None:
     """Feed each consumer's messages to its handler in batches of up to `batch`, until `stop` is set.
 
     A batch is whatever is ready the moment the first message comes: one message when traffic
@@ -203,13 +250,14 @@ async def consume_batches(broker: NatsBroker, consumers: Sequence[tuple[PullCons
     timeout passes, which holds a trickle of answers for the whole timeout, and it loses the batch
     it was gathering when nats-py's fetch runs out of time with a plain asyncio.TimeoutError: see
     docs/broker.md.) The handler settles each message itself; one it leaves unsettled is delivered
-    again after the consumer's ack wait.
+    again after the consumer's ack wait. Without `create`, each consumer is waited for until someone
+    else (the hub, for an agency) has made it: an agency may not make consumers.
     """
     jetstream = broker.connection.jetstream()
     subscriptions: list[JetStreamContext.PullSubscription] = []
     try:
         for consumer, _ in consumers:
-            subscription = await _pull_subscription(jetstream, consumer, stop)
+            subscription = await _pull_subscription(jetstream, consumer, stop, create=create)
             if subscription is None:  # stopped first
                 return
             subscriptions.append(subscription)
@@ -240,12 +288,31 @@ async def _close(broker) -> None:
 
 
 async def _pull_subscription(jetstream: JetStreamContext, consumer: PullConsumer,
-                             stop: threading.Event | asyncio.Event) -> JetStreamContext.PullSubscription | None:
-    """Create (or bind to) the durable consumer; a broker that is away is waited for."""
-    return await _until_it_works(
-        lambda: jetstream.pull_subscribe(consumer.subject, durable=consumer.durable, stream=consumer.stream,
-                                         config=consumer.config),
-        stop, f"subscribe {consumer.durable}")
+                             stop: threading.Event | asyncio.Event,
+                             *, create: bool = True) -> JetStreamContext.PullSubscription | None:
+    """Create (or bind to) the durable consumer, or without `create` bind to it once it exists; a broker
+    that is away is waited for."""
+    if create:
+        return await _until_it_works(
+            lambda: jetstream.pull_subscribe(consumer.subject, durable=consumer.durable, stream=consumer.stream,
+                                             config=consumer.config),
+            stop, f"subscribe {consumer.durable}")
+
+    async def bind() -> JetStreamContext.PullSubscription | None:
+        waited = False
+        while not stop.is_set():
+            try:
+                await jetstream.consumer_info(consumer.stream, consumer.durable)
+            except NotFoundError:
+                if not waited:
+                    log.info("%s: waiting for the hub to make this consumer", consumer.durable)
+                    waited = True
+                await asyncio.sleep(CONSUMER_POLL)
+                continue
+            return await jetstream.pull_subscribe_bind(durable=consumer.durable, stream=consumer.stream)
+        return None
+
+    return await _until_it_works(bind, stop, f"bind to {consumer.durable}")
 
 
 async def _pull_loop(subscription: JetStreamContext.PullSubscription, consumer: PullConsumer, handle: BatchHandler,
@@ -300,20 +367,40 @@ class SyncPublisher:
     async def _connect(self) -> None:
         raise NotImplementedError
 
-    async def _publish(self, messages: Sequence[Message]) -> list[bool]:
-        """Publish all, confirmations in flight at once; for each, whether the broker stored it anew."""
+    async def _publish(self, messages: Sequence[Message]) -> list[bool | BaseException]:
+        """Publish all, confirmations in flight at once; for each, whether the broker stored it anew, or the error
+        publishing it raised."""
         raise NotImplementedError
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout * 2)
 
-    def publish(self, messages: Sequence[Message]) -> int:
-        """Publish every message, all confirmations in flight at once; the number the broker stored anew."""
+    def max_payload(self) -> int:
+        """The largest message (body and headers) the broker takes, in bytes."""
+        return MAX_PAYLOAD_BYTES
+
+    def publish(self, messages: Sequence[Message]) -> list[Refusal]:
+        """Publish every message the broker will take, all confirmations in flight at once; the ones it refused.
+
+        A message over the broker's payload limit is refused without being sent, and one the broker refuses
+        (an error about that message) is refused with the broker's reason; the others are published. A
+        broker that cannot be reached or times out says nothing about any one message: PublishFailed, for
+        the whole batch, which the caller tries again (published ones carry the same ids).
+        """
+        refused = oversized(messages, [headers_of(message) for message in messages], self.max_payload(),
+                            redacted(self.url))
+        sendable = [message for message in messages if message.message_id not in refused]
         try:
-            stored = self._run(self._publish(messages))
+            outcomes = self._run(self._publish(sendable)) if sendable else []
         except Exception as error:  # noqa: BLE001 - timeouts, a broken connection, a missing stream
             raise PublishFailed(f"{len(messages)} message(s) not all acknowledged: {error!r}") from error
-        return sum(stored)
+        for message, outcome in zip(sendable, outcomes, strict=True):
+            if isinstance(outcome, TRANSIENT):
+                raise PublishFailed(f"{len(messages)} message(s) not all acknowledged: {outcome!r}") from outcome
+            if isinstance(outcome, BaseException):
+                refused[message.message_id] = Refusal(message.message_id, f"the broker refused the {message.agency} "
+                                                      f"{message.name} message: {type(outcome).__name__}: {outcome}")
+        return [refused[message.message_id] for message in messages if message.message_id in refused]
 
     def close(self) -> None:
         """Disconnect, even from a broker that is gone (then only the local side is cleaned up)."""
@@ -339,21 +426,33 @@ class SyncPublisher:
 class JetStreamPublisher(SyncPublisher):
     """Publishes to JetStream; a message id the stream saw inside its duplicate window is not stored again."""
 
+    def __init__(self, url: str, *, timeout: float = 10.0, credentials: Path | None = None,
+                 agencies: Sequence[str] = ()) -> None:
+        self.credentials = credentials
+        self.agencies = agencies
+        super().__init__(url, timeout=timeout)
+
     def _make_broker(self) -> NatsBroker:
-        return nats_broker(self.url, connect_timeout=self.timeout)
+        return nats_broker(self.url, credentials=self.credentials, connect_timeout=self.timeout)
 
     async def _connect(self) -> None:
         await connect(self._broker, self.url)
-        await ensure_streams(self._broker.connection.jetstream())
+        await ensure_streams(self._broker.connection.jetstream(), self.agencies)
 
-    async def _publish(self, messages: Sequence[Message]) -> list[bool]:
+    def max_payload(self) -> int:
+        """What the server announced on connecting (a stock nats-server takes 1 MiB), not what the hub asks for."""
+        return self._broker.connection.max_payload
+
+    async def _publish(self, messages: Sequence[Message]) -> list[bool | BaseException]:
         acks = await asyncio.gather(*(
             self._broker.publish(message.body, outbound_subject(message.agency), headers=headers_of(message),
                                  stream=OUTBOUND_STREAM, timeout=self.timeout)
-            for message in messages))
-        return [not ack.duplicate for ack in acks]
+            for message in messages), return_exceptions=True)
+        return [ack if isinstance(ack, BaseException) else not ack.duplicate for ack in acks]
 
 
-def nats_broker(url: str, **options) -> NatsBroker:
-    """A NATS broker that reconnects without end: a broker restart must never stop a worker."""
-    return NatsBroker(url, max_reconnect_attempts=-1, reconnect_time_wait=1, **options)
+def nats_broker(url: str, identity: str = HUB, credentials: Path | None = None, **options) -> NatsBroker:
+    """A NATS broker that reconnects without end (a broker restart must never stop a worker), connected as
+    `identity`: with its inbox prefix always, with its seed or creds file when it has one."""
+    return NatsBroker(url, max_reconnect_attempts=-1, reconnect_time_wait=1,
+                      **connect_options(identity, credentials), **options)

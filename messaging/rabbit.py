@@ -3,6 +3,12 @@
 - One durable direct exchange, `tradehub`, and one durable quorum queue per
   agency and direction, bound by its own name: `tradehub.out.<agency>`,
   `tradehub.in.<agency>` and `tradehub.dead.<agency>`.
+- One durable fanout exchange per agency for its answers, named like its
+  inbound queue (`tradehub.in.<agency>`) and bound to that queue alone. An
+  agency's own user (`tradehub agencies provision`, messaging.provision) may
+  write to that exchange and read its outbound queue, nothing else: RabbitMQ
+  enforces topic permissions on topic exchanges only, so a routing-key rule on
+  the shared direct exchange would not stop customs routing to border's queue.
 - Every publish is persistent, mandatory and confirmed; dispatch records its
   position only after every confirmation of a batch (as on JetStream).
 - Inbound queues have a delivery limit and dead-letter to the agency's dead
@@ -24,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from faststream import AckPolicy
-from faststream.rabbit import QueueType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
+from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
 
 from adapters.messages import Message
 from hub.declarations import AGENCIES
@@ -36,9 +42,20 @@ from .outcomes import DEAD, Receiver, dead_letter_headers, decide
 EXCHANGE = RabbitExchange("tradehub", durable=True)
 
 
-def queue(name: str, **arguments: object) -> RabbitQueue:
-    return RabbitQueue(name, queue_type=QueueType.QUORUM, durable=True, routing_key=name,
+def queue(name: str, *, declare: bool = True, **arguments: object) -> RabbitQueue:
+    """A durable quorum queue; without `declare`, only looked up (passive), as a user that may not make it."""
+    return RabbitQueue(name, queue_type=QueueType.QUORUM, durable=True, routing_key=name, declare=declare,
                        arguments={"x-queue-type": "quorum", **arguments})
+
+
+def agency_exchange(agency: str, *, declare: bool = True) -> RabbitExchange:
+    """Where the agency publishes its answers: it routes to the agency's inbound queue only."""
+    return RabbitExchange(inbound_subject(agency), type=ExchangeType.FANOUT, durable=True, declare=declare)
+
+
+def agency_user(agency: str) -> str:
+    """The agency's own RabbitMQ user, as `tradehub agencies provision` makes it."""
+    return f"tradehub-{agency}"
 
 
 def inbound_queue(agency: str) -> RabbitQueue:
@@ -51,9 +68,12 @@ async def declare(broker: RabbitBroker) -> None:
     """The exchange and every agency's queues, bound; idempotent."""
     exchange = await broker.declare_exchange(EXCHANGE)
     for agency in AGENCIES:
+        robust = {}
         for declared in (queue(outbound_subject(agency)), inbound_queue(agency), queue(dead_subject(agency))):
-            robust = await broker.declare_queue(declared)
-            await robust.bind(exchange, routing_key=declared.routing_key)
+            robust[declared.name] = await broker.declare_queue(declared)
+            await robust[declared.name].bind(exchange, routing_key=declared.routing_key)
+        answers = await broker.declare_exchange(agency_exchange(agency))
+        await robust[inbound_subject(agency)].bind(answers)
 
 
 class RabbitPublisher(SyncPublisher):
@@ -64,14 +84,15 @@ class RabbitPublisher(SyncPublisher):
         await connect(self._broker, self.url)
         await declare(self._broker)
 
-    async def _publish(self, messages: Sequence[Message]) -> list[bool]:
-        await asyncio.gather(*(
+    async def _publish(self, messages: Sequence[Message]) -> list[bool | BaseException]:
+        outcomes = await asyncio.gather(*(
             self._broker.publish(message.body, exchange=EXCHANGE, routing_key=outbound_subject(message.agency),
                                  persist=True, mandatory=True, message_id=message.message_id,
                                  headers=headers_of(message), content_type="application/xml",
                                  timeout=self.timeout)
-            for message in messages))
-        return [True] * len(messages)  # RabbitMQ cannot tell a repeat
+            for message in messages), return_exceptions=True)
+        # RabbitMQ cannot tell a repeat: every message it took counts as new.
+        return [outcome if isinstance(outcome, BaseException) else True for outcome in outcomes]
 
 
 CONCURRENCY = 32  # answers applied at once
@@ -92,7 +113,10 @@ async def consume_rabbit(url: str, inbox: Receiver, agencies: Sequence[str], sto
     def handler(agency: str):
         async def handle(message: RabbitMessage) -> None:
             body, deliveries = message.raw_message.body, deliveries_of(message)
-            [verdict] = await decide(inbox, agency, [body], [deliveries])
+            kept = {"Amqp-Routing-Key": message.raw_message.routing_key or ""}
+            if message.raw_message.message_id:
+                kept["Amqp-Message-Id"] = message.raw_message.message_id
+            [verdict] = await decide(inbox, agency, [body], [deliveries], [kept])
             if verdict is None:
                 await asyncio.sleep(retry_delay)
                 await message.nack(requeue=True)

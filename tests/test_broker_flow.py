@@ -24,14 +24,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from nats.aio.client import Client
 
+from adapters.signing import DSIG
 from followers.inbox import Inbox
 from messaging.broker import DEAD_STREAM, INBOUND_STREAM, OUTBOUND_STREAM, ensure_streams, inbound_subject
 from messaging.consumers import consume
 from messaging.embedded import BrokerUnavailable, EmbeddedNats, stop_processes
 from messaging.outcomes import POISON
 from projections.messages import recorded_messages
+from simulators.agencies import Keys
 from tradehub.bootstrap import Hub, Settings, build_hub
 
 from .conftest import IN_CI, SECRET
@@ -420,6 +423,7 @@ HOSTILE = {
     "xinclude": b'<MetaData xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="/etc/passwd"/></MetaData>',
     "schema-invalid": b'<MetaData xmlns="urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"/>',
 }
+GATE_REFUSALS = {"doctype", "not-well-formed", "xinclude"}
 # Too large never reaches the hub over NATS: the server refuses payloads over its max_payload (1 MiB),
 # which is also the gate's limit (test_xml_gate.py covers the gate's own refusal).
 
@@ -433,19 +437,31 @@ def test_r6_poison_and_hostile_answers_go_to_dead_letters_with_their_reason(flow
     flow.stop_all()
     before = {ident: flow.hub.declarations.get(ident).version for ident in ids}
     records = len(flow.hub.views.query("SELECT message_id FROM agency_messages"))
-    for code, body in HOSTILE.items():
+    keys = Keys.load(flow.settings.keys_dir, ["customs", "inspection"])  # the simulated agencies' own keys
+    # The gate's refusals come before the signature is looked at; past the gate, an unsigned answer is refused
+    # as such, and a signed one for what it says.
+    hostile = {code: body for code, body in HOSTILE.items() if code in GATE_REFUSALS}
+    hostile |= {code: keys.signers["customs"].sign(body) for code, body in HOSTILE.items()
+                if code not in GATE_REFUSALS}
+    hostile["unsigned"] = HOSTILE["schema-invalid"]
+    for code, body in hostile.items():
         publish(flow.nats.url, inbound_subject("customs"), body, f"hostile-{code}")
-    # A valid inspection answer about goods-export, which is not routed to inspection.
+    # A valid inspection answer about goods-export, which is not routed to inspection: once as the agency
+    # signed it, changed after (bad-signature), once signed again by inspection (not-routed).
     [decision] = [row for row in recorded_messages(flow.hub.views, ids[0])
                   if row["direction"] == "inbound" and row["agency"] == "inspection"][:1]
     forged = decision["body"].replace(ids[0], ids[1]).encode()
-    publish(flow.nats.url, inbound_subject("inspection"), forged, "forged-not-routed")
+    publish(flow.nats.url, inbound_subject("inspection"), forged, "forged-after-signing")
+    unsigned = etree.fromstring(decision["body"].encode())
+    unsigned.remove(unsigned.find(f"{{{DSIG}}}Signature"))
+    resigned = keys.signers["inspection"].sign(etree.tostring(unsigned).replace(ids[0].encode(), ids[1].encode()))
+    publish(flow.nats.url, inbound_subject("inspection"), resigned, "forged-not-routed")
     flow.start("consume", "worker", "consume")
-    flow.wait(lambda: len(stream_messages(flow.nats.url, DEAD_STREAM)) == len(HOSTILE) + 1, "every refusal dead")
+    flow.wait(lambda: len(stream_messages(flow.nats.url, DEAD_STREAM)) == len(hostile) + 2, "every refusal dead")
     dead = {headers["Tradehub-Dead-Code"]: (subject, headers) for subject, headers, _ in
             stream_messages(flow.nats.url, DEAD_STREAM)}
-    assert set(dead) == {*HOSTILE, "not-routed"}
-    assert dead["not-routed"][0] == "tradehub.dead.inspection"
+    assert set(dead) == {*hostile, "not-routed", "bad-signature"}
+    assert dead["not-routed"][0] == dead["bad-signature"][0] == "tradehub.dead.inspection"
     assert all(headers["Tradehub-Dead-Reason"] for _, headers in dead.values())
     assert {ident: flow.hub.declarations.get(ident).version for ident in ids} == before
     assert len(flow.hub.views.query("SELECT message_id FROM agency_messages")) == records

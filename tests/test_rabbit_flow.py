@@ -20,11 +20,13 @@ import pytest
 from hub.declarations import AGENCIES
 from messaging.broker import dead_subject, inbound_subject, outbound_subject
 from messaging.rabbit import EXCHANGE
+from projections.dead_letters import DeadLetters
 from projections.messages import recorded_messages
+from simulators.agencies import Keys
 from tradehub.bootstrap import Settings
 
 from .conftest import IN_CI, SECRET
-from .test_broker_flow import HOSTILE, Flow, assert_each_answer_applied_once, wait_for
+from .test_broker_flow import GATE_REFUSALS, HOSTILE, Flow, assert_each_answer_applied_once, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -125,16 +127,22 @@ def test_r5_r6_repeats_apply_once_and_refusals_are_dead_lettered_with_their_reas
     [receipt] = [row for row in recorded_messages(flow.hub.views, ids[1])
                  if row["direction"] == "inbound" and row["agency"] == "customs" and row["type"] == "reply 02"]
     publish("customs", receipt["body"].encode(), receipt["message_id"])  # RabbitMQ keeps repeats: the hub must not
-    for code, body in HOSTILE.items():
+    signer = Keys.load(flow.settings.keys_dir, ["customs"]).signers["customs"]
+    hostile = {code: body if code in GATE_REFUSALS else signer.sign(body) for code, body in HOSTILE.items()}
+    hostile["unsigned"] = HOSTILE["schema-invalid"]
+    for code, body in hostile.items():
         publish("customs", body, f"hostile-{code}")
     flow.start("consume", "worker", "consume")
     seen = []
     deadline = time.monotonic() + 60
-    while len(seen) < len(HOSTILE) and time.monotonic() < deadline:
+    while len(seen) < len(hostile) and time.monotonic() < deadline:
         seen += dead_letters("customs")
         time.sleep(0.3)
-    assert {message.headers["Tradehub-Dead-Code"] for message in seen} == set(HOSTILE)
+    assert {message.headers["Tradehub-Dead-Code"] for message in seen} == set(hostile)
     assert all(message.headers["Tradehub-Dead-Reason"] for message in seen)
+    recorded = {row["code"]: row for row in DeadLetters(flow.hub.views).listed(agency="customs")[0]}
+    assert set(recorded) == set(hostile)
+    assert {row["headers"].get("Amqp-Message-Id") for row in recorded.values()} == {f"hostile-{code}" for code in hostile}
     wait_for(lambda: queue_depth(inbound_subject("customs")) == 0)  # the repeat was consumed too
     assert {ident: flow.hub.declarations.get(ident).version for ident in ids} == before
 

@@ -9,6 +9,8 @@ and `TRADEHUB_CIPHER_KEY`. Nothing connects at import time.
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +18,19 @@ from urllib.parse import unquote
 
 from psycopg.conninfo import conninfo_to_dict
 
+from adapters.keyring import Registry, hub_signer, keys_directory
 from followers.dispatch import Publisher, dispatches
 from followers.enforcement import Enforcement
 from followers.inbox import Inbox
 from followers.runner import Follower, Followers
 from hub.declarations import Declarations, RoutingRules
+from projections import dead_letters as dead_letter_record
+from projections import dispatch_parking
 from projections import messages as message_record
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
 from projections.exchange import Exchange
 from projections.recognition import Recognition
+from projections.sealing import Sealer, SealError
 from projections.statistics import Statistics
 from projections.status_board import StatusBoard
 
@@ -42,6 +48,9 @@ class Settings:
     secret: str = ""
     max_body_bytes: int = 4 * 1024 * 1024
     broker_url: str = ""  # NATS JetStream (nats://); empty: serve starts an embedded nats-server
+    broker_credentials: str = ""  # the hub's NATS identity: a seed (.nk) or creds (.creds) file
+    agency_credentials: str = ""  # a directory of <agency>.nk or .creds files, for the simulated agencies
+    keys_dir_override: str = ""  # TRADEHUB_KEYS_DIR: the signing keys and the agencies' certificates
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -56,7 +65,15 @@ class Settings:
             secret=environ.get("TRADEHUB_SECRET", ""),
             max_body_bytes=int(limit),
             broker_url=_broker_url(environ.get("TRADEHUB_BROKER_URL", "")),
+            broker_credentials=environ.get("TRADEHUB_BROKER_CREDENTIALS", ""),
+            agency_credentials=environ.get("TRADEHUB_AGENCY_CREDENTIALS", ""),
+            keys_dir_override=environ.get("TRADEHUB_KEYS_DIR", ""),
         )
+
+    @property
+    def keys_dir(self) -> Path:
+        """The hub's signing key and the agencies' registered certificates (docs/signing.md)."""
+        return keys_directory(self.data_dir, self.keys_dir_override)
 
     @property
     def uses_postgres(self) -> bool:
@@ -89,7 +106,8 @@ def persistence_env(settings: Settings, schema: str = "") -> dict[str, str]:
         env = _postgres_env(url, schema)
     elif not url or url.startswith("sqlite:///"):
         path = settings.sqlite_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+        private_file(path)
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path),
                "SQLITE_LOCK_TIMEOUT": "30"}
     else:
@@ -121,7 +139,7 @@ def _postgres_env(url: str, schema: str) -> dict[str, str]:
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_POOL_SIZE": "8",
         "POSTGRES_MAX_OVERFLOW": "24",
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": "5",  # seconds to wait for a pooled connection: then 503, try again
     }
     if schema:
         env["POSTGRES_SCHEMA"] = schema
@@ -142,7 +160,9 @@ def build_views(settings: Settings, *, schema: str = "") -> ViewDatabase:
     if settings.uses_postgres:
         return PostgresViews(settings.database_url, schema)
     events = settings.sqlite_path
-    return SQLiteViews(events.with_name(f"{events.stem}-views.sqlite"))
+    views = events.with_name(f"{events.stem}-views.sqlite")
+    private_file(views)
+    return SQLiteViews(views)
 
 
 def read_models(declarations: Declarations) -> list[Follower]:
@@ -175,18 +195,76 @@ class Hub:
 
 def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
     settings = settings or Settings.from_env()
+    message_record.seal_bodies(message_sealer(settings))
     declarations = build_declarations(settings, schema=schema)
     views = build_views(settings, schema=schema)
     runner = Followers(declarations, views, read_models(declarations))
     views.create(message_record.TABLES)  # the API lists what dispatch records, whichever process starts first
+    views.create(dead_letter_record.TABLES)  # and what the consumers dead-letter
+    views.create(dispatch_parking.TABLES)  # and what dispatch parks (healthz, metrics, the admin's retry)
     return Hub(settings, declarations, views, runner)
+
+
+def message_sealer(settings: Settings) -> Sealer:
+    """What seals the message bodies the hub records: under TRADEHUB_CIPHER_KEY, or none without it."""
+    try:
+        return Sealer(settings.cipher_key or None, message_record.PURPOSE)
+    except SealError as error:
+        raise ConfigurationError(str(error)) from None
+
+
+# ---- the data directory: the hub's files are its user's alone ---------------------------------------
+
+PRIVATE_UMASK = 0o077  # files 0600, directories 0700: SQLite and its -wal/-shm, the NATS store, keys, secret
+PRIVATE_DIRECTORY = 0o700
+
+
+def keep_private(data_dir: Path) -> None:
+    """Make what this process (and every process it starts) creates its user's alone, and close the data
+    directory if an older hub, or someone, left it open to others.
+
+    Called first by the processes that write the data directory (`serve`, the workers, `projections
+    rebuild`). Only the directory is tightened, not the files already in it: a 0700 directory already keeps
+    others from them, and a data directory set to a shared path must not have its whole tree rewritten. A
+    directory this user does not own, or a sticky one (/tmp), is left as it is, with a warning.
+    """
+    os.umask(PRIVATE_UMASK)
+    try:
+        status = data_dir.stat()
+    except FileNotFoundError:
+        return  # created by whatever writes first, under the umask
+    if not stat.S_ISDIR(status.st_mode) or not status.st_mode & 0o077:
+        return
+    mode = stat.S_IMODE(status.st_mode)
+    if status.st_uid != os.geteuid() or status.st_mode & stat.S_ISVTX:
+        print(f"tradehub: warning: the data directory {data_dir} is mode {mode:04o}, open to other users, and "
+              "is not this user's own private directory; leaving it as it is: choose another TRADEHUB_DATA_DIR",
+              file=sys.stderr)
+        return
+    data_dir.chmod(PRIVATE_DIRECTORY)
+    print(f"tradehub: warning: the data directory {data_dir} was mode {mode:04o}, open to other users; "
+          f"changed it to {PRIVATE_DIRECTORY:04o}", file=sys.stderr)
+
+
+def private_file(path: Path) -> None:
+    """Create a SQLite file empty and 0600 if it does not exist, whatever the umask of the command opening it
+    first (`token revoke`, say): SQLite gives its -wal and -shm files the database file's mode."""
+    if path.name.startswith((":", "file:")):
+        return  # an in-memory or URI database: no file of ours
+    path.parent.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
 
 
 def build_dispatch(hub: Hub, agencies: Sequence[str], publisher: Publisher) -> Followers:
     """The followers that publish each agency's messages, as `worker dispatch` runs them."""
-    return Followers(hub.declarations, hub.views, dispatches(hub.declarations, agencies, publisher))
+    return Followers(hub.declarations, hub.views,
+                     dispatches(hub.declarations, agencies, publisher, signer=hub_signer(hub.settings.keys_dir)))
 
 
 def build_inbox(hub: Hub) -> Inbox:
     """What applies agencies' answers, as `worker consume` runs it behind the broker's consumers."""
-    return Inbox(hub.declarations, hub.views)
+    return Inbox(hub.declarations, hub.views, dead_letter_record.DeadLetters(hub.views, hub.settings.cipher_key),
+                 signatures=Registry(hub.settings.keys_dir))

@@ -16,9 +16,9 @@ import os
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,11 @@ from psycopg_pool import PoolTimeout
 
 from hub.declarations import AGENCIES, InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
+from hub.storage import StoreUnavailable
 from messaging.embedded import BrokerUnavailable
 from tradehub import client
-from tradehub.auth import SecretError, issue_token, resolve_secret
-from tradehub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, routing_rules
+from tradehub.auth import SecretError, issue_token, parse_ttl, resolve_secret, token_id
+from tradehub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, keep_private, routing_rules
 from tradehub.client import ClientError
 
 
@@ -71,11 +72,32 @@ def issue_token_command(args: argparse.Namespace, settings: Settings) -> int:
     secret = resolve_secret(settings.secret, settings.data_dir,
                             demo=(settings.data_dir / "secret").exists())
     try:
-        token = issue_token(secret, args.role, party=args.party, agency=args.agency, ttl=_duration(args.ttl))
+        token = issue_token(secret, args.role, party=args.party, agency=args.agency, ttl=parse_ttl(args.ttl),
+                            kind=args.kind)
     except ValueError as error:
         print(f"tradehub: {error}", file=sys.stderr)
         return 2
-    print(token)
+    print(token)  # stdout is the bare token, for scripts; its id goes to stderr
+    print(f"token id {token_id(token)} (revoke it with: tradehub token revoke {token_id(token)})", file=sys.stderr)
+    return 0
+
+
+def revoke_token_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Revoke a token by its id (or the token itself): every API process refuses it within about a second."""
+    from tradehub.auth import InvalidToken, Revocations
+
+    try:
+        identifier = token_id(args.id) if args.id.count(".") == 2 else str(uuid.UUID(args.id))
+    except (InvalidToken, ValueError):
+        print(f"tradehub: {args.id[:60]!r} is neither a token id (a UUID, as token issue prints) nor a token",
+              file=sys.stderr)
+        return 2
+    hub = build_hub(settings)
+    try:
+        added = Revocations(hub.views).revoke(identifier)
+    finally:
+        hub.close()
+    print(f"token {identifier} " + ("revoked" if added else "was already revoked"), file=sys.stderr)
     return 0
 
 
@@ -96,14 +118,6 @@ def print_openapi() -> int:
         finally:
             hub.close()
     return 0
-
-
-def _duration(text: str) -> timedelta:
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit():
-        raise ValueError(f"--ttl must look like 90s, 30m, 8h or 7d, got {text!r}")
-    return timedelta(**{units[unit]: int(number)})
 
 
 def _processes(text: str) -> int:
@@ -156,6 +170,7 @@ def _log_to_stderr() -> None:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     _log_to_stderr()
+    keep_private(settings.data_dir)
     from tradehub.worker import run_consumers, run_dispatch, run_projections
 
     if args.part == "dispatch":
@@ -172,8 +187,70 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     return run_simulators(settings, args.agency or AGENCIES)
 
 
+def _agency_credentials(args: argparse.Namespace, settings: Settings) -> int:
+    """What an agency's system needs to connect: NATS (the embedded broker's identities), or RabbitMQ."""
+    from messaging.broker import inbound_subject, outbound_subject, uses_rabbitmq
+    from messaging.credentials import PASSWORD_SUFFIX, CredentialsError, Identities, nats_access
+    from messaging.embedded import BROKER_DIRECTORY, recorded_url
+
+    directory = settings.data_dir / BROKER_DIRECTORY
+    if uses_rabbitmq(settings.broker_url):
+        from messaging.rabbit import agency_user
+
+        password = directory / f"{args.agency}{PASSWORD_SUFFIX}"
+        scheme, _, rest = settings.broker_url.partition("://")
+        url = f"{scheme}://{agency_user(args.agency)}:***@{rest.rpartition('@')[2]}"
+        lines = [("agency", args.agency), ("url", f"{url} (*** the password in the file below)"),
+                 ("user", agency_user(args.agency)),
+                 ("password file", str(password.resolve()) if password.exists()
+                  else "none yet: run `tradehub agencies provision`"),
+                 ("publishes to", f"exchange {inbound_subject(args.agency)}"),
+                 ("reads", f"queue {outbound_subject(args.agency)}")]
+    else:
+        try:
+            identities = Identities.load(directory)
+        except CredentialsError as error:
+            raise ConfigurationError(str(error)) from None
+        lines = nats_access(args.agency, identities, settings.broker_url or recorded_url(directory))
+    for label, value in lines:
+        print(f"{label + ':':18}{value}")
+    return 0
+
+
+def _provision(args: argparse.Namespace, settings: Settings) -> int:
+    """Each agency's own RabbitMQ user, limited to its own queues (TRADEHUB_BROKER_URL=amqp://…)."""
+    from messaging.broker import uses_rabbitmq
+    from messaging.credentials import CredentialsError
+    from messaging.embedded import BROKER_DIRECTORY
+    from messaging.provision import ProvisionError, Rabbitmqctl, describe, provision
+
+    if not uses_rabbitmq(settings.broker_url):
+        raise ConfigurationError("agencies provision needs TRADEHUB_BROKER_URL=amqp://… (a RabbitMQ); the "
+                                 "embedded NATS makes its identities itself, an external one is configured "
+                                 "by hand (docs/broker.md)")
+    try:
+        done = provision(settings.broker_url, args.agency or AGENCIES, settings.data_dir / BROKER_DIRECTORY,
+                         Rabbitmqctl(args.rabbitmqctl, args.node))
+    except (ProvisionError, CredentialsError) as error:
+        print(f"tradehub: {error}", file=sys.stderr)
+        return 2
+    for line in describe(done, settings.broker_url):
+        print(line)
+    return 0
+
+
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    keep_private(settings.data_dir)
     return rebuild_projections(settings, args.views)
+
+
+def _keys(name: str) -> Handler:
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        from tradehub import keys
+
+        return getattr(keys, name)(args, settings)
+
+    return handler
 
 
 def _openapi(_args: argparse.Namespace, _settings: Settings) -> int:
@@ -197,6 +274,27 @@ def _status(args: argparse.Namespace, _settings: Settings) -> int:
 
 def _history(args: argparse.Namespace, _settings: Settings) -> int:
     return client.history(args.id, url=args.url, token=args.token)
+
+
+def _dead_letters_list(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.dead_letters(url=args.url, token=args.token, agency=args.agency, code=args.code, state=args.state,
+                               limit=args.limit)
+
+
+def _dead_letters_show(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.dead_letter(args.id, url=args.url, token=args.token)
+
+
+def _dead_letters_replay(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.replay_dead_letter(args.id, url=args.url, token=args.token)
+
+
+def _dispatch_parked(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.parked_dispatch(url=args.url, token=args.token, agency=args.agency)
+
+
+def _dispatch_retry(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.retry_dispatch(args.id, args.agency, url=args.url, token=args.token)
 
 
 def _bench_ingest(args: argparse.Namespace, _settings: Settings) -> int:
@@ -326,7 +424,7 @@ COMMANDS = Subcommands("command", "COMMAND", (
     Command("validate", "check declaration files offline", (
         arg("files", nargs="+", type=Path, metavar="FILE"),
     ), _validate),
-    Command("render", "print the XML each routed agency would get, storing nothing", (
+    Command("render", "print the XML each routed agency would get, unsigned, storing nothing", (
         arg("file", type=Path, metavar="FILE"),
         arg("--agency", choices=AGENCIES, help="only this agency's messages"),
         arg("--out", type=Path, metavar="DIR", help="write one file per message here"),
@@ -350,8 +448,14 @@ COMMANDS = Subcommands("command", "COMMAND", (
             arg("--role", required=True, choices=("trader", "officer", "admin")),
             arg("--party", help="the trader's USCC"),
             arg("--agency", help="the officer's agency"),
-            arg("--ttl", default="8h", help="lifetime: 90s, 30m, 8h or 7d (default 8h)"),
+            arg("--ttl", default="8h", help="lifetime: 90s, 30m, 8h or 7d (default 8h); at most 12h for a "
+                                            "person's token, 30d for a machine's"),
+            arg("--kind", choices=("person", "machine"), default="person",
+                help="who holds it: a person (default) or a trader's or agency's system; admin tokens are people's"),
         ), issue_token_command),
+        Command("revoke", "revoke a token: every API process and page refuses it within about a second", (
+            arg("id", metavar="ID", help="the token's id, as `token issue` prints it (or the token itself)"),
+        ), revoke_token_command),
     ))),
     Command("submit", "submit declaration files through the API", (
         *CLIENT_ARGUMENTS,
@@ -360,6 +464,29 @@ COMMANDS = Subcommands("command", "COMMAND", (
     ), _submit),
     Command("status", "a declaration's status at every agency", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _status),
     Command("history", "a declaration's events", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _history),
+    Command("dead-letters", "answers the hub refused (admins)", subcommands=Subcommands(
+        "dead_letters_command", "ACTION", (
+            Command("list", "dead letters, newest first", (
+                *CLIENT_ARGUMENTS,
+                arg("--agency", choices=AGENCIES),
+                arg("--code", help="only this dead-letter code (docs/dead-letters.md)"),
+                arg("--state", choices=("none", "requested", "running", "applied", "unchanged", "dead", "failed"),
+                    help="only letters in this replay state"),
+                arg("--limit", type=_processes, default=50, help="at most this many (default 50)"),
+            ), _dead_letters_list),
+            Command("show", "one dead letter, with its body", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")),
+                    _dead_letters_show),
+            Command("replay", "send a dead letter through the inbox again, once its cause is fixed",
+                    (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _dead_letters_replay),
+        ))),
+    Command("dispatch", "declarations whose messages to an agency could not be sent (admins)",
+            subcommands=Subcommands("dispatch_command", "ACTION", (
+                Command("parked", "parked dispatches, oldest failure first, with why",
+                        (*CLIENT_ARGUMENTS, arg("--agency", choices=AGENCIES)), _dispatch_parked),
+                Command("retry", "try a parked dispatch again now rather than at its back-off's time", (
+                    *CLIENT_ARGUMENTS, arg("id", metavar="ID"), arg("agency", choices=AGENCIES, metavar="AGENCY"),
+                ), _dispatch_retry),
+            ))),
     Command("worker", "run one part of the hub as its own process", (
         arg("part", choices=("project", "dispatch", "consume"),
             help="project: follow the log into the views; dispatch: send agencies their messages; "
@@ -367,11 +494,21 @@ COMMANDS = Subcommands("command", "COMMAND", (
         arg("--agency", choices=AGENCIES, action="append",
             help="dispatch or consume only this agency's messages (repeatable; default all)"),
     ), _worker),
-    Command("agencies", "the simulated agencies", subcommands=Subcommands("agencies_command", None, (
+    Command("agencies", "the agencies: simulated ones, and their broker credentials", subcommands=Subcommands("agencies_command", None, (
         Command("simulate", "answer the hub's messages over the broker (TRADEHUB_BROKER_URL) as the agencies would", (
             arg("--agency", choices=AGENCIES, action="append",
                 help="simulate only this agency (repeatable; default all)"),
         ), _simulate),
+        Command("credentials", "print what an agency's system needs to connect to the broker", (
+            arg("agency", choices=AGENCIES, metavar="AGENCY"),
+        ), _agency_credentials),
+        Command("provision", "give each agency its own RabbitMQ user, limited to its own queues "
+                             "(TRADEHUB_BROKER_URL=amqp://…)", (
+            arg("--agency", choices=AGENCIES, action="append",
+                help="provision only this agency (repeatable; default all)"),
+            arg("--rabbitmqctl", default="rabbitmqctl", help="the rabbitmqctl to run (default: from PATH)"),
+            arg("--node", help="the RabbitMQ node, as rabbitmqctl --node takes it (default: rabbitmqctl's)"),
+        ), _provision),
     ))),
     Command("projections", "the read models", subcommands=Subcommands("projections_command", "ACTION", (
         Command("rebuild", "empty the read models and apply the whole event log to them again", (
@@ -379,6 +516,22 @@ COMMANDS = Subcommands("command", "COMMAND", (
                 help="rebuild only this view (repeatable; default all)"),
         ), _rebuild),
     ))),
+    Command("keys", "the hub's signing certificate and the agencies' registered certificates",
+            subcommands=Subcommands("keys_command", "ACTION", (
+                Command("register", "register a certificate for an agency, beside its current ones (rotation)", (
+                    arg("agency", choices=AGENCIES, metavar="AGENCY"),
+                    arg("certificate", type=Path, metavar="CERT.pem"),
+                ), _keys("register")),
+                Command("list", "the certificates of an agency, or of all: current, expired, retired", (
+                    arg("agency", nargs="?", choices=AGENCIES, metavar="AGENCY"),
+                ), _keys("listing")),
+                Command("retire", "refuse an agency's certificate from now on (running consumers included)", (
+                    arg("agency", choices=AGENCIES, metavar="AGENCY"),
+                    arg("fingerprint", metavar="FINGERPRINT", help="its SHA-256, or 8+ leading hex digits"),
+                ), _keys("retire")),
+                Command("hub-certificate", "print the hub's certificate (PEM), for agencies to verify its messages",
+                        handler=_keys("certificate")),
+            ))),
     Command("openapi", "print the HTTP API's OpenAPI document", handler=_openapi),
     Command("asyncapi", "print the broker contract's AsyncAPI document", handler=_asyncapi),
     Command("bench", "measure the hub against raw baselines", subcommands=BENCH),
@@ -416,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, RoutingError, SecretError, ClientError, BrokerUnavailable) as error:
         print(f"tradehub: {error}", file=sys.stderr)
         return 2
-    except (PersistenceError, psycopg.Error, PoolTimeout, sqlite3.Error) as error:
+    except (PersistenceError, StoreUnavailable, psycopg.Error, PoolTimeout, sqlite3.Error) as error:
         print(f"tradehub: the store is unavailable: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""CLI clients of the HTTP API: `submit`, `status`, `history`.
+"""CLI clients of the HTTP API: `submit`, `status`, `history`, `dead-letters`.
 
 `submit` sends files as they are (the hub is the judge of their content),
 a few at a time, and ends with a summary. Submissions are idempotent, so
@@ -44,9 +44,9 @@ def _client(url: str, token: str, concurrency: int = 4) -> httpx.Client:
                         timeout=30, limits=httpx.Limits(max_connections=concurrency))
 
 
-def _get(client: httpx.Client, path: str) -> dict[str, Any]:
+def _get(client: httpx.Client, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
     try:
-        response = client.get(path)
+        response = client.get(path, params=params)
     except httpx.HTTPError as error:
         raise ClientError(f"cannot reach {client.base_url}: {error}") from None
     if response.status_code != 200:
@@ -114,6 +114,8 @@ def status(declaration_id: str, *, url: str, token: str) -> int:
     print(f"id {resource['id']}  version {resource['version']}  status {resource['status'].upper()}")
     if resource["holds"]:
         print(f"held by alert(s): {', '.join(resource['holds'])}")
+    for agency, failure in resource.get("dispatch_failures", {}).items():
+        print(f"dispatch to {agency} waits since {failure['since']} (version {failure['version']}): {failure['reason']}")
     rows = [("AGENCY", "STATUS", "CODE", "UPDATED", "WHY ROUTED")]
     rows += [(name, state["status"], state["code"], state["updated_at"], state["reason"])
              for name, state in resource["agencies"].items()]
@@ -149,3 +151,90 @@ def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def dead_letters(*, url: str, token: str, agency: str | None, code: str | None, state: str | None,
+                 limit: int) -> int:
+    """Print dead letters, newest first, one line each (admins only), up to `limit`, following the pages."""
+    rows = [("ID", "AGENCY", "CODE", "REFUSED AT", "DELIVERIES", "REPLAY", "REASON")]
+    cursor: str | None = None
+    with _client(url, token) as client:
+        while len(rows) - 1 < limit:
+            params = {key: value for key, value in (("agency", agency), ("code", code), ("state", state),
+                                                    ("cursor", cursor)) if value}
+            params["limit"] = str(min(500, limit - (len(rows) - 1)))
+            page = _get(client, "/v1/dead-letters", params)
+            rows += [(item["id"], item["agency"], item["code"], item["refused_at"], str(item["deliveries"]),
+                      item["replay"]["state"], item["reason"][:80]) for item in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    if len(rows) == 1:
+        print("no dead letters")
+        return 0
+    _table(rows)
+    return 0
+
+
+def dead_letter(letter_id: str, *, url: str, token: str) -> int:
+    """Print one dead letter: what it is, why it was refused, its replays, and its body."""
+    with _client(url, token) as client:
+        letter = _get(client, f"/v1/dead-letters/{letter_id}")
+    _describe(letter)
+    print()
+    print(letter["body"] if letter["body"] is not None else "(the body does not open with this hub's cipher key)")
+    return 0
+
+
+def replay_dead_letter(letter_id: str, *, url: str, token: str) -> int:
+    """Ask for a replay; the consume worker runs it within about a second (`dead-letters show` tells the outcome)."""
+    with _client(url, token) as client:
+        try:
+            response = client.post(f"/v1/dead-letters/{letter_id}/replay")
+        except httpx.HTTPError as error:
+            raise ClientError(f"cannot reach {client.base_url}: {error}") from None
+    if response.status_code != 202:
+        raise ClientError(_problem_text(response))
+    print(f"replay of {letter_id} {response.json()['replay']['state']}")
+    return 0
+
+
+def _describe(letter: dict[str, Any]) -> None:
+    replay = letter["replay"]
+    print(f"dead letter {letter['id']}  {letter['agency']}  {letter['code']}")
+    print(f"reason      {letter['reason']}")
+    print(f"declaration {letter['declaration_id'] or '-'}")
+    print(f"refused     {letter['refused_at']} (last {letter['last_refused_at']}, {letter['deliveries']} deliveries)")
+    for name, value in sorted(letter["headers"].items()):
+        print(f"header      {name}: {value}")
+    print(f"body        {letter['body_bytes']} bytes" + ("" if letter["body_complete"] else ", only the start kept"))
+    outcome = f" -> {replay['code']}: {replay['reason']}" if replay["code"] else ""
+    print(f"replay      {replay['state']}, {replay['replays']} run{outcome}")
+
+
+def parked_dispatch(*, url: str, token: str, agency: str | None) -> int:
+    """Print the parked dispatches (admins only): which declaration, which agency, since when and why."""
+    with _client(url, token) as client:
+        items = _get(client, "/v1/dispatch/parked", {"agency": agency} if agency else None)["items"]
+    if not items:
+        print("no parked dispatch")
+        return 0
+    rows = [("DECLARATION", "AGENCY", "VERSION", "WAITING", "FAILED AT", "ATTEMPTS", "REASON")]
+    rows += [(item["declaration_id"], item["agency"], str(item["failed_version"]),
+              ",".join(map(str, item["waiting_versions"])), item["failed_at"], str(item["attempts"]),
+              item["reason"][:100]) for item in items]
+    _table(rows)
+    return 0
+
+
+def retry_dispatch(declaration_id: str, agency: str, *, url: str, token: str) -> int:
+    """Ask for a parked dispatch to be tried now; the dispatch worker does within about a second."""
+    with _client(url, token) as client:
+        try:
+            response = client.post(f"/v1/declarations/{declaration_id}/dispatch/{agency}/retry")
+        except httpx.HTTPError as error:
+            raise ClientError(f"cannot reach {client.base_url}: {error}") from None
+    if response.status_code != 202:
+        raise ClientError(_problem_text(response))
+    print(f"retry of {declaration_id} to {agency} scheduled; `tradehub dispatch parked` shows what remains")
+    return 0

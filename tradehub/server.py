@@ -12,15 +12,27 @@ import dataclasses
 import os
 import signal
 import sys
+from typing import Any
 
 import uvicorn
 
+from adapters.keyring import hub_signer, register_simulated
+from hub.declarations import AGENCIES
+from messaging.broker import HUB
 from messaging.embedded import EmbeddedNats
 from tradehub.api.app import create_app
 from tradehub.auth import resolve_secret
-from tradehub.bootstrap import Settings, build_hub
+from tradehub.bootstrap import Settings, build_hub, keep_private
 from tradehub.web import install_pages
 from tradehub.worker import Supervised
+
+# Nothing in the hub uses the client's address, so X-Forwarded-* is not worth parsing per request. The HTTP
+# protocol is uvicorn's httptools one with bounds on each request's head (tradehub/http_limits.py).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "proxy_headers": False,
+    "http": "tradehub.http_limits:LimitedHttpToolsProtocol",
+    "timeout_keep_alive": 5,
+}
 
 
 def app_from_environment():
@@ -32,6 +44,7 @@ def app_from_environment():
 def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool,
           dispatching: bool = True, simulating: bool = False) -> int:
     """Run the API until stopped, with its supervised parts; exit status 0 once all are stopped."""
+    keep_private(settings.data_dir)  # before anything is written; the parts and nats-server inherit the umask
     secret = resolve_secret(settings.secret, settings.data_dir, demo=demo)
     settings = dataclasses.replace(settings, secret=secret)
     hub = build_hub(settings)
@@ -41,29 +54,41 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
         print(f"local demo: tokens are signed with the secret in {settings.data_dir / 'secret'}; "
               "get one with: tradehub token issue --role admin", file=sys.stderr)
     broker = None
+    simulators: dict[str, str] = {}  # what the simulated agencies alone are given
     if (dispatching or simulating) and not settings.broker_url:
-        broker = EmbeddedNats(settings.data_dir / "nats")
-        os.environ["TRADEHUB_BROKER_URL"] = broker.url  # for the workers, which read the environment
-        print(f"NATS JetStream on {broker.url} (store in {settings.data_dir / 'nats'})", file=sys.stderr)
+        broker = EmbeddedNats.in_data_dir(settings.data_dir, cipher_key=settings.cipher_key)
+        # For the workers, which read the environment: the URL, and who they are on it.
+        os.environ["TRADEHUB_BROKER_URL"] = broker.url
+        os.environ["TRADEHUB_BROKER_CREDENTIALS"] = str(broker.identities.seed(HUB))
+        simulators["TRADEHUB_AGENCY_CREDENTIALS"] = str(broker.identities.directory)
+        print(f"NATS JetStream on {broker.url} (store in {settings.data_dir / 'nats'}; identities in "
+              f"{broker.identities.directory}: tradehub agencies credentials AGENCY)", file=sys.stderr)
+    if dispatching or simulating:
+        # The signing keys exist before any part starts (docs/signing.md): the hub's, and with the simulators
+        # theirs, registered for their agencies, so their first answers are not refused as unregistered.
+        hub_signer(settings.keys_dir)
+        if simulating:
+            register_simulated(settings.keys_dir, AGENCIES)
+        print(f"signing keys and the agencies' certificates in {settings.keys_dir}: tradehub keys list",
+              file=sys.stderr)
     parts = [Supervised("worker", "project")]
     if dispatching:
         parts += [Supervised("worker", "dispatch"), Supervised("worker", "consume")]
     if simulating:
-        parts.append(Supervised("agencies", "simulate"))
+        parts.append(Supervised("agencies", "simulate", env=simulators))
     for part in parts:
         part.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down; exit through `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    # Nothing in the hub uses the client's address, so X-Forwarded-* is not worth parsing per request.
     try:
         if workers > 1:
             # Worker processes rebuild the hub from the environment.
             os.environ["TRADEHUB_SECRET"] = secret
             uvicorn.run("tradehub.server:app_from_environment", factory=True, host=host, port=port,
-                        workers=workers, access_log=access_log, log_level="info", proxy_headers=False)
+                        workers=workers, access_log=access_log, log_level="info", **UVICORN_OPTIONS)
         else:
             app = install_pages(create_app(hub), hub)
-            uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", proxy_headers=False)
+            uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", **UVICORN_OPTIONS)
     finally:
         for part in reversed(parts):
             part.stop()

@@ -13,10 +13,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from tradehub.auth import TokenVerifier
+from tradehub.auth import Revocations, TokenVerifier
 from tradehub.bootstrap import Hub
 
-from . import alerts, declarations, system, views
+from . import alerts, dead_letters, declarations, dispatch, system, views
 from .common import ApiState
 from .errors import install_error_handlers
 from .middleware import Edge
@@ -31,9 +31,9 @@ def create_app(hub: Hub) -> FastAPI:
                   # No OpenTelemetry here: its per-request check of the providers costs more than
                   # the JSON parsing of a declaration. Prometheus at /metrics is the hub's telemetry.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
-    app.state.verify = TokenVerifier(hub.settings.secret)
+    app.state.verify = TokenVerifier(hub.settings.secret, Revocations(hub.views))
     app.state.api = api
-    for module in (declarations, views, alerts, system):
+    for module in (declarations, views, alerts, dead_letters, dispatch, system):
         app.include_router(module.router)
     install_error_handlers(app)
     install_openapi(app)

@@ -149,4 +149,5 @@ def resource(seen: Seen) -> dict[str, Any]:
         "holds": seen.holds, "hold": seen.hold,
         "submitted_at": declaration.created_on,
         "updated_at": declaration.modified_on, "document": seen.document,
+        "dispatch_failures": declaration.dispatch_failures,
     }

@@ -36,6 +36,12 @@ class Hold(BaseModel):
     note: str = Field(description="always the neutral `held for control`; officers find the alerts in `holds`")
 
 
+class DispatchFailure(BaseModel):
+    version: int = Field(description="the version whose message(s) failed; later ones wait behind it")
+    reason: str
+    since: str
+
+
 class DeclarationResource(BaseModel):
     id: UUID
     reference: str
@@ -49,6 +55,9 @@ class DeclarationResource(BaseModel):
     submitted_at: datetime
     updated_at: datetime
     document: dict[str, Any]
+    dispatch_failures: dict[str, DispatchFailure] = Field(
+        default_factory=dict, description="agency -> why the hub cannot send it this declaration's messages now; "
+                                          "they wait and are retried (docs/dispatch.md)")
 
 
 class DeclarationSummary(BaseModel):
@@ -91,7 +100,9 @@ class AgencyMessage(BaseModel):
     type: str = Field(description="what the message is, e.g. declaration, fal5, release-notice")
     time: datetime = Field(description="the event's time for outbound messages")
     version: int = Field(description="the declaration version the message reports")
-    body: str = Field(description="the XML, as sent")
+    body: str | None = Field(description="the XML, as sent; null if the hub cannot open its sealed copy")
+    body_error: str | None = Field(None, description="why the body is null: the sealed copy does not open "
+                                                     "under this TRADEHUB_CIPHER_KEY, or was changed")
 
 
 class AgencyMessages(BaseModel):

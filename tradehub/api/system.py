@@ -10,7 +10,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from followers.dispatch import DISPATCH_PREFIX
-from hub.declarations.domainmodel import OVERALL_STATUSES
+from hub.declarations.domainmodel import AGENCIES, OVERALL_STATUSES
+from projections.dead_letters import counts as dead_letter_counts
+from projections.dispatch_parking import parked_counts
 from projections.status_board import counts_by_status
 from tradehub.bootstrap import Hub
 
@@ -30,10 +32,14 @@ def healthz(api: State) -> Response:
         checks["log_position"] = hub.declarations.recorder.max_notification_id() or 0
         checks["view_lag"] = lag(hub, checks["log_position"])
         checks["view_errors"] = hub.views.failures()
+        checks["dispatch_backlog"] = dispatch_backlog(hub, checks["log_position"])
+        checks["dead_letters"] = dead_letter_counts(hub.views)  # work for an admin, not a failure of the hub
+        checks["dispatch_parked"] = parked_counts(hub.views)  # declarations an agency is not getting: degraded
     except Exception as error:  # noqa: BLE001 - reported, not raised
         checks["store"] = f"unavailable: {error}"
     healthy = "store" not in checks and not checks.get("view_errors")
-    return JSONResponse({"status": "ok" if healthy else "failing", **checks}, status_code=200 if healthy else 503)
+    status = ("degraded" if checks.get("dispatch_parked") else "ok") if healthy else "failing"
+    return JSONResponse({"status": status, **checks}, status_code=200 if healthy else 503)
 
 
 @router.get("/metrics", response_class=Response, openapi_extra=_UNAUTHENTICATED,
@@ -58,6 +64,12 @@ def lag(hub: Hub, head: int | None = None) -> dict[str, int]:
     return behind
 
 
+def dispatch_backlog(hub: Hub, head: int) -> dict[str, int]:
+    """Events each agency's dispatch is behind the log's head, by its tracked position (once it has one)."""
+    return {name.removeprefix(DISPATCH_PREFIX): max(0, head - position)
+            for name, position in hub.views.positions(DISPATCH_PREFIX).items()}
+
+
 class _BoardCollector:
     """Declarations by overall status, read from the status board at scrape time."""
 
@@ -74,3 +86,26 @@ class _BoardCollector:
         for view, behind in lag(self.hub).items():
             views.add_metric([view], behind)
         yield views
+        yield from _dead_letter_gauges(self.hub)
+        parked = GaugeMetricFamily("tradehub_dispatch_parked", "Declarations whose dispatch to an agency is parked "
+                                   "after a failure", labels=["agency"])
+        counts = parked_counts(self.hub.views)
+        for agency in AGENCIES:
+            parked.add_metric([agency], counts.get(agency, 0))
+        yield parked
+
+
+def _dead_letter_gauges(hub: Hub) -> Any:
+    """Each agency's dead letters (all, and awaiting a replay) and its dispatch backlog."""
+    dead = GaugeMetricFamily("tradehub_dead_letters", "Dead letters kept, by agency", labels=["agency"])
+    awaiting = GaugeMetricFamily("tradehub_dead_letters_awaiting_replay", "Dead letters whose replay is requested "
+                                 "or running, by agency", labels=["agency"])
+    for agency, count in sorted(dead_letter_counts(hub.views).items()):
+        dead.add_metric([agency], count["total"])
+        awaiting.add_metric([agency], count["awaiting_replay"])
+    backlog = GaugeMetricFamily("tradehub_dispatch_backlog_events", "Events an agency's dispatch is behind the log",
+                                labels=["agency"])
+    head = hub.declarations.recorder.max_notification_id() or 0
+    for agency, behind in sorted(dispatch_backlog(hub, head).items()):
+        backlog.add_metric([agency], behind)
+    yield from (dead, awaiting, backlog)
