@@ -216,21 +216,15 @@ class AgencyDispatch:
             return {}
         return {refusal.message_id: refusal.reason for refusal in self.publisher.publish(messages)}
 
-    def retry(self, cursor: Cursor, *, only: str | None = None) -> int:
-        """Try the parked declarations that are due again (or just `only`, if parked); how many went out.
+    def retry(self, cursor: Cursor) -> int:
+        """Try the parked declarations that are due again; how many went out.
 
         Each one's waiting versions are built again from the log and published in order, up to the first that
-        fails again; that one is then tried later, after a longer wait.
+        fails again; that one is then tried later, after a longer wait. An admin's retry makes one due at once.
         """
         now = self.clock()
-        if only is not None:
-            cursor.execute("SELECT declaration_id, failed_version, attempts FROM dispatch_parked"
-                           " WHERE agency = ? AND declaration_id = ?", (self.agency, only))
-            due = [tuple(row) for row in cursor.fetchall()]
-        else:
-            due = parking.due(cursor, self.agency, now, RETRIES_PER_ROUND)
         resumed = 0
-        for declaration_id, failed_version, attempts in due:
+        for declaration_id, failed_version, attempts in parking.due(cursor, self.agency, now, RETRIES_PER_ROUND):
             resumed += self._retry_one(cursor, declaration_id, failed_version, attempts, now)
         return resumed
 
