@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from adapters.keyring import Registry, fresh_signer
 from adapters.xml import MAX_MESSAGE_BYTES, TOO_LARGE
 from followers.dispatch import AgencyDispatch
 from followers.inbox import Inbox
@@ -28,7 +30,7 @@ from projections.dead_letters import EXCERPT_BYTES, KEPT_BODY_BYTES, DeadLetters
 from simulators.agencies import answer
 from tradehub import cli
 from tradehub.auth import issue_token
-from tradehub.bootstrap import Hub, Settings, build_hub
+from tradehub.bootstrap import Hub, Settings, build_hub, build_inbox
 
 from .conftest import SECRET, Api
 from .messaging import EXAMPLES
@@ -259,6 +261,30 @@ def test_a_replay_after_the_fix_applies_once_and_a_second_replay_is_refused(api:
     assert api.hub.declarations.get(ident).version == applied
     inbound = api.hub.views.query("SELECT COUNT(*) FROM agency_messages WHERE direction = 'inbound'")
     assert inbound == [(1,)]
+
+
+def test_an_answer_signed_by_a_key_not_yet_registered_applies_on_replay_once_the_key_is(api: Api):
+    """The issue's own example: customs rotates to a new key before the hub has its certificate. Its answer is
+    refused as bad-signature; replayed before the registration it is refused again; replayed after, it applies."""
+    hub = api.hub
+    inbox = build_inbox(hub)  # the inbox `worker consume` runs: it checks signatures against the registry
+    new_key = fresh_signer("customs, its next key")
+    ident, [body, *_] = customs_answers(hub)
+    signed = new_key.sign(body)
+    version = hub.declarations.get(ident).version
+    assert (deliver(inbox, "customs", signed).outcome, only_letter(hub)["code"]) == (DEAD, "bad-signature")
+    admin = api.as_("admin")
+    letter_id = only_letter(hub)["id"]
+    assert api.client.post(f"/v1/dead-letters/{letter_id}/replay", headers=admin).status_code == 202
+    assert inbox.replay_requested(["customs"]) == 1
+    assert (only_letter(hub)["replay"]["state"], only_letter(hub)["replay"]["code"]) == (DEAD, "bad-signature")
+    assert hub.declarations.get(ident).version == version  # still nothing applied
+    Registry(hub.settings.keys_dir).register("customs", new_key.certificate.public_bytes(Encoding.PEM))
+    assert api.client.post(f"/v1/dead-letters/{letter_id}/replay", headers=admin).status_code == 202
+    assert inbox.replay_requested(["customs"]) == 1
+    assert only_letter(hub)["replay"]["state"] == APPLIED
+    assert hub.declarations.get(ident).version > version
+    assert deliver(inbox, "customs", signed).outcome == UNCHANGED  # the agency sends it again: nothing new
 
 
 def test_a_replay_refused_again_says_why_on_the_same_letter_and_may_be_asked_again(api: Api):
