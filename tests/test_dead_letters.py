@@ -33,7 +33,7 @@ from tradehub.auth import issue_token
 from tradehub.bootstrap import Hub, Settings, build_hub, build_inbox
 
 from .conftest import SECRET, Api
-from .messaging import EXAMPLES
+from .messaging import EXAMPLES, Outbox
 
 HOSTILE = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>'
 GARBAGE = b"<not-an-answer/>"
@@ -49,17 +49,6 @@ class Flaky(Inbox):
         if self.broken:
             raise RuntimeError("the store went away")
         return super().receive_many(agency, bodies)
-
-
-class Outbox:
-    """A publisher that keeps what dispatch sends, refusing none."""
-
-    def __init__(self) -> None:
-        self.sent: list = []
-
-    def publish(self, messages: Sequence) -> list:
-        self.sent.extend(messages)
-        return []
 
 
 def deliver(inbox: Inbox, agency: str, body: bytes, deliveries: int = 1, headers: dict | None = None):

@@ -63,6 +63,16 @@ def submit(hub: Hub, *references: str) -> list[str]:
     return [str(hub.declarations.submit(samples.goods(reference)).declaration.id) for reference in references]
 
 
+def one_parked(hub: Hub, reference: str) -> tuple[Refusing, Clock, str, Followers]:
+    """A declaration whose messages the broker refuses, dispatched once: parked, its runner on a clock of its own."""
+    publisher, clock = Refusing(), Clock()
+    [ident] = submit(hub, reference)
+    publisher.broken.add(ident)
+    runner = runner_for(hub, publisher, clock)
+    runner.catch_up()
+    return publisher, clock, ident, runner
+
+
 def sent(publisher: Refusing, declaration_id: str) -> list[tuple[int, str]]:
     return [(m.version, m.name) for m in publisher.published if m.declaration_id == declaration_id]
 
@@ -96,11 +106,7 @@ def test_a_refused_declaration_is_parked_and_every_other_goes_on(hub: Hub):
 
 
 def test_later_messages_wait_behind_the_failed_one_and_go_in_order_once_it_goes(hub: Hub):
-    publisher, clock = Refusing(), Clock()
-    [ident] = submit(hub, "ISO-ORDER")
-    publisher.broken.add(ident)
-    runner = runner_for(hub, publisher, clock)
-    runner.catch_up()
+    publisher, clock, ident, runner = one_parked(hub, "ISO-ORDER")
     hub.declarations.amend(ident, hub.declarations.get(ident).version, samples.goods("ISO-ORDER", customs_office="3701"))
     hub.declarations.withdraw(ident, "shipment cancelled")
     runner.catch_up()
@@ -122,11 +128,7 @@ def test_later_messages_wait_behind_the_failed_one_and_go_in_order_once_it_goes(
 
 
 def test_retries_back_off_doubling_up_to_a_ceiling(hub: Hub):
-    publisher, clock = Refusing(), Clock()
-    [ident] = submit(hub, "ISO-BACKOFF")
-    publisher.broken.add(ident)
-    runner = runner_for(hub, publisher, clock)
-    runner.catch_up()
+    publisher, clock, ident, runner = one_parked(hub, "ISO-BACKOFF")
     waits = []
     for _ in range(12):
         [entry] = parked(hub.views)
@@ -191,11 +193,7 @@ def test_a_declaration_parked_for_one_agency_goes_to_the_others(hub: Hub):
 
 def test_healthz_metrics_and_the_declaration_show_it_and_an_admin_retries_it(api: Api):
     hub = api.hub
-    publisher, clock = Refusing(), Clock()
-    [ident] = submit(hub, "ISO-ADMIN")
-    publisher.broken.add(ident)
-    runner = runner_for(hub, publisher, clock)
-    runner.catch_up()
+    publisher, clock, ident, runner = one_parked(hub, "ISO-ADMIN")
     health = api.client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "degraded"
     assert health.json()["dispatch_parked"] == {"customs": 1}

@@ -34,7 +34,7 @@ from tradehub.bootstrap import ConfigurationError, Hub, Settings, build_hub, kee
 
 from . import samples
 from .conftest import SECRET, Api
-from .messaging import submitted
+from .messaging import Outbox, submitted
 from .test_web import Browser, exchange_with_simulated_agencies
 
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -100,21 +100,10 @@ def sealed_hub(store: tuple[Settings, str]) -> Iterator[Hub]:
     message_record.seal_bodies(Sealer(None, message_record.PURPOSE))  # what the next test's hub installs anyway
 
 
-class Kept:
-    """A publisher that keeps what dispatch sends and refuses none of it."""
-
-    def __init__(self) -> None:
-        self.sent: list = []
-
-    def publish(self, messages: list) -> list:
-        self.sent.extend(messages)
-        return []
-
-
 def dispatched(hub: Hub, document: dict[str, Any]) -> tuple[str, list]:
     """Submit `document` and dispatch it to every agency, unanswered: its id and the messages sent."""
     declaration_id = str(hub.declarations.submit(document).declaration.id)
-    outbox = Kept()
+    outbox = Outbox()
     Followers(hub.declarations, hub.views, dispatches(hub.declarations, AGENCIES, outbox)).catch_up()
     return declaration_id, outbox.sent
 

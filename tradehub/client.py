@@ -54,6 +54,17 @@ def _get(client: httpx.Client, path: str, params: dict[str, str] | None = None) 
     return response.json()
 
 
+def _accepted(client: httpx.Client, path: str) -> dict[str, Any]:
+    """POST an admin's request that a worker carries out later: the 202's body, or ClientError naming why not."""
+    try:
+        response = client.post(path)
+    except httpx.HTTPError as error:
+        raise ClientError(f"cannot reach {client.base_url}: {error}") from None
+    if response.status_code != 202:
+        raise ClientError(_problem_text(response))
+    return response.json()
+
+
 def _problem_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -189,13 +200,8 @@ def dead_letter(letter_id: str, *, url: str, token: str) -> int:
 def replay_dead_letter(letter_id: str, *, url: str, token: str) -> int:
     """Ask for a replay; the consume worker runs it within about a second (`dead-letters show` tells the outcome)."""
     with _client(url, token) as client:
-        try:
-            response = client.post(f"/v1/dead-letters/{letter_id}/replay")
-        except httpx.HTTPError as error:
-            raise ClientError(f"cannot reach {client.base_url}: {error}") from None
-    if response.status_code != 202:
-        raise ClientError(_problem_text(response))
-    print(f"replay of {letter_id} {response.json()['replay']['state']}")
+        accepted = _accepted(client, f"/v1/dead-letters/{letter_id}/replay")
+    print(f"replay of {letter_id} {accepted['replay']['state']}")
     return 0
 
 
@@ -230,11 +236,6 @@ def parked_dispatch(*, url: str, token: str, agency: str | None) -> int:
 def retry_dispatch(declaration_id: str, agency: str, *, url: str, token: str) -> int:
     """Ask for a parked dispatch to be tried now; the dispatch worker does within about a second."""
     with _client(url, token) as client:
-        try:
-            response = client.post(f"/v1/declarations/{declaration_id}/dispatch/{agency}/retry")
-        except httpx.HTTPError as error:
-            raise ClientError(f"cannot reach {client.base_url}: {error}") from None
-    if response.status_code != 202:
-        raise ClientError(_problem_text(response))
+        _accepted(client, f"/v1/declarations/{declaration_id}/dispatch/{agency}/retry")
     print(f"retry of {declaration_id} to {agency} scheduled; `tradehub dispatch parked` shows what remains")
     return 0
