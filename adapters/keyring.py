@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from hub.declarations import AGENCIES
+from hub.declarations.licence import ISSUERS
 
 from .signing import Signer, TrustedKey, fingerprint
 
@@ -212,7 +212,7 @@ class Registry:
 
     def _load(self) -> dict[str, dict[str, TrustedKey]]:
         loaded: dict[str, dict[str, TrustedKey]] = {}
-        for agency in AGENCIES:
+        for agency in ISSUERS:  # the agencies, and the licence issuers that are not (commerce, cnca)
             for path in sorted((self.current / agency).glob("*.pem")):
                 try:
                     certificate = x509.load_pem_x509_certificate(path.read_bytes())
@@ -252,7 +252,7 @@ class Registry:
 
     def entries(self, agency: str | None = None) -> list[Entry]:
         """Every certificate, current and retired, of `agency` or of every agency."""
-        agencies = [agency] if agency else list(AGENCIES)
+        agencies = [agency] if agency else list(ISSUERS)
         if agency:
             _known(agency)
         rows = []
@@ -281,8 +281,8 @@ class Registry:
 
 
 def _known(agency: str) -> None:
-    if agency not in AGENCIES:
-        raise CertificateRefused(f"no agency {agency!r}; agencies are {', '.join(AGENCIES)}")
+    if agency not in ISSUERS:
+        raise CertificateRefused(f"no agency {agency!r} nor licence issuer; they are {', '.join(ISSUERS)}")
 
 
 def register_simulated(keys_dir: Path, agencies: Iterable[str]) -> dict[str, Signer]:

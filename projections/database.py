@@ -50,6 +50,7 @@ class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
     def fetchall(self) -> list[tuple]: ...
+    def fetchone(self) -> tuple | None: ...
 
     def bulk(self, sql: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run `sql` once for a set of rows: its `{rows}` is a row source named `batch`, with `columns`.
@@ -210,6 +211,9 @@ class _PostgresCursor:
 
     def fetchall(self) -> list[tuple]:
         return self._cursor.fetchall()
+
+    def fetchone(self) -> tuple | None:
+        return self._cursor.fetchone()
 
     def bulk(self, sql: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:

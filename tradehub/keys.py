@@ -1,4 +1,5 @@
-"""`tradehub keys`: the hub's signing certificate, and each agency's registered certificates (docs/signing.md)."""
+"""`tradehub keys`: the hub's signing certificates, and each agency's or licence issuer's registered certificates
+(docs/signing.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from adapters.keyring import CertificateRefused, Registry, hub_certificate
+from adapters.licences import JwsSeal
 from tradehub.bootstrap import Settings
 
 
@@ -55,6 +57,14 @@ def retire(args: argparse.Namespace, settings: Settings) -> int:
 def certificate(_args: argparse.Namespace, settings: Settings) -> int:
     """The hub's certificate (PEM), for agencies to verify its messages by; the key is made on first use."""
     sys.stdout.write(hub_certificate(settings.keys_dir).decode("ascii"))
+    return 0
+
+
+def issuer_certificate(args: argparse.Namespace, settings: Settings) -> int:
+    """The certificate of the key the hub signs an issuer's licences with (made on first use): a licence's JWS
+    names it by fingerprint (`kid`), and anyone holding it can verify the licence (docs/signing.md, "Licences")."""
+    seal = JwsSeal(settings.keys_dir, Registry(settings.keys_dir))
+    sys.stdout.write(seal.issuer_certificate(args.issuer).decode("ascii"))
     return 0
 
 

@@ -8,17 +8,27 @@ from .application import (
     DeclarationNotFound,
     Declarations,
     DuplicateReference,
+    Issuance,
+    LicenceAmbiguous,
+    LicenceNotFound,
+    LicenceRefused,
     NotDeclarant,
+    PartyNotFound,
+    PartyRegistration,
     Submission,
     VersionConflict,
 )
-from .documents import FieldError, InvalidDeclaration, content_hash, validate_document
+from .documents import FieldError, InvalidDeclaration, InvalidLicence, content_hash, validate_document
 from .domainmodel import AGENCIES, Declaration, DeclarationError, declaration_id
+from .licence import ISSUERS, LICENCE_TYPES, Licence, LicenceSignatureInvalid, licence_id
+from .party import REGISTER_MODES, Party, PartyInvalid, party_id
 from .routing import RoutingError, RoutingRules
 
 __all__ = [
     "AGENCIES", "Alert", "AlertInvalid", "AlertNotFound", "agency_alert_id", "subject_key", "subjects_of", "Conflict", "Declaration", "DeclarationError", "DeclarationNotFound",
     "Declarations", "DuplicateReference", "FieldError", "NotDeclarant", "InvalidDeclaration", "RoutingError",
     "RoutingRules", "Submission", "VersionConflict", "content_hash", "declaration_id",
-    "validate_document",
+    "validate_document", "Issuance", "LicenceAmbiguous", "LicenceNotFound", "LicenceRefused", "InvalidLicence",
+    "ISSUERS", "LICENCE_TYPES", "Licence", "LicenceSignatureInvalid", "licence_id",
+    "Party", "PartyInvalid", "PartyNotFound", "PartyRegistration", "REGISTER_MODES", "party_id",
 ]

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from pydantic import ValidationError as PydanticValidationError
 
 from . import values
+from .licence import ISSUERS, LICENCE_TYPES
 
 KINDS = ("goods", "vessel_call")
 DOCUMENT_TYPES = (
@@ -29,9 +30,10 @@ TRANSPORT_MODES = ("sea", "rail", "road", "air", "postal", "fixed_installation",
 # How many entries each list may hold, and the longest free text. The largest legal declaration's largest agency
 # message, signed, must fit the broker's payload limit (messaging.broker.MAX_PAYLOAD_BYTES, 16 MiB): the
 # standards' own caps where they fit (999 goods items: WCO), lower ones where they do not, since one
-# container, document or person costs up to 140, 260 and 1,670 bytes of XML. docs/dispatch.md has the sums.
+# container, document or person costs up to 140, 260 and 1,670 bytes of XML, and each licence an item cites up to
+# 1,020 (10 per item: 10.2 MB of the largest customs message's 16.18 MB). docs/dispatch.md has the sums.
 LIMITS = {"items": 999, "containers": 9999, "documents": 999, "crew": 4999, "passengers": 9999,
-          "dangerous_goods": 999, "description": 512}
+          "dangerous_goods": 999, "description": 512, "licences": 10}
 
 
 class FieldError(NamedTuple):
@@ -59,6 +61,7 @@ def _decimal(**limits: Any):
 
 
 Name = Annotated[str, _text(70)]
+Address = Annotated[str, _text(70)]  # one WCO Address Line (an..70); filled from the business register
 Reference = Annotated[str, _text(35)]
 Description = Annotated[str, _text(LIMITS["description"])]
 Country = Annotated[str, AfterValidator(values.country)]
@@ -80,12 +83,14 @@ class _Strict(BaseModel):
 class Declarant(_Strict):
     id: Uscc
     name: Name
+    address: Address | None = None
 
 
 class Party(_Strict):
     country: Country
     name: Name
     id: str | None = None
+    address: Address | None = None
 
     @field_validator("id")
     @classmethod
@@ -124,6 +129,19 @@ class Transport(_Strict):
         return value
 
 
+class Citation(_Strict):
+    """A licence or certificate a goods item is declared under, and how much of it the item uses."""
+
+    number: Reference
+    quantity: Quantity
+    unit: Annotated[str, AfterValidator(values.unit)]
+    issuer: Literal[ISSUERS] | None = None  # type: ignore[valid-type]  # needed only where numbers collide
+
+
+def _cited(citation: Citation) -> str:
+    return f"licence {citation.number}" + (f" of {citation.issuer}" if citation.issuer else "")
+
+
 class Item(_Strict):
     hs_code: Annotated[str, AfterValidator(values.hs_code)]
     description: Description
@@ -135,6 +153,11 @@ class Item(_Strict):
     value: Money
     currency: Annotated[str, AfterValidator(values.currency)]
     un_number: UnNumber | None = None
+    # Absent rather than empty when none is cited, so documents declared before licences keep their hashes.
+    licences: Annotated[
+        list[Citation], Field(min_length=1, max_length=LIMITS["licences"]),
+        AfterValidator(lambda cited: _unique(cited, _cited)),
+    ] | None = None
 
     @field_validator("net_kg")
     @classmethod
@@ -351,3 +374,49 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise MalformedJSON(f"{name} is not a JSON number")
+
+
+# ---- licences and certificates (docs/licences.md) ---------------------------------------
+
+HsPrefix = Annotated[str, AfterValidator(lambda value: values.hs_prefix(value))]
+IsoDate = Annotated[str, AfterValidator(lambda value: values.calendar_date(value, earliest=date(2000, 1, 1)))]
+
+
+class LicenceFields(_Strict):
+    """A licence as an issuer states it: what its signature covers."""
+
+    number: Reference
+    type: Literal[LICENCE_TYPES]  # type: ignore[valid-type]
+    issuer: Literal[ISSUERS]  # type: ignore[valid-type]
+    holder: Uscc
+    hs_scope: Annotated[list[HsPrefix], Field(min_length=1, max_length=100), AfterValidator(_unique)]
+    quantity: Quantity
+    unit: Annotated[str, AfterValidator(values.unit)]
+    valid_from: IsoDate
+    valid_to: IsoDate
+
+    @field_validator("valid_to")
+    @classmethod
+    def _after_start(cls, value: str, info: ValidationInfo) -> str:
+        start = info.data.get("valid_from")
+        if start is not None and value < start:
+            raise ValueError(f"is before valid_from ({start})")
+        return value
+
+
+class InvalidLicence(ValueError):
+    """A licence with fields the hub cannot take; `errors` names every one."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(map(str, errors)))
+        self.errors = errors
+
+
+def validate_licence(raw: Any) -> dict[str, Any]:
+    """Check a licence's fields (no others: the signature and who issued it travel beside them)."""
+    if not isinstance(raw, dict):
+        raise InvalidLicence([FieldError("$", "must be a JSON object")])
+    try:
+        return LicenceFields.model_validate(raw).model_dump(mode="json")
+    except PydanticValidationError as error:
+        raise InvalidLicence([_field_error(e) for e in error.errors()]) from None

@@ -98,6 +98,14 @@ class VersionRejected(DeclarationError):
     """An agency rejected the current version: only an amendment reopens it (I2)."""
 
 
+# Supporting documents (docs/api.md, "Supporting documents"): at most this many per declaration.
+MAX_ATTACHMENTS = 20
+
+
+class TooManyAttachments(DeclarationError):
+    """The declaration already has `MAX_ATTACHMENTS` supporting documents."""
+
+
 class Declaration(Aggregate):
     """A goods declaration or a vessel call, with its status at every agency."""
 
@@ -201,6 +209,20 @@ class Declaration(Aggregate):
         agency: str
         failed_version: int
 
+    class DocumentAttached(Aggregate.Event):
+        """A supporting document (PDF, JPEG, PNG or XML) was attached, stored by its content's SHA-256.
+
+        The bytes live in the document store (projections/attachments.py), never in the log: the event records
+        what names them. Agencies hear of it in their next declaration message (docs/api.md).
+        """
+
+        sha256: str
+        filename: str
+        media_type: str
+        size: int
+        attached_by: str
+        attached_at: str
+
     # ---- event bodies: assignment only ------------------------------------------------
 
     @event(Submitted)
@@ -233,6 +255,8 @@ class Declaration(Aggregate):
         self.release_due_since = 0
         # agency -> the dispatch failure that holds its messages back: version, reason, since (docs/dispatch.md)
         self.dispatch_failures: dict[str, dict[str, Any]] = {}
+        # sha256 -> the supporting document's details and the version of its `DocumentAttached`
+        self.attachments: dict[str, dict[str, Any]] = {}
         self._route(routes, since_version=1)
 
     @event(Amended)
@@ -304,6 +328,13 @@ class Declaration(Aggregate):
     @event(DispatchResumed)
     def _dispatch_resumed(self, agency: str, failed_version: int) -> None:
         self.dispatch_failures.pop(agency, None)
+
+    @event(DocumentAttached)
+    def _document_attached(self, sha256: str, filename: str, media_type: str, size: int, attached_by: str,
+                           attached_at: str) -> None:
+        self.attachments[sha256] = {"sha256": sha256, "filename": filename, "media_type": media_type, "size": size,
+                                    "attached_by": attached_by, "attached_at": attached_at,
+                                    "version": self.version + 1}
 
     def _note_due(self) -> None:
         """Remember since which version gate-out and the release are due (an event body's last step)."""
@@ -514,6 +545,24 @@ class Declaration(Aggregate):
         if failure is None:
             return False
         self._dispatch_resumed(agency, failure["version"])
+        return True
+
+    def attach_document(self, sha256: str, filename: str, media_type: str, size: int, attached_by: str,
+                        attached_at: str) -> bool:
+        """Attach a supporting document. Returns False when a document with this content is already attached
+        (whatever name it came under: the first name stays).
+
+        A withdrawn declaration takes none. A released or rejected one still does: documents are evidence kept
+        with the declaration (a certificate asked for after release, in a post-clearance audit, say), and
+        attaching one changes no decision."""
+        if sha256 in self.attachments:
+            return False
+        if self.withdrawn:
+            raise DeclarationClosed("a withdrawn declaration takes no documents")
+        if len(self.attachments) >= MAX_ATTACHMENTS:
+            raise TooManyAttachments(f"a declaration takes at most {MAX_ATTACHMENTS} documents; "
+                                     f"this one has {len(self.attachments)}")
+        self._document_attached(sha256, filename, media_type, size, attached_by, attached_at)
         return True
 
     def _revoke_gate_out(self, reason: str) -> None:

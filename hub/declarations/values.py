@@ -129,6 +129,14 @@ def hs_code(value: str) -> str:
     return code
 
 
+def hs_prefix(value: str) -> str:
+    """The start of HS codes a licence covers: 2 to 10 digits, an even number of them (chapter, heading...)."""
+    code = value.strip().replace(".", "")
+    if not (code.isascii() and code.isdigit() and 2 <= len(code) <= 10 and len(code) % 2 == 0):
+        raise ValueError(f"{value!r} is not an HS prefix (2, 4, 6, 8 or 10 digits)")
+    return code
+
+
 def un_number(value: str) -> str:
     """UN number of a dangerous substance (UN Model Regulations), `0004` to `3599`."""
     code = value.strip().upper().removeprefix("UN").strip()
