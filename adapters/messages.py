@@ -59,6 +59,12 @@ class Change:
     inspection: dict[str, str] = field(default_factory=dict)  # the result recorded (`Declaration.inspections`)
     alert: dict[str, str] = field(default_factory=dict)  # the alert whose hold was placed or lifted
     revoked: int = 0  # for a revocation, the version whose release notice it revokes
+    # The supporting documents attached up to the event (`Declaration.attachments` values, in the order attached):
+    # an agency's next declaration message names them by hash (adapters/attachments.py)
+    documents: tuple[dict[str, Any], ...] = ()
+    # What the licence registry says of each licence the goods items cite, keyed by (issuer, number): looked up
+    # and verified again by dispatch when it builds the message, never by a mapping (adapters/citations.py)
+    licences: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -139,11 +145,17 @@ def advance(event: Any, before: Declaration | None) -> tuple[Change | None, Decl
     if isinstance(event, Declaration.Amended):
         return Change(AMENDED, document=event.document, routes=dict(event.routes),
                       previous_document=previous_document, previous_routes=previous_routes,
-                      previous_versions=previous_versions, **common), after
+                      previous_versions=previous_versions, documents=_documents(after), **common), after
     if isinstance(event, Declaration.Withdrawn):
         return Change(WITHDRAWN, document=previous_document, routes={}, previous_routes=previous_routes,
                       previous_versions=previous_versions, reason=event.reason, **common), after
     return None, after
+
+
+def _documents(declaration: Declaration) -> tuple[dict[str, Any], ...]:
+    """The declaration's supporting documents, oldest first (none on a declaration stored before they existed)."""
+    attachments = getattr(declaration, "attachments", {})
+    return tuple(dict(entry) for entry in sorted(attachments.values(), key=lambda entry: entry["version"]))
 
 
 def _public(path: str) -> str:

@@ -35,7 +35,7 @@ Mapping = Callable[[Change, str, RoutingRules], list[Message]]
 
 # Every agency's messages, by agency.
 MAPPINGS: dict[str, Mapping] = {
-    "customs": lambda change, action, _rules: customs_messages(change, action),
+    "customs": customs_messages,
     "inspection": inspection_messages,
     "maritime": maritime_messages,
     "border": border_messages,

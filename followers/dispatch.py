@@ -31,14 +31,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from adapters.messages import Change, Message, advance
+from adapters import citations
+from adapters.messages import AMENDMENT, ORIGINAL, Change, Message, advance
 from adapters.outbound import messages_for
 from adapters.signing import Signer
-from hub.declarations import Declaration, Declarations, RoutingRules
+from hub.declarations import (
+    Declaration,
+    Declarations,
+    Licence,
+    LicenceAmbiguous,
+    LicenceNotFound,
+    LicenceSignatureInvalid,
+    RoutingRules,
+)
 from hub.declarations.replay import Replay
 from messaging.publishing import Refusal
 from projections import dispatch_parking as parking
@@ -167,12 +176,20 @@ class AgencyDispatch:
         """The agency's messages for a change, final as the agency gets them: whatever is done to a message's
         bytes before it goes out (a signature) belongs here, so that the broker's size check, the record and a
         retry all see the same bytes. An exception parks the declaration."""
-        messages = messages_for(change, self.rules, [self.agency])
+        messages = messages_for(self._with_licences(change), self.rules, [self.agency])
         if self.signer is None:
             return messages
         # The id stays: it derives from the declaration, version, agency and name, never from these bytes
         # (ECDSA signatures differ each time, so a rebuilt message is signed anew under the same id).
         return [replace(message, body=self.signer.sign(message.body)) for message in messages]
+
+    def _with_licences(self, change: Change) -> Change:
+        """`change` with what the registry says now of each licence its goods items cite, verified again: a
+        licence revoked since the submission goes out as not verified (adapters/citations.py)."""
+        if self.agency not in CITING_AGENCIES or change.action_for(self.agency) not in (ORIGINAL, AMENDMENT):
+            return change
+        licences = checked_licences(self.app, change.document)
+        return replace(change, licences=licences) if licences else change
 
     def _send(self, cursor: Cursor, entries: Sequence[_Entry], parked: set[str]) -> None:
         """Publish what is not held back, a declaration's messages in log order; park what fails.
@@ -264,6 +281,53 @@ class AgencyDispatch:
         if change is None or change.action_for(self.agency) is None:
             return []
         return self.build(change)
+
+
+# ---- the licences goods items cite, checked again for each message ---------------------------
+
+CITING_AGENCIES = frozenset({"customs", "inspection"})  # whose messages carry them (adapters/citations.py)
+
+
+def checked_licences(app: Declarations, document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each licence the goods items of `document` cite, keyed by the citation's (issuer, number), as the registry
+    has it now, its signature verified again ("verified on every use", docs/licences.md) and its status taken
+    today: the plain mapping the agencies' mappings read (`Change.licences`)."""
+    if document.get("kind") != "goods":
+        return {}
+    cited = {(citation.get("issuer"), citation["number"])
+             for item in document["items"] for citation in item.get("licences") or ()}
+    day = app.today()
+    return {key: _checked(app, key[0], key[1], day) for key in cited}
+
+
+def _checked(app: Declarations, issuer: str | None, number: str, day: date) -> dict[str, Any]:
+    entry: dict[str, Any] = {"number": number, "issuer": issuer, "type": None, "valid_to": None, "verified": False,
+                             "reason": "", "detail": "", "key": None}
+    try:
+        licence = app.get_licence(number, issuer)
+    except (LicenceNotFound, LicenceAmbiguous) as error:
+        return entry | {"reason": citations.UNKNOWN, "detail": str(error)}
+    entry |= {"issuer": licence.issuer, "type": licence.type, "valid_to": licence.valid_to,
+              "key": licence.signature.get("key")}
+    if app.seal is None:
+        return entry | {"reason": citations.NO_SEAL, "detail": "this hub has no licence seal"}
+    try:
+        app.seal.verify(licence.issuer, licence.content(), licence.signature)
+    except LicenceSignatureInvalid as error:
+        return entry | {"reason": citations.BAD_SIGNATURE, "detail": str(error)}
+    status = licence.status_on(day)
+    if status != "valid":
+        reason, detail = _STATUS_REASONS[status](licence)
+        return entry | {"reason": reason, "detail": detail}
+    return entry | {"verified": True}
+
+
+_STATUS_REASONS: dict[str, Callable[[Licence], tuple[str, str]]] = {
+    "revoked": lambda licence: (citations.REVOKED, (licence.revoked or {}).get("reason", "")),
+    "suspended": lambda licence: (citations.SUSPENDED, (licence.suspended or {}).get("reason", "")),
+    "expired": lambda licence: (citations.EXPIRED, f"valid to {licence.valid_to}"),
+    "not_yet_valid": lambda licence: (citations.NOT_YET_VALID, f"valid from {licence.valid_from}"),
+}
 
 
 def _record(cursor: Cursor, messages: Sequence[Message]) -> None:

@@ -5,6 +5,15 @@ recognise that agency gets a recognition notice (dispatch sends it; the rules
 are the hub's routing rules, so this view and dispatch agree). A recognition
 saves an inspection when the recognising agency then releases the
 declaration without recording an inspection of its own.
+
+Documents are recognised too: a licence or certificate issued by an agency
+(inspection's phytosanitary certificate, say) and cited by a goods item of a
+declaration routed to customs reaches customs as recognised when customs'
+rules recognise its issuer (adapters/citations.py), to be taken with no
+check of its own. The view keeps, per declaration as its latest version
+cites them, the documents customs recognises, with their type and, if the
+issuer revoked one since, when: all of it from the log (the declarations'
+events and the licences'), so a rebuild gives the same rows.
 """
 
 from __future__ import annotations
@@ -12,13 +21,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hub.declarations import Declaration, Declarations
+from hub.declarations import Declaration, Declarations, Licence
 from hub.declarations.domainmodel import RELEASED
 
 from .database import Cursor, ViewDatabase, rounds
 from .status_board import stamp
 
 NAME = "recognition"
+# The agency every cited document is sent to (customs gets all of them; inspection only the certificates of the
+# items it inspects): the one whose recognition of documents this view counts.
+DOCUMENT_RECOGNISER = "customs"
 
 
 class Recognition:
@@ -37,6 +49,17 @@ class Recognition:
         " released_at TEXT, inspected INTEGER NOT NULL DEFAULT 0,"
         " PRIMARY KEY (declaration_id, message_id, agency))",
         "CREATE INDEX IF NOT EXISTS recognitions_by_agency ON recognitions (declaration_id, agency)",
+        # One row per document a declaration's latest version cites that an agency recognises; `items` the
+        # 1-based positions of the goods items citing it.
+        "CREATE TABLE IF NOT EXISTS recognition_documents ("
+        " declaration_id TEXT NOT NULL, issuer TEXT NOT NULL, number TEXT NOT NULL, agency TEXT NOT NULL,"
+        " items TEXT NOT NULL, version INTEGER NOT NULL, cited_at TEXT NOT NULL,"
+        " PRIMARY KEY (declaration_id, issuer, number, agency))",
+        "CREATE INDEX IF NOT EXISTS recognition_documents_by_time ON recognition_documents (cited_at)",
+        # The licences of the log, for the type of each document and when its issuer revoked it.
+        "CREATE TABLE IF NOT EXISTS recognition_licences (licence_id TEXT PRIMARY KEY, issuer TEXT NOT NULL,"
+        " number TEXT NOT NULL, type TEXT NOT NULL, revoked_at TEXT)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS recognition_licences_by_number ON recognition_licences (issuer, number)",
     )
 
     def __init__(self, app: Declarations) -> None:
@@ -49,10 +72,20 @@ class Recognition:
         routes: dict[str, tuple[str, str]] = {}  # declaration -> (reference, routed agencies), as of this batch
         inspections: list[tuple[Any, tuple[str, str] | None]] = []  # each with its routes, if in this batch
         released = []
+        documents: dict[str, list[tuple]] = {}  # declaration -> the documents its latest version has recognised
+        issued: list[tuple[str, str, str, str]] = []  # (licence id, issuer, number, type)
+        revoked: list[tuple[str, str]] = []  # (licence id, when)
         for _, event in events:
             declaration_id = str(event.originator_id)
+            if isinstance(event, Licence.Issued):  # the originator is the licence
+                issued.append((str(event.originator_id), event.issuer, event.number, event.type))
+                continue
+            if isinstance(event, Licence.Revoked):
+                revoked.append((str(event.originator_id), stamp(event.timestamp)))
+                continue
             if isinstance(event, Declaration.Submitted | Declaration.Amended):
                 routes[declaration_id] = (event.document["reference"], ",".join(event.routes))
+                documents[declaration_id] = self._documents(declaration_id, event)
             elif isinstance(event, Declaration.InspectionRecorded):
                 inspections.append((event, routes.get(declaration_id)))
             elif isinstance(event, Declaration.AgencyResponded) and event.status == RELEASED:
@@ -64,6 +97,8 @@ class Recognition:
             [(declaration_id, reference, agencies) for declaration_id, (reference, agencies) in routes.items()])
         if inspections:
             self._inspected(cursor, inspections)
+        if documents or issued or revoked:
+            _documents(cursor, documents, issued, revoked)
         # A release saves an inspection only if it came after the recognition notice.
         for releases in rounds(released, key=lambda row: row[:2]):
             cursor.bulk("UPDATE recognitions SET released_at = batch.released_at FROM {rows}"
@@ -71,6 +106,20 @@ class Recognition:
                         " AND recognitions.agency = batch.agency AND recognitions.released_at IS NULL"
                         " AND recognitions.notified_at <= batch.released_at",
                         "declaration_id text, agency text, released_at text", releases)
+
+    def _documents(self, declaration_id: str, event: Any) -> list[tuple]:
+        """The documents `event`'s version of the declaration cites that the recogniser recognises, as rows."""
+        if DOCUMENT_RECOGNISER not in event.routes:
+            return []
+        cited: dict[tuple[str, str], list[str]] = {}
+        for position, item in enumerate(event.document.get("items") or (), 1):
+            for citation in item.get("licences") or ():
+                issuer = citation.get("issuer")
+                if issuer and self.rules.recognises(DOCUMENT_RECOGNISER, issuer):
+                    cited.setdefault((issuer, citation["number"]), []).append(str(position))
+        cited_at = stamp(event.timestamp)
+        return [(declaration_id, issuer, number, DOCUMENT_RECOGNISER, ",".join(items), event.originator_version,
+                 cited_at) for (issuer, number), items in cited.items()]
 
     def _inspected(self, cursor: Cursor, inspections: list[tuple[Any, tuple[str, str] | None]]) -> None:
         unknown = sorted({str(event.originator_id) for event, routed in inspections if routed is None})
@@ -105,6 +154,22 @@ class Recognition:
                     "declaration_id text, agency text", inspected)
 
 
+def _documents(cursor: Cursor, documents: dict[str, list[tuple]], issued: list[tuple], revoked: list[tuple]) -> None:
+    """Replace each declaration's recognised documents by its latest version's; note licences issued and revoked."""
+    cursor.bulk("DELETE FROM recognition_documents WHERE declaration_id IN (SELECT declaration_id FROM {rows})",
+                "declaration_id text", [(declaration_id,) for declaration_id in documents])
+    cursor.bulk(
+        "INSERT INTO recognition_documents (declaration_id, issuer, number, agency, items, version, cited_at)"
+        " SELECT * FROM {rows} WHERE true ON CONFLICT DO NOTHING",
+        "declaration_id text, issuer text, number text, agency text, items text, version integer, cited_at text",
+        [row for rows in documents.values() for row in rows])
+    cursor.bulk("INSERT INTO recognition_licences (licence_id, issuer, number, type) SELECT * FROM {rows} WHERE true"
+                " ON CONFLICT DO NOTHING", "licence_id text, issuer text, number text, type text", issued)
+    cursor.bulk("UPDATE recognition_licences SET revoked_at = batch.revoked_at FROM {rows}"
+                " WHERE recognition_licences.licence_id = batch.licence_id AND recognition_licences.revoked_at IS NULL",
+                "licence_id text, revoked_at text", revoked)
+
+
 def recognition_view(database: ViewDatabase, agency: str | None = None, *, limit: int = 500) -> dict[str, Any]:
     """Inspections, newest first, with who recognised each; for an officer, on its agency's declarations only."""
     visible = ("" if agency is None else
@@ -137,5 +202,31 @@ def recognition_view(database: ViewDatabase, agency: str | None = None, *, limit
         " FROM recognitions x" + ("" if agency is None else
                                   " JOIN board_agencies w ON w.declaration_id = x.declaration_id AND w.agency = ?"),
         scope * 2)
-    return {"inspections": inspections,
-            "totals": {"inspections": count, "recognitions": recognitions, "inspections_saved": saved}}
+    documents, recognised = _recognised_documents(database, agency, limit)
+    return {"inspections": inspections, "documents": documents,
+            "totals": {"inspections": count, "recognitions": recognitions, "inspections_saved": saved,
+                       "documents_recognised": recognised}}
+
+
+def _recognised_documents(database: ViewDatabase, agency: str | None, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Declarations whose documents an agency recognised, newest first, each with those documents; and how many
+    documents were recognised in all. An officer sees its agency's declarations only."""
+    visible = ("" if agency is None else
+               " JOIN board_agencies v ON v.declaration_id = d.declaration_id AND v.agency = ?")
+    scope = [agency] if agency else []
+    rows = database.query(
+        "SELECT d.declaration_id, COALESCE(r.reference, ''), d.version, d.agency, d.cited_at, d.issuer, d.number,"
+        " d.items, COALESCE(l.type, ''), l.revoked_at FROM recognition_documents d"
+        " LEFT JOIN recognition_routes r ON r.declaration_id = d.declaration_id"
+        f" LEFT JOIN recognition_licences l ON l.issuer = d.issuer AND l.number = d.number{visible}"
+        " ORDER BY d.cited_at DESC, d.declaration_id, d.agency, d.issuer, d.number LIMIT ?", (*scope, limit))
+    declarations: dict[tuple[str, str], dict[str, Any]] = {}
+    for declaration_id, reference, version, recogniser, cited_at, issuer, number, items, kind, revoked_at in rows:
+        entry = declarations.setdefault((declaration_id, recogniser), {
+            "declaration_id": declaration_id, "reference": reference, "version": version,
+            "recognised_by": recogniser, "cited_at": cited_at, "documents": []})
+        entry["documents"].append({"number": number, "issuer": issuer, "type": kind or None,
+                                   "items": [int(position) for position in items.split(",")],
+                                   "revoked_at": revoked_at})
+    [(count,)] = database.query(f"SELECT COUNT(*) FROM recognition_documents d{visible}", scope)
+    return list(declarations.values()), count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from adapters.customs import DECLARATION_SCHEMA, OUTCOMES, RESPONSE_SCHEMA, cust
 from adapters.customs.pointers import GOODS, VESSEL_CALL, Pointer, field_at, pointer_to
 from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, message_id
 from adapters.xml import InvalidMessage, Refused, check_outbound
+from hub.declarations import RoutingRules
 
-from . import samples
+from . import citations, samples
 from .messaging import EVENT_TIME, EXAMPLES, amended, assert_golden, interop, submitted, withdrawn
 
 MD = "urn:wco:datamodel:WCO:DocumentMetaData-DMS:2"
@@ -64,6 +66,11 @@ def _cases() -> dict[str, callable]:
             CANCELLATION),
         "vessel-departure-amendment": lambda: only(
             amended(samples.vessel_call(), samples.vessel_call(next_port="JPTYO")), AMENDMENT),
+        # The licences the goods items cite, as dispatch verified them (tests/citations.py), under the hub's
+        # recognition rules.
+        "goods-import-citing-licences-declaration": lambda: customs_messages(
+            replace(submitted(citations.import_citing()), licences=citations.VERDICTS), ORIGINAL,
+            RoutingRules.load())[0],
     }
 
 

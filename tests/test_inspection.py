@@ -25,7 +25,7 @@ from adapters.xml import InvalidMessage, Refused, check_outbound
 from hub.declarations import Declarations, RoutingRules
 from hub.declarations.routing import Rule
 
-from . import samples
+from . import citations, samples
 from .messaging import EVENT_TIME, EXAMPLES, GOLDEN, amended, assert_golden, second_validator, submitted, withdrawn
 
 NS = "urn:tradehub:inspection:1"
@@ -94,6 +94,9 @@ def _cases() -> dict[str, callable]:
         "goods-routed-away-cancellation": lambda: only(amended(import_example, routed_away), CANCELLATION),
         "vessel-crew-amendment": lambda: only(amended(departure, {**departure, "crew": departure["crew"] * 2}),
                                               AMENDMENT),
+        # The certificates the shrimps cite, as dispatch verified them (tests/citations.py).
+        "goods-citing-licences-declaration": lambda: only(
+            replace(submitted(citations.import_citing()), licences=citations.VERDICTS)),
     }
 
 

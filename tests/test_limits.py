@@ -7,11 +7,13 @@ submit with the field and the limit.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from adapters.messages import advance
 from adapters.outbound import messages_for
-from hub.declarations import Declarations, InvalidDeclaration, content_hash, validate_document
+from hub.declarations import AGENCIES, Declarations, InvalidDeclaration, content_hash, validate_document
 from hub.declarations.documents import LIMITS
 from messaging.broker import MAX_PAYLOAD_BYTES, headers_of
 from messaging.publishing import wire_size
@@ -36,9 +38,12 @@ def largest_messages(maker, fill: str, other: str) -> dict[str, int]:
     after = None
     for event in events:
         change, after = advance(event, after)
-        for message in messages_for(change, app.routing) if change else ():
-            key = f"{message.agency} {message.name}"
-            sizes[key] = max(sizes.get(key, 0), wire_size(message, headers_of(message)))
+        for agency in AGENCIES:
+            # Dispatch tells each agency what the registry says of the licences cited (followers/dispatch.py).
+            told = replace(change, licences=largest.costliest_licences(change.document, agency)) if change else None
+            for message in messages_for(told, app.routing, [agency]) if told else ():
+                key = f"{message.agency} {message.name}"
+                sizes[key] = max(sizes.get(key, 0), wire_size(message, headers_of(message)))
     return sizes
 
 

@@ -12,6 +12,7 @@ from projections.statistics import clearance_percentile, statistics_view
 from tradehub.bootstrap import Hub
 
 from . import samples
+from .ledger import DAY, licence_fields
 
 FOOD = samples.goods()["items"][0] | {"hs_code": "0306170000", "description": "Frozen shrimps"}
 CONTAINER = "HLXU8000014"  # in every samples.goods()
@@ -28,7 +29,8 @@ def release_everywhere(hub: Hub, declaration_id, prefix: str = "r") -> None:
 def snapshot(hub: Hub) -> dict[str, list[tuple]]:
     """Every row of every view, sorted: what a rebuild must give again."""
     tables = ("board_declarations", "board_agencies", "exchange_agencies", "recognition_routes",
-              "recognition_inspections", "recognitions", "clearance", "alerts", "alert_subjects", "alert_holds")
+              "recognition_inspections", "recognitions", "recognition_documents", "recognition_licences", "clearance",
+              "alerts", "alert_subjects", "alert_holds")
     return {table: sorted(hub.views.query(f"SELECT * FROM {table}")) for table in tables}
 
 
@@ -112,13 +114,55 @@ def test_recognition_lists_each_inspection_who_recognised_it_and_the_inspections
     [inspection] = view["inspections"]
     assert (inspection["reference"], inspection["agency"], inspection["result"]) == ("SHRIMP-1", "inspection", "pass")
     assert [(r["agency"], r["saved"]) for r in inspection["recognised_by"]] == [("customs", True)]
-    assert view["totals"] == {"inspections": 1, "recognitions": 1, "inspections_saved": 1}
+    assert view["totals"] == {"inspections": 1, "recognitions": 1, "inspections_saved": 1, "documents_recognised": 0}
     # The port does not recognise inspection (only maritime), so its officer's view shows no recognition.
     assert recognition_view(hub.views, "port")["inspections"][0]["recognised_by"] == [
         {"agency": "customs", "notified_at": inspection["recognised_by"][0]["notified_at"],
          "released_at": inspection["recognised_by"][0]["released_at"], "saved": True}]
     assert recognition_view(hub.views, "border") == {
-        "inspections": [], "totals": {"inspections": 0, "recognitions": 0, "inspections_saved": 0}}
+        "inspections": [], "documents": [],
+        "totals": {"inspections": 0, "recognitions": 0, "inspections_saved": 0, "documents_recognised": 0}}
+
+
+def test_documents_customs_recognises_are_listed_per_declaration_and_rebuilt_alike(hub: Hub):
+    """A certificate issued by inspection and cited on a declaration routed to customs is recognised by customs
+    (adapters/citations.py); one of commerce's is not. An amendment replaces the declaration's documents, a
+    revocation shows on them, and a rebuild gives the same rows."""
+    app = hub.declarations
+    app.today = lambda: DAY
+    for number, issuer, kind, scope in (("PHY-1", "inspection", "phytosanitary_certificate", ["03"]),
+                                        ("VET-1", "inspection", "veterinary_certificate", ["03"]),
+                                        ("IL-1", "commerce", "import_licence", ["03"])):
+        app.issue_licence(licence_fields(number, issuer=issuer, type=kind, hs_scope=scope, quantity="99999"),
+                          f"officer:{issuer}")
+    cite = lambda number, kg="10": {"number": number, "quantity": kg, "unit": "KGM"}  # noqa: E731
+    first = app.submit(samples.goods(reference="CITING-1", items=[
+        FOOD | {"licences": [cite("PHY-1"), cite("IL-1")]}, FOOD | {"licences": [cite("PHY-1", "5")]}])).declaration
+    other = app.submit(samples.goods(reference="CITING-2", items=[FOOD | {"licences": [cite("IL-1")]}])).declaration
+    hub.runner.catch_up()
+    view = recognition_view(hub.views)
+    assert view["totals"]["documents_recognised"] == 1
+    [listed] = view["documents"]
+    assert (listed["reference"], listed["version"], listed["recognised_by"]) == ("CITING-1", 1, "customs")
+    assert listed["documents"] == [{"number": "PHY-1", "issuer": "inspection", "type": "phytosanitary_certificate",
+                                    "items": [1, 2], "revoked_at": None}]
+    app.amend(first.id, app.get(first.id).version, samples.goods(reference="CITING-1", items=[
+        FOOD | {"licences": [cite("VET-1"), cite("PHY-1")]}]))
+    app.revoke_licence("VET-1", "inspection", "officer:inspection", "issued in error")
+    hub.runner.catch_up()
+    [listed] = recognition_view(hub.views)["documents"]
+    assert listed["version"] == 2
+    assert [(document["number"], document["items"], document["revoked_at"] is not None)
+            for document in listed["documents"]] == [("PHY-1", [1], False), ("VET-1", [1], True)]
+    assert recognition_view(hub.views, "customs")["totals"]["documents_recognised"] == 2
+    assert recognition_view(hub.views, "border") == {
+        "inspections": [], "documents": [],
+        "totals": {"inspections": 0, "recognitions": 0, "inspections_saved": 0, "documents_recognised": 0}}
+    assert str(other.id) not in {row["declaration_id"] for row in recognition_view(hub.views)["documents"]}
+    before = snapshot(hub)
+    assert before["recognition_documents"] and before["recognition_licences"]
+    hub.runner.rebuild(["recognition"])
+    assert snapshot(hub) == before
 
 
 def test_a_recognising_agency_that_inspects_anyway_saves_nothing(hub: Hub):
@@ -129,7 +173,8 @@ def test_a_recognising_agency_that_inspects_anyway_saves_nothing(hub: Hub):
     app.record_response(shrimp, "customs", "c-2", "released", "2026-12-01T09:40:00Z", code="08")
     hub.runner.catch_up()
     view = recognition_view(hub.views)
-    assert view["totals"] == {"inspections": 2, "recognitions": 2, "inspections_saved": 0}
+    assert view["totals"] == {"inspections": 2, "recognitions": 2, "inspections_saved": 0,
+                              "documents_recognised": 0}
 
 
 def test_a_recognising_agency_that_inspected_first_saves_nothing_either(hub: Hub):
@@ -140,7 +185,8 @@ def test_a_recognising_agency_that_inspected_first_saves_nothing_either(hub: Hub
     app.record_inspection(shrimp, "inspection", "i-1", "pass", "2026-12-01T09:30:00Z")
     app.record_response(shrimp, "customs", "c-2", "released", "2026-12-01T09:40:00Z", code="08")
     hub.runner.catch_up()
-    assert recognition_view(hub.views)["totals"] == {"inspections": 2, "recognitions": 2, "inspections_saved": 0}
+    assert recognition_view(hub.views)["totals"] == {"inspections": 2, "recognitions": 2, "inspections_saved": 0,
+                                                       "documents_recognised": 0}
 
 
 def test_a_release_before_the_recognition_saves_nothing(hub: Hub):
@@ -217,7 +263,7 @@ def test_a_rebuild_gives_the_same_views_and_changes_nothing_in_the_log(hub: Hub)
 
     applied = hub.runner.rebuild()
     assert applied["status_board"] == head and set(applied) == {
-        "status_board", "exchange", "recognition", "statistics", "alerts"}
+        "status_board", "exchange", "recognition", "statistics", "licensing", "alerts"}
     assert app.recorder.max_notification_id() == head  # no hold placed or lifted again
     assert snapshot(hub) == before
     assert hub.runner.rebuild(["statistics"]) == {"statistics": head}

@@ -85,7 +85,9 @@ def test_the_exchange_view_is_scoped_like_the_declaration(api: Api):
     for headers in (api.as_("trader", party=samples.TRADER_B), api.as_("officer", agency="border")):
         assert api.client.get(f"/v1/views/exchange/{ident}", headers=headers).status_code == 404
     recognition = api.client.get("/v1/views/recognition", headers=api.as_("officer", agency="customs")).json()
-    assert recognition["totals"] == {"inspections": 1, "recognitions": 1, "inspections_saved": 1}
+    assert recognition["totals"] == {"inspections": 1, "recognitions": 1, "inspections_saved": 1,
+                                     "documents_recognised": 0}
+    assert recognition["documents"] == []
     stats = api.client.get("/v1/views/stats", headers=api.as_("officer", agency="border")).json()
     assert stats["by_status"] == {"in_progress": 1}
     assert stats["clearance"]["agencies"]["customs"]["count"] == 1

@@ -25,9 +25,12 @@ from typing import Any
 
 from lxml import etree
 
+from adapters.attachments import wco_references
+from adapters.citations import CitedDocument, cited_documents
 from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
 from adapters.messages import AMENDMENT, CANCELLATION, ORIGINAL, Change, Message, listing, message_id
 from adapters.xml import Schema, Stencil, builders, check_outbound
+from hub.declarations import RoutingRules
 
 from .pointers import Pointer, pointer_to
 
@@ -51,12 +54,15 @@ NAMES = {AMENDMENT: "amendment", CANCELLATION: "invalidation"}
 ORIGINAL_NAMES = {"goods": "declaration", "vessel_call": "conveyance-report"}
 
 
-def customs_messages(change: Change, action: str) -> list[Message]:
-    """The customs message for `change`: an original, an amendment or an invalidation."""
+def customs_messages(change: Change, action: str, rules: RoutingRules | None = None) -> list[Message]:
+    """The customs message for `change`: an original, an amendment or an invalidation. `rules` say whose
+    certificates customs recognises (none without them)."""
     name = ORIGINAL_NAMES[change.kind] if action == ORIGINAL else NAMES[action]
     ident = message_id(change.declaration_id, change.version, AGENCY, name)
     function = "9" if action == ORIGINAL else "13"
     root = _build(change, action, ident, function)
+    if action != CANCELLATION and change.kind == "goods":
+        _cite_licences(root[-1], change, rules)
     body = check_outbound(root, DECLARATION_SCHEMA)
     return [Message(AGENCY, name, ident, change.declaration_id, change.version, function, change.time, body)]
 
@@ -76,7 +82,7 @@ T = {name: f"{{{DEC}}}{name}" for name in (
     "DeclarationOfficeID", "DepartureTransportMeans", "Destination", "DocumentSectionCode", "ExportCountry",
     "FunctionCode", "FunctionalReferenceID", "GoodsItemQuantity", "GoodsLocation", "GoodsMeasure", "GoodsShipment",
     "GovernmentAgencyGoodsItem", "GrossMassMeasure", "ID", "IdentificationTypeCode", "InvoiceAmount", "InvoiceLine",
-    "IssueDateTime", "ItemChargeAmount", "LoadingLocation", "ModeCode", "Name", "NetNetWeightMeasure", "Origin",
+    "IssueDateTime", "ItemChargeAmount", "Line", "LoadingLocation", "ModeCode", "Name", "NetNetWeightMeasure", "Origin",
     "Pointer", "PreviousDocument", "RegistrationNationalityCode", "SequenceNumeric", "StatementCode",
     "StatementDescription", "StatementTypeCode", "TagID", "TariffQuantity", "TotalGrossMassMeasure",
     "TraderAssignedReferenceID", "TransportEquipment", "TypeCode", "UCR", "UNDGID", "Description",
@@ -134,6 +140,7 @@ def _build(change: Change, action: str, ident: str, function: str) -> etree._Ele
         additional = _add(declaration, "AdditionalDocument")
         _add(additional, "ID", entry["number"])
         _add(additional, "TypeCode", DOCUMENT_CODES[entry["type"]])
+    _supporting_documents(declaration, change)
     _statements(declaration, change)
     if action == AMENDMENT:
         _reason(declaration, listing("replaced by the declarant:", change.changed_fields()))
@@ -147,6 +154,11 @@ def _build(change: Change, action: str, ident: str, function: str) -> etree._Ele
     else:
         _vessel_call_body(declaration, document)
     return root
+
+
+def _supporting_documents(declaration: etree._Element, change: Change) -> None:
+    """The documents attached at the hub, as `AdditionalDocument`s whose ID is their SHA-256 (category HUB)."""
+    wco_references(declaration, DEC, change.documents)
 
 
 def _goods_header(declaration: etree._Element, document: dict[str, Any]) -> None:
@@ -327,9 +339,18 @@ def _party(parent: etree._Element, name: str, party: dict[str, Any]) -> None:
             _add_with(element, "ID", identifier[:17], _USCC_SCHEME)
         else:
             _add(element, "ID", identifier)
-    country = party.get("country")
-    if country:
-        _add(_add(element, "Address"), "CountryCode", country)
+    _address(element, party)
+
+
+def _address(element: etree._Element, party: dict[str, Any]) -> None:
+    """The party's Address: its country, and its address line (as the business register fills it), in WCO order."""
+    country, line = party.get("country"), party.get("address")
+    if country or line:
+        address = _add(element, "Address")
+        if country:
+            _add(address, "CountryCode", country)
+        if line:
+            _add(address, "Line", line)
 
 
 def _total(values: Any) -> str:
@@ -361,3 +382,55 @@ _EQUIPMENT = Stencil(_CONTEXT, _equipment_elements, ("position", "container"))
 _HEADER = Stencil(etree.Element("holder"), _header, ("function", "message_id", "declaration_id", "issued", "type"))
 _ITEM_STENCILS = {dangerous: Stencil(_CONTEXT, _goods_item, _ITEM_KEYS + (("un_number",) if dangerous else ()))
                   for dangerous in (False, True)}
+
+
+# ---- licences and certificates the goods items cite (adapters/citations.py) ----------------
+
+_LPCO = {name: f"{{{DEC}}}{name}" for name in (
+    "AdditionalDocument", "AdditionalInformation", "EffectiveDateTime", "ID", "Name", "TypeCode", "Submitter",
+    "WriteOff", "QuantityQuantity", "StatementCode", "StatementDescription", "StatementTypeCode")}
+_DATE_TIME_STRING = f"{{{DS}}}DateTimeString"
+_FORMAT_102 = {"formatCode": "102"}
+_add_lpco, _add_lpco_with = builders(_LPCO)
+
+
+def _cite_licences(declaration: etree._Element, change: Change, rules: RoutingRules | None) -> None:
+    """Each goods item's cited licences as WCO `AdditionalDocument`s, then, in the same order, one hub statement
+    (type ZZZ) each saying how the hub verified it: between the item's SequenceNumeric and Commodity, as WCO
+    orders them."""
+    if not change.document.get("items"):
+        return
+    shipment = declaration.find(T["GoodsShipment"])
+    goods_items = shipment.findall(T["GovernmentAgencyGoodsItem"]) if shipment is not None else []
+    for goods_item, item in zip(goods_items, change.document["items"], strict=True):
+        cited = list(cited_documents(item, change.licences, AGENCY, rules))
+        built = [_additional_document(goods_item, document) for document in cited]
+        built += [_verification(goods_item, document) for document in cited]
+        for position, element in enumerate(built, 1):
+            goods_item.insert(position, element)  # moved from the end, after SequenceNumeric
+
+
+def _additional_document(goods_item: etree._Element, document: CitedDocument) -> etree._Element:
+    """DE 2/3 as the EU and UK profiles of DEC-DMS:2 fill it: the expiry as EffectiveDateTime (format 102), the
+    number, the UN/EDIFACT 1001 type, the issuing authority as Submitter, the quantity written off."""
+    element = _add_lpco(goods_item, "AdditionalDocument")
+    if document.valid_to and document.valid_to.startswith("20"):  # WCO dates are 20CCYYMMDD... (2000-2099)
+        _SubElement(_add_lpco(element, "EffectiveDateTime"), _DATE_TIME_STRING, _FORMAT_102).text = \
+            document.valid_to.replace("-", "")
+    _add_lpco(element, "ID", document.number)
+    if document.name:
+        _add_lpco(element, "Name", document.name)
+    if document.code:
+        _add_lpco(element, "TypeCode", document.code)
+    if document.issuer:
+        _add_lpco(_add_lpco(element, "Submitter"), "Name", document.issuer)
+    _add_lpco_with(_add_lpco(element, "WriteOff"), "QuantityQuantity", document.quantity, {"unitCode": document.unit})
+    return element
+
+
+def _verification(goods_item: etree._Element, document: CitedDocument) -> etree._Element:
+    statement = _add_lpco(goods_item, "AdditionalInformation")
+    _add_lpco(statement, "StatementCode", document.statement_code)
+    _add_lpco(statement, "StatementDescription", document.statement)
+    _add_lpco(statement, "StatementTypeCode", HUB_STATEMENT)
+    return statement

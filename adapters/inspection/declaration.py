@@ -26,6 +26,8 @@ from typing import Any
 
 from lxml import etree
 
+from adapters.attachments import add_references
+from adapters.citations import CitedDocument, cited_documents
 from adapters.codes import DOCUMENT_CODES, IMO_NUMBER, MODE_CODES
 from adapters.messages import (
     AMENDMENT,
@@ -59,6 +61,8 @@ def inspection_messages(change: Change, action: str, rules: RoutingRules) -> lis
     ident = message_id(change.declaration_id, change.version, AGENCY, name)
     function = "9" if action == ORIGINAL else "13"
     root = _build(change, action, ident, function, rules)
+    if action != CANCELLATION and change.kind == "goods":
+        _cite_certificates(root, change, rules)
     body = check_outbound(root, DECLARATION_SCHEMA)
     return [Message(AGENCY, name, ident, change.declaration_id, change.version, function, change.time, body)]
 
@@ -139,7 +143,13 @@ def _build(change: Change, action: str, ident: str, function: str, rules: Routin
         _goods(root, document, items_under_inspection(document, rules))
     else:
         _vessel_call(root, document)
+    _supporting_documents(root, change)
     return root
+
+
+def _supporting_documents(root: etree._Element, change: Change) -> None:
+    """The documents attached at the hub, by SHA-256, name, media type and size."""
+    add_references(root, NS, change.documents)
 
 
 def _cancellation_reason(change: Change) -> str:
@@ -256,3 +266,49 @@ def _vessel_call(root: etree._Element, document: dict[str, Any]) -> None:
 
 # ---- what an amendment changed -------------------------------------------------------------
 
+
+# ---- certificates the goods items under inspection cite (adapters/citations.py) -------------
+
+_CITED = {name: f"{{{NS}}}{name}" for name in (
+    "AdditionalDocument", "AdditionalInformation", "DateTimeString", "EffectiveDateTime", "ID", "TypeCode",
+    "Submitter", "Name", "WriteOff", "QuantityQuantity", "StatementCode", "StatementDescription")}
+_FORMAT_102 = {"formatCode": "102"}
+_add_cited, _add_cited_with = builders(_CITED)
+
+
+def _cite_certificates(root: etree._Element, change: Change, rules: RoutingRules) -> None:
+    """The certificates each item under inspection cites (health, phytosanitary, veterinary, origin), as
+    `AdditionalDocument`s after its SequenceNumeric, then one verification statement each in the same order."""
+    shipment = root.find(T["GoodsShipment"])
+    if shipment is None:
+        return
+    items = change.document["items"]
+    for goods_item in shipment.iterfind(T["GovernmentAgencyGoodsItem"]):
+        item = items[int(goods_item.findtext(T["SequenceNumeric"])) - 1]
+        cited = list(cited_documents(item, change.licences, AGENCY, rules, frozenset(CERTIFICATES)))
+        built = [_certificate(goods_item, document) for document in cited]
+        built += [_verification(goods_item, document) for document in cited]
+        for position, element in enumerate(built, 1):
+            goods_item.insert(position, element)  # moved from the end, after SequenceNumeric
+
+
+def _certificate(goods_item: etree._Element, document: CitedDocument) -> etree._Element:
+    element = _add_cited(goods_item, "AdditionalDocument")
+    if document.valid_to:
+        _add_cited_with(_add_cited(element, "EffectiveDateTime"), "DateTimeString", document.valid_to.replace("-", ""),
+                        _FORMAT_102)
+    _add_cited(element, "ID", one_line(document.number, 35))
+    if document.code:
+        _add_cited(element, "TypeCode", document.code)
+    if document.issuer:
+        _add_cited(_add_cited(element, "Submitter"), "Name", document.issuer)
+    _add_cited_with(_add_cited(element, "WriteOff"), "QuantityQuantity", document.quantity,
+                    {"unitCode": document.unit})
+    return element
+
+
+def _verification(goods_item: etree._Element, document: CitedDocument) -> etree._Element:
+    statement = _add_cited(goods_item, "AdditionalInformation")
+    _add_cited(statement, "StatementCode", document.statement_code)
+    _add_cited(statement, "StatementDescription", document.statement)
+    return statement

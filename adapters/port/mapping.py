@@ -32,6 +32,7 @@ from typing import Any
 
 from lxml import etree
 
+from adapters.attachments import add_references
 from adapters.codes import IMO_NUMBER, MODE_CODES
 from adapters.messages import (
     AMENDMENT,
@@ -105,6 +106,7 @@ def port_messages(change: Change, action: str, rules: RoutingRules) -> list[Mess
             _cargo(root, document)
         else:
             _visit(root, document)
+        _supporting_documents(root, change)
     body = check_outbound(root, schema)
     return [Message(AGENCY, name, ident, change.declaration_id, change.version, function, change.time, body)]
 
@@ -131,6 +133,11 @@ _SubElement = etree.SubElement
 
 
 _add, _add_with = builders(T)
+
+
+def _supporting_documents(root: etree._Element, change: Change) -> None:
+    """The documents attached at the hub, by SHA-256, name, media type and size."""
+    add_references(root, NS, change.documents)
 
 
 def _header(tag: str, holder: etree._Element, values: Mapping[str, str]) -> None:
