@@ -33,6 +33,14 @@ the message id; the enforcement process then holds the declarations it
 touches. A declaration already released or withdrawn is not reopened, but the
 alert is raised all the same, for the declarations still to come.
 
+The inspection agency may also issue a sanitary, phytosanitary or veterinary
+certificate: UN/CEFACT SPSCertificate XML (xsd/sps/, the ePhyto shape),
+signed like its answers. Once the signature verifies, it becomes a licence
+(`Declarations.issue_licence`, source `broker`), keeping the signed XML as
+its signature; a redelivery is the same licence, and a certificate from any
+other agency, or with the number of a licence issued with other content, is
+dead-lettered (`not-issuer`, `licence-conflict`).
+
 A message the hub refuses (hostile, invalid, unreadable, about an unknown
 declaration or one not routed to that agency, about a version it cannot
 establish or one replaced since, moving forward a version an agency rejected,
@@ -56,6 +64,7 @@ from lxml import etree
 from adapters.border import parse_border_replies
 from adapters.customs import parse_responses
 from adapters.inspection import parse_decisions
+from adapters.inspection.sps import ISSUER, certificate_content, is_certificate, signing_key, xmldsig
 from adapters.keyring import Registry
 from adapters.maritime import parse_maritime_replies
 from adapters.messages import Reply
@@ -63,8 +72,17 @@ from adapters.notices import NS, ORIGINAL, read_agency_alert
 from adapters.outbound import answered_version
 from adapters.port import parse_port_replies
 from adapters.signing import verify
-from adapters.xml import UNEXPECTED_ROOT, Refused
-from hub.declarations import AlertInvalid, AlertNotFound, Declarations, agency_alert_id, subject_key, subjects_of
+from adapters.xml import UNEXPECTED_ROOT, UNSIGNED, Refused
+from hub.declarations import (
+    AlertInvalid,
+    AlertNotFound,
+    Conflict,
+    Declarations,
+    InvalidLicence,
+    agency_alert_id,
+    subject_key,
+    subjects_of,
+)
 from hub.declarations.application import DeclarationNotFound, alert_subject
 from hub.declarations.domainmodel import (
     AgencyNotRouted,
@@ -104,6 +122,11 @@ REJECTED_VERSION = "rejected-version"
 CLOSED = "closed"
 REFUSED_BY_HUB = "refused-by-hub"
 UNKNOWN_AGENCY = "unknown-agency"
+# An SPS certificate (adapters/inspection/sps.py): from an agency that does not issue them; with content the
+# licence registry refuses; or numbered as a licence already issued with other content.
+NOT_ISSUER = "not-issuer"
+LICENCE_INVALID = "licence-invalid"
+LICENCE_CONFLICT = "licence-conflict"
 
 # The application's refusals of an answer, as dead-letter codes: the first class that matches.
 REFUSALS: tuple[tuple[type[Exception], str], ...] = (
@@ -156,6 +179,9 @@ class Inbox:
             body = self._verified(agency, signed)
             if isinstance(body, Verdict):
                 verdicts[index] = body
+                continue
+            if is_certificate(body):  # a certificate the agency issues: a licence, about no declaration
+                verdicts[index] = self._certificate(agency, body, signed)
                 continue
             if in_notices(body):  # an agency's own alert, in the hub's notice schema
                 verdicts[index] = self._alert(agency, body, signed)
@@ -229,6 +255,34 @@ class Inbox:
                              f"alert {raised.subject_kind} {raised.subject}", ALERT_RAISED,
                              raised.created_on.isoformat(), _text_of(signed))])
         return Verdict(outcome, alert.declaration_id)
+
+    def _certificate(self, agency: str, body: bytes | etree._Element, signed: bytes) -> Verdict:
+        """Issue the licence an SPS certificate states (docs/licences.md), once: a certificate delivered or sent
+        again is the licence issued before, unchanged; one with that number and other content is refused.
+
+        Only the inspection agency issues certificates over the broker: from any other, even signed by it, the
+        certificate is dead as `not-issuer`. The licence keeps the certificate as the agency signed it
+        (`signed`, base64) with the fingerprint of the registered certificate whose key made the signature, so
+        that its signature can be checked again on every use. Certificates are not in the message record: that
+        is kept per declaration, and the licence holds the signed document itself."""
+        if agency != ISSUER:
+            return dead(NOT_ISSUER, f"{agency} sent an SPS certificate; only {ISSUER} issues certificates over the "
+                                    "broker")
+        if self.signatures is None or not isinstance(body, etree._Element):
+            return dead(UNSIGNED, "an SPS certificate becomes a licence only with its issuer's verified signature")
+        try:
+            content = certificate_content(body)
+            key = signing_key(signed, self.signatures.keys_for(agency), signer=agency)
+        except Refused as refused:
+            return dead(refused.code, str(refused))
+        try:
+            issued = self.app.issue_licence(content, f"agency:{agency}", source="broker",
+                                            signature=xmldsig(signed, key))
+        except InvalidLicence as error:
+            return dead(LICENCE_INVALID, f"certificate {content['number']}: {error}")
+        except Conflict as error:
+            return dead(LICENCE_CONFLICT, f"certificate {content['number']}: {error}")
+        return Verdict(APPLIED if issued.created else UNCHANGED)
 
     def _apply_messages(self, group: tuple[str, list[tuple[int, list[Reply]]], Declaration | None]
                         ) -> list[tuple[int, list[Reply], tuple]]:

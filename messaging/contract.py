@@ -49,6 +49,12 @@ NOTICES = ("the hub's recognition notices (mutual recognition) and alert notices
            "(xsd/notices/notices.xsd)")
 AGENCY_ALERT = ("a risk alert the agency raises on a declaration routed to it, as an alert notice with function "
                 "code 9 (xsd/notices/notices.xsd)")
+SPS_CERTIFICATE = ("a sanitary, phytosanitary or veterinary certificate the inspection agency issues, as UN/CEFACT "
+                   "SPSCertificate XML (namespace urn:un:unece:uncefact:data:standard:SPSCertificate:17, the ePhyto "
+                   "shape; xsd/sps/certificate.xsd), signed like its answers; it becomes a licence, once per "
+                   "certificate number. From any other agency it is refused (dead letter not-issuer)")
+# What an agency may send beside its answers and alerts.
+ISSUED = {"inspection": SPS_CERTIFICATE}
 HUB_HEADERS = ("Nats-Msg-Id (the deterministic message id), Tradehub-Declaration-Id, Tradehub-Version, "
                "Tradehub-Message, Tradehub-Function-Code")
 DEAD_HEADERS = ("Tradehub-Dead-Code (a stable reason code), Tradehub-Dead-Reason, Tradehub-Agency, "
@@ -77,8 +83,9 @@ def _describe_inbound(broker: NatsBroker, agency: str) -> None:
         consumer.subject, stream=JStream(consumer.stream, declare=False), durable=consumer.durable,
         pull_sub=PullSub(batch_size=BATCH, batch=True), config=consumer.config, ack_policy=AckPolicy.MANUAL,
         title=f"{agency} answers",
-        description=f"{FORMATS[agency][1]}, or {AGENCY_ALERT}. Applied once per reply id, then acknowledged; a refused "
-                    f"message goes to {dead_subject(agency)}.",
+        description=f"{FORMATS[agency][1]}, or {AGENCY_ALERT}"
+                    + (f", or {ISSUED[agency]}" if agency in ISSUED else "")
+                    + f". Applied once per reply id, then acknowledged; a refused message goes to {dead_subject(agency)}.",
     )(nothing)
 
 

@@ -23,6 +23,12 @@ in the agency's own reply format:
 | maritime, border | deletion of forms no longer needed | OK | |
 | maritime, border | cancellation | | Cancelled |
 
+The inspection agency also issues SPS certificates (`issue_certificate`:
+UN/CEFACT SPSCertificate XML, adapters/inspection/sps.py), signed with its
+key, on its own initiative rather than in answer to a hub message: a test or
+`simulators.runner.publish_answers` sends them, and the hub makes each a
+licence.
+
 Customs controls physically the goods the shipped routing rules send to the
 inspection agency: an item in HS chapters 01-24 or 44, or a health,
 phytosanitary or veterinary certificate. Under mutual recognition it does
@@ -52,6 +58,7 @@ its own key, whose certificate the hub has registered for it
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -59,6 +66,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import blake2b
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from lxml import etree
@@ -72,6 +80,7 @@ from adapters.customs import DECLARATION_SCHEMA as CUSTOMS_DECLARATION
 from adapters.customs import RESPONSE_SCHEMA
 from adapters.inspection import DECISION_SCHEMA as INSPECTION_DECISION
 from adapters.inspection import DECLARATION_SCHEMA as INSPECTION_DECLARATION
+from adapters.inspection.sps import certificate_xml
 from adapters.keyring import hub_certificate, keys_directory, register_simulated
 from adapters.maritime import DANGEROUS_GOODS_SCHEMA, GENERAL_DECLARATION_SCHEMA
 from adapters.maritime import DECISION_SCHEMA as MARITIME_DECISION
@@ -361,6 +370,19 @@ def _replies(namespace: str, envelope: str, schema: Schema, answered: str, ident
             etree.SubElement(visit, f"{{{namespace}}}ID").text = f"V-{answered[:12].upper()}"
     first_kind, first_code = kinds[0]
     return Answer(reply_id(answered, f"{first_kind}-{first_code}"), check_outbound(root, schema))
+
+
+def issue_certificate(content: Mapping[str, Any], keys: Keys, **details: Any) -> Answer:
+    """An SPS certificate the simulated inspection agency issues: licence `content` as UN/CEFACT SPSCertificate
+    XML (`certificate_xml`, which `details` go to: direction, names, issue time), signed with its key.
+
+    The message id derives from the content alone, so the same certificate sent twice is one message to the
+    broker's duplicate window; one with the same number and other content is another message (which the hub
+    refuses as a conflict).
+    """
+    body = certificate_xml(content, **details)
+    digest = blake2b(json.dumps(dict(content), sort_keys=True).encode(), digest_size=16, person=PERSONALISATION)
+    return Answer(f"sps-{digest.hexdigest()}", keys.signers["inspection"].sign(body))
 
 
 # ---- maritime and border (Trafic2000 receipts and formality decisions) --------------------------

@@ -114,6 +114,39 @@ async def _all_ready(runs: Sequence[Callable[[Callable[[], None]], object]],
     await asyncio.gather(*(run(started) for run in runs))
 
 
+def publish_answers(broker_url: str, agency: str, answers: Sequence[Answer], *,
+                    credentials: Path | None = None) -> None:
+    """Send `answers` to the hub on `agency`'s inbound subject, as the agency, outside `simulate`: what an
+    agency publishes on its own initiative, such as a certificate the inspection agency issues
+    (simulators.agencies.issue_certificate). Each is stored by the broker, under its id, before this returns.
+    With `credentials` (the agency's seed or creds file on NATS, its password file on RabbitMQ), as itself."""
+    asyncio.run(_publish_answers(broker_url, agency, answers, credentials))
+
+
+async def _publish_answers(broker_url: str, agency: str, answers: Sequence[Answer], credentials: Path | None) -> None:
+    if uses_rabbitmq(broker_url):
+        url = as_agency(broker_url, agency, credentials) if credentials else broker_url
+        broker = RabbitBroker(url, log_level=logging.DEBUG)
+        await connect(broker, url)
+        try:
+            for reply in answers:
+                await broker.publish(reply.body, exchange=agency_exchange(agency, declare=credentials is None),
+                                     routing_key=inbound_subject(agency), persist=True, message_id=reply.message_id,
+                                     content_type="application/xml")
+        finally:
+            await broker.stop()
+        return
+    broker = nats_broker(broker_url, identity=agency if credentials else "simulators", credentials=credentials,
+                         connect_timeout=10, log_level=logging.DEBUG)
+    await connect(broker, broker_url)
+    try:
+        for reply in answers:
+            await broker.publish(reply.body, inbound_subject(agency), stream=INBOUND_STREAM, timeout=10,
+                                 headers={"Nats-Msg-Id": reply.message_id})
+    finally:
+        await broker.stop()
+
+
 def as_agency(url: str, agency: str, password_file: Path) -> str:
     """The RabbitMQ URL with the agency's own user and password in place of the hub's."""
     parts = urlsplit(url)
