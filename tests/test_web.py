@@ -395,10 +395,17 @@ def test_the_recognition_page_lists_inspections_and_who_recognised_them(browser:
                          "result": "pass", "inspected_at": "2026-03-02T08:30:15+00:00", "message_id": "m-1",
                          "recognised_by": [{"agency": "customs", "notified_at": "2026-03-02T08:30:16+00:00",
                                             "released_at": "2026-03-02T08:31:00+00:00", "saved": True}]}],
-        "totals": {"inspections": 1, "recognitions": 1, "inspections_saved": 1}})
+        "documents": [{"declaration_id": str(uuid.UUID(int=4)), "reference": "CITING-1", "version": 2,
+                       "recognised_by": "customs", "cited_at": "2026-03-02T08:30:15+00:00",
+                       "documents": [{"number": "PHY-<1>", "issuer": "inspection", "type": "phytosanitary_certificate",
+                                      "items": [1, 3], "revoked_at": "2026-03-03T10:00:00+00:00"}]}],
+        "totals": {"inspections": 1, "recognitions": 1, "inspections_saved": 1, "documents_recognised": 1}})
     html = browser.sign_in("admin").get("/recognition").text
     assert calls == [(None,)]
     assert "INSP-1" in html and "inspection saved" in html and "2026-03-02 08:31:00 UTC" in html
+    assert "documents recognised" in html and "CITING-1" in html and "PHY-&lt;1&gt;" in html
+    assert "phytosanitary certificate, issued by inspection, items 1, 3" in html
+    assert 'revoked <time datetime="2026-03-03T10:00:00Z">' in html
 
 
 def test_the_statistics_page_draws_its_charts_as_inline_svg(browser: Browser, monkeypatch):

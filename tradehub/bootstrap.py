@@ -18,15 +18,19 @@ from urllib.parse import unquote
 
 from psycopg.conninfo import conninfo_to_dict
 
+from adapters.inspection.sps import signed_certificate_content
 from adapters.keyring import Registry, hub_signer, keys_directory
+from adapters.licences import JwsSeal
 from followers.dispatch import Publisher, dispatches
 from followers.enforcement import Enforcement
 from followers.inbox import Inbox
+from followers.licensing import Licensing
 from followers.runner import Follower, Followers
-from hub.declarations import Declarations, RoutingRules
+from hub.declarations import REGISTER_MODES, Declarations, RoutingRules
 from projections import dead_letters as dead_letter_record
 from projections import dispatch_parking
 from projections import messages as message_record
+from projections.attachments import DirectoryStore, DocumentStore, S3Location, S3Store
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
 from projections.exchange import Exchange
 from projections.recognition import Recognition
@@ -51,6 +55,13 @@ class Settings:
     broker_credentials: str = ""  # the hub's NATS identity: a seed (.nk) or creds (.creds) file
     agency_credentials: str = ""  # a directory of <agency>.nk or .creds files, for the simulated agencies
     keys_dir_override: str = ""  # TRADEHUB_KEYS_DIR: the signing keys and the agencies' certificates
+    party_register: str = "off"  # TRADEHUB_PARTY_REGISTER: "required" checks and fills parties from the register
+    # Supporting documents (docs/configuration.md): empty, a directory under data_dir; s3://bucket[/prefix]
+    document_store: str = ""  # TRADEHUB_DOCUMENT_STORE
+    s3_endpoint: str = ""  # TRADEHUB_S3_ENDPOINT, http(s)://host[:port]
+    s3_access_key: str = ""  # TRADEHUB_S3_ACCESS_KEY
+    s3_secret_key: str = ""  # TRADEHUB_S3_SECRET_KEY
+    s3_region: str = ""  # TRADEHUB_S3_REGION
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -68,6 +79,12 @@ class Settings:
             broker_credentials=environ.get("TRADEHUB_BROKER_CREDENTIALS", ""),
             agency_credentials=environ.get("TRADEHUB_AGENCY_CREDENTIALS", ""),
             keys_dir_override=environ.get("TRADEHUB_KEYS_DIR", ""),
+            party_register=_party_register(environ.get("TRADEHUB_PARTY_REGISTER", "")),
+            document_store=environ.get("TRADEHUB_DOCUMENT_STORE", ""),
+            s3_endpoint=environ.get("TRADEHUB_S3_ENDPOINT", ""),
+            s3_access_key=environ.get("TRADEHUB_S3_ACCESS_KEY", ""),
+            s3_secret_key=environ.get("TRADEHUB_S3_SECRET_KEY", ""),
+            s3_region=environ.get("TRADEHUB_S3_REGION", ""),
         )
 
     @property
@@ -86,6 +103,14 @@ class Settings:
             # As elsewhere: sqlite:///relative/path, sqlite:////absolute/path.
             return Path(unquote(self.database_url.removeprefix("sqlite:///")))
         return self.data_dir / "hub.sqlite"
+
+
+def _party_register(value: str) -> str:
+    mode = value.strip().lower() or "off"
+    if mode not in REGISTER_MODES:
+        raise ConfigurationError(
+            f"TRADEHUB_PARTY_REGISTER must be one of {', '.join(REGISTER_MODES)}, got {value[:40]!r}")
+    return mode
 
 
 BROKER_SCHEMES = ("nats://", "tls://", "amqp://", "amqps://")
@@ -152,7 +177,13 @@ def routing_rules(settings: Settings) -> RoutingRules:
 
 def build_declarations(settings: Settings | None = None, *, schema: str = "") -> Declarations:
     settings = settings or Settings.from_env()
-    return Declarations(persistence_env(settings, schema), routing=routing_rules(settings))
+    return Declarations(persistence_env(settings, schema), routing=routing_rules(settings),
+                        party_register=settings.party_register, seal=licence_seal(settings))
+
+
+def licence_seal(settings: Settings) -> JwsSeal:
+    """What signs licences for their issuers and verifies every licence's signature (docs/licences.md)."""
+    return JwsSeal(settings.keys_dir, Registry(settings.keys_dir), extract=signed_certificate_content)
 
 
 def build_views(settings: Settings, *, schema: str = "") -> ViewDatabase:
@@ -172,10 +203,10 @@ def read_models(declarations: Declarations) -> list[Follower]:
     the log as the views is what lets it settle releases safely (docs/lifecycle.md, I3).
     """
     return [StatusBoard(declarations), Exchange(), Recognition(declarations), Statistics(),
-            Enforcement(declarations)]
+            Licensing(declarations), Enforcement(declarations)]
 
 
-VIEW_NAMES = (StatusBoard.name, Exchange.name, Recognition.name, Statistics.name, Enforcement.name)
+VIEW_NAMES = (StatusBoard.name, Exchange.name, Recognition.name, Statistics.name, Licensing.name, Enforcement.name)
 
 
 @dataclass
@@ -186,6 +217,7 @@ class Hub:
     declarations: Declarations
     views: ViewDatabase
     runner: Followers
+    documents: DocumentStore | None = None  # supporting documents' bytes (projections/attachments.py)
 
     def close(self) -> None:
         self.runner.stop()
@@ -202,7 +234,24 @@ def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
     views.create(message_record.TABLES)  # the API lists what dispatch records, whichever process starts first
     views.create(dead_letter_record.TABLES)  # and what the consumers dead-letter
     views.create(dispatch_parking.TABLES)  # and what dispatch parks (healthz, metrics, the admin's retry)
-    return Hub(settings, declarations, views, runner)
+    return Hub(settings, declarations, views, runner, document_store(settings))
+
+
+def document_store(settings: Settings) -> DocumentStore:
+    """Where supporting documents are kept: TRADEHUB_DOCUMENT_STORE, by default `<data>/documents`."""
+    url = settings.document_store
+    if not url:
+        return DirectoryStore(settings.data_dir / "documents")
+    if url.startswith("file://"):
+        return DirectoryStore(Path(unquote(url.removeprefix("file://"))))
+    if url.startswith("s3://"):
+        try:
+            return S3Store(S3Location.parse(url, settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key,
+                                            settings.s3_region))
+        except ValueError as error:
+            raise ConfigurationError(f"TRADEHUB_DOCUMENT_STORE: {error}") from None
+    raise ConfigurationError(f"TRADEHUB_DOCUMENT_STORE must be empty, file:///path or s3://bucket[/prefix], "
+                             f"got {url.split(':', 1)[0]!r}")
 
 
 def message_sealer(settings: Settings) -> Sealer:

@@ -28,6 +28,7 @@ from psycopg_pool import PoolTimeout
 
 from hub.declarations import AGENCIES, InvalidDeclaration, RoutingError, validate_document
 from hub.declarations.documents import MalformedJSON, load_json
+from hub.declarations.licence import ISSUERS
 from hub.storage import StoreUnavailable
 from messaging.embedded import BrokerUnavailable
 from tradehub import client
@@ -253,6 +254,30 @@ def _keys(name: str) -> Handler:
     return handler
 
 
+def _parties_import(args: argparse.Namespace, settings: Settings) -> int:
+    from tradehub.registers import import_parties
+
+    return import_parties(args, settings)
+
+
+def _licences_import(args: argparse.Namespace, settings: Settings) -> int:
+    from tradehub.licences import import_licences
+
+    return import_licences(args, settings)
+
+
+def _licences_show(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.licences import show
+
+    return show(args.number, url=args.url, token=args.token, issuer=args.issuer)
+
+
+def _licences_list(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.licences import listing
+
+    return listing(url=args.url, token=args.token, holder=args.holder, limit=args.limit)
+
+
 def _openapi(_args: argparse.Namespace, _settings: Settings) -> int:
     return print_openapi()
 
@@ -274,6 +299,10 @@ def _status(args: argparse.Namespace, _settings: Settings) -> int:
 
 def _history(args: argparse.Namespace, _settings: Settings) -> int:
     return client.history(args.id, url=args.url, token=args.token)
+
+
+def _attach(args: argparse.Namespace, _settings: Settings) -> int:
+    return client.attach(args.id, args.file, url=args.url, token=args.token)
 
 
 def _dead_letters_list(args: argparse.Namespace, _settings: Settings) -> int:
@@ -464,6 +493,8 @@ COMMANDS = Subcommands("command", "COMMAND", (
     ), _submit),
     Command("status", "a declaration's status at every agency", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _status),
     Command("history", "a declaration's events", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _history),
+    Command("attach", "attach a supporting document (PDF, JPEG, PNG or XML, at most 10 MB) to a declaration", (
+        *CLIENT_ARGUMENTS, arg("id", metavar="DECLARATION"), arg("file", metavar="FILE", type=Path)), _attach),
     Command("dead-letters", "answers the hub refused (admins)", subcommands=Subcommands(
         "dead_letters_command", "ACTION", (
             Command("list", "dead letters, newest first", (
@@ -518,19 +549,51 @@ COMMANDS = Subcommands("command", "COMMAND", (
     ))),
     Command("keys", "the hub's signing certificate and the agencies' registered certificates",
             subcommands=Subcommands("keys_command", "ACTION", (
-                Command("register", "register a certificate for an agency, beside its current ones (rotation)", (
-                    arg("agency", choices=AGENCIES, metavar="AGENCY"),
+                Command("register", "register a certificate for an agency or licence issuer, beside its current "
+                        "ones (rotation)", (
+                    arg("agency", choices=ISSUERS, metavar="ISSUER",
+                        help="an agency, or another licence issuer (commerce, cnca)"),
                     arg("certificate", type=Path, metavar="CERT.pem"),
                 ), _keys("register")),
                 Command("list", "the certificates of an agency, or of all: current, expired, retired", (
-                    arg("agency", nargs="?", choices=AGENCIES, metavar="AGENCY"),
+                    arg("agency", nargs="?", choices=ISSUERS, metavar="ISSUER"),
                 ), _keys("listing")),
                 Command("retire", "refuse an agency's certificate from now on (running consumers included)", (
-                    arg("agency", choices=AGENCIES, metavar="AGENCY"),
+                    arg("agency", choices=ISSUERS, metavar="ISSUER"),
                     arg("fingerprint", metavar="FINGERPRINT", help="its SHA-256, or 8+ leading hex digits"),
                 ), _keys("retire")),
                 Command("hub-certificate", "print the hub's certificate (PEM), for agencies to verify its messages",
                         handler=_keys("certificate")),
+                Command("issuer-certificate", "print the certificate (PEM) of the key the hub signs an issuer's "
+                        "licences with, for third parties to verify them", (
+                    arg("issuer", choices=ISSUERS, metavar="ISSUER"),
+                ), _keys("issuer_certificate")),
+            ))),
+    Command("parties", "the business register (USCC, name, address, status)",
+            subcommands=Subcommands("parties_command", "ACTION", (
+                Command("import", "load or update register entries from a CSV or JSON file; rows that fail are "
+                                  "reported and stored nothing, the others are stored", (
+                    arg("file", type=Path, metavar="FILE", help="CSV with the header uscc,name,address,status, "
+                                                               "or a JSON array of such objects"),
+                ), _parties_import),
+            ))),
+    Command("licences", "e-licences and certificates: load them into the store, read them through the API",
+            subcommands=Subcommands("licences_command", "ACTION", (
+                Command("import", "issue licences from a CSV or JSON file into the store; rows that fail are "
+                                  "reported and stored nothing, the others are stored", (
+                    arg("file", type=Path, metavar="FILE",
+                        help="CSV with the header number,type,issuer,holder,hs_scope,quantity,unit,valid_from,"
+                             "valid_to[,signature] (hs_scope: prefixes separated by spaces or semicolons; "
+                             "signature: the issuer's own JWS, else the hub signs), or a JSON array of such objects"),
+                ), _licences_import),
+                Command("show", "one licence: status, remaining quantity, signature and ledger", (
+                    *CLIENT_ARGUMENTS, arg("number", metavar="NUMBER"),
+                    arg("--issuer", choices=ISSUERS, help="where several issuers use the number"),
+                ), _licences_show),
+                Command("list", "the licences the token may see", (
+                    *CLIENT_ARGUMENTS, arg("--holder", help="only this holder's (a USCC)"),
+                    arg("--limit", type=_processes, default=200, help="at most this many (default 200)"),
+                ), _licences_list),
             ))),
     Command("openapi", "print the HTTP API's OpenAPI document", handler=_openapi),
     Command("asyncapi", "print the broker contract's AsyncAPI document", handler=_asyncapi),

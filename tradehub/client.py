@@ -239,3 +239,26 @@ def retry_dispatch(declaration_id: str, agency: str, *, url: str, token: str) ->
         _accepted(client, f"/v1/declarations/{declaration_id}/dispatch/{agency}/retry")
     print(f"retry of {declaration_id} to {agency} scheduled; `tradehub dispatch parked` shows what remains")
     return 0
+
+
+def attach(declaration_id: str, path: Path, *, url: str, token: str) -> int:
+    """Attach a supporting document to a declaration (the hub judges its type by content); print what was
+    recorded. Exit 1 if the hub refused it; a repeat of the same content is not an error."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
+    with _client(url, token) as client:
+        try:
+            response = client.post(f"/v1/declarations/{declaration_id}/documents", files={"file": (path.name, data)},
+                                   timeout=120)
+        except httpx.HTTPError as error:
+            raise ClientError(f"cannot reach {client.base_url}: {error}") from None
+    if response.status_code not in (200, 201):
+        print(f"{path}: {_problem_text(response)}", file=sys.stderr)
+        return 1
+    body = response.json()
+    outcome = "attached" if response.status_code == 201 else "already attached"
+    print(f"{outcome}: {body['filename']} ({body['media_type']}, {body['size']} bytes)")
+    print(f"sha256 {body['sha256']}  version {body['version']}  {body['href']}")
+    return 0

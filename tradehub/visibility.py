@@ -283,6 +283,27 @@ def clearance_refusal(who: Caller, database: ViewDatabase, alert_id: str, raised
     return 403 if may_see_alert(who, database, alert_id, raised_by) else 404
 
 
+# ---- licences and certificates (docs/licences.md) -----------------------------------------------
+
+def may_see_licence(who: Caller, holder: str) -> bool:
+    """Admins and officers see every licence (agencies recognise each other's documents); a trader those its
+    party holds. Any other licence is refused as an unknown one is (404), so a number teaches nothing."""
+    return who.role in ("admin", "officer") or (who.role == "trader" and who.party == holder)
+
+
+def may_issue_licence(who: Caller, issuer: str) -> bool:
+    """Issuing, revoking, suspending and reinstating: an admin, or an officer of the issuing agency."""
+    return who.role == "admin" or (who.role == "officer" and who.agency is not None and who.agency == issuer)
+
+
+def licence_holder(who: Caller, holder: str | None) -> str | None:
+    """The holder a licence list is narrowed to: a trader's own party, whatever it asked (`""` when it asked for
+    another's: nothing); anyone else's choice (None: all)."""
+    if who.role != "trader":
+        return holder
+    return who.party if holder in (None, who.party) else ""
+
+
 # ---- the service: every read a caller makes, through the rules above ----------------------------
 
 class Seen:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from tradehub.auth import Revocations, TokenVerifier
 from tradehub.bootstrap import Hub
 
-from . import alerts, dead_letters, declarations, dispatch, system, views
+from . import alerts, attachments, dead_letters, declarations, dispatch, licences, parties, system, views
 from .common import ApiState
 from .errors import install_error_handlers
 from .middleware import Edge
@@ -33,11 +33,13 @@ def create_app(hub: Hub) -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.verify = TokenVerifier(hub.settings.secret, Revocations(hub.views))
     app.state.api = api
-    for module in (declarations, views, alerts, dead_letters, dispatch, system):
+    for module in (declarations, attachments, views, alerts, dead_letters, dispatch, parties, licences, system):
         app.include_router(module.router)
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(Edge, limit=hub.settings.max_body_bytes, registry=api.registry)
+    # Document uploads alone may be larger than TRADEHUB_MAX_BODY_BYTES: 10 MB and their multipart framing.
+    upload = (*attachments.UPLOAD_ROUTE, max(hub.settings.max_body_bytes, attachments.UPLOAD_LIMIT))
+    app.add_middleware(Edge, limit=hub.settings.max_body_bytes, registry=api.registry, wider=[upload])
     return app
 
 

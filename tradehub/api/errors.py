@@ -10,7 +10,16 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.declarations import Conflict, DeclarationError, InvalidDeclaration, NotDeclarant, VersionConflict
+from hub.declarations import (
+    Conflict,
+    DeclarationError,
+    InvalidDeclaration,
+    InvalidLicence,
+    LicenceNotFound,
+    NotDeclarant,
+    VersionConflict,
+)
+from hub.declarations.licence import LicenceClosed
 from hub.storage import StoreUnavailable
 from tradehub.visibility import Hidden, NotClearable, NotDeclaring, OfficersOnly, ReadOnly, Refused
 
@@ -83,6 +92,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DeclarationError)
     async def _refused(_: Request, error: DeclarationError) -> Response:
         return problem(409, "refused", "Not allowed in the declaration's state", str(error))
+
+    @app.exception_handler(InvalidLicence)
+    async def _invalid_licence(_: Request, error: InvalidLicence) -> Response:
+        return problem(422, "invalid-licence", "Invalid licence", f"{len(error.errors)} field(s) failed validation",
+                       errors=[{"path": e.path, "message": e.message} for e in error.errors])
+
+    @app.exception_handler(LicenceClosed)
+    async def _licence_closed(_: Request, error: LicenceClosed) -> Response:
+        return problem(409, "refused", "Not allowed in the licence's state", str(error))
+
+    @app.exception_handler(LicenceNotFound)
+    async def _no_licence(_: Request, error: LicenceNotFound) -> Response:
+        return problem(404, "not-found", "No such licence", str(error))
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, error: RequestValidationError) -> Response:

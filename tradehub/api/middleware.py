@@ -8,7 +8,9 @@ the CPU.
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -20,13 +22,21 @@ class _BodyTooLarge(Exception):
     pass
 
 
+# (method, path pattern, limit): a route whose bodies may be larger than the API's limit (a document upload).
+WiderLimit = tuple[str, re.Pattern[str], int]
+
+
 class Edge:
     """Refuse bodies over `limit` bytes with 413, whether or not Content-Length says so; count
-    requests and their latency per route template (not per raw path)."""
+    requests and their latency per route template (not per raw path).
 
-    def __init__(self, app: Any, limit: int, registry: CollectorRegistry) -> None:
+    `wider` names the few routes with a limit of their own (method and a pattern the whole path must match):
+    every other route keeps `limit`."""
+
+    def __init__(self, app: Any, limit: int, registry: CollectorRegistry, wider: Sequence[WiderLimit] = ()) -> None:
         self.app = app
         self.limit = limit
+        self.wider = tuple(wider)
         self.requests = Counter("tradehub_http_requests", "HTTP requests",
                                 ["method", "route", "status"], registry=registry)
         self.latency = Histogram("tradehub_http_request_seconds", "HTTP request latency",
@@ -39,12 +49,13 @@ class Edge:
         started = time.perf_counter()
         status = 0
         received = 0
+        limit = self._limit_for(scope) if self.wider else self.limit
 
         async def counting_receive() -> dict[str, Any]:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
+            if received > limit:
                 raise _BodyTooLarge
             return message
 
@@ -56,13 +67,13 @@ class Edge:
 
         try:
             declared = dict(scope["headers"]).get(b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 raise _BodyTooLarge
             await self.app(scope, counting_receive, recording_send)
         except _BodyTooLarge:
             if not status:
                 status = 413
-                await self._refuse(send)
+                await self._refuse(send, limit)
         except BaseException:
             status = status or 500
             raise
@@ -71,9 +82,15 @@ class Edge:
             self.requests.labels(scope["method"], route, str(status or 500)).inc()
             self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
 
-    async def _refuse(self, send: Any) -> None:
+    def _limit_for(self, scope: Scope) -> int:
+        for method, pattern, limit in self.wider:
+            if scope["method"] == method and pattern.fullmatch(scope["path"]):
+                return limit
+        return self.limit
+
+    async def _refuse(self, send: Any, limit: int) -> None:
         body = json.dumps({"type": "urn:tradehub:problem:too-large", "title": "Request body too large",
-                           "status": 413, "detail": f"the limit is {self.limit} bytes"}).encode()
+                           "status": 413, "detail": f"the limit is {limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/problem+json"),
                                 (b"content-length", str(len(body)).encode())]})

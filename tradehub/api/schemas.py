@@ -185,10 +185,31 @@ class RecognitionTotals(BaseModel):
     inspections: int
     recognitions: int
     inspections_saved: int
+    documents_recognised: int = Field(description="documents cited on declarations that an agency recognises")
+
+
+class RecognisedDocument(BaseModel):
+    number: str
+    issuer: str = Field(description="the agency that issued it")
+    type: str | None = Field(description="the licence type, as the registry has it")
+    items: list[int] = Field(description="the goods items citing it, 1-based")
+    revoked_at: datetime | None = Field(description="when its issuer revoked it since, if it did")
+
+
+class RecognisedDocuments(BaseModel):
+    declaration_id: UUID
+    reference: str
+    version: int = Field(description="the declaration version citing them (its latest)")
+    recognised_by: str = Field(description="the agency that takes them without a check of its own")
+    cited_at: datetime
+    documents: list[RecognisedDocument]
 
 
 class RecognitionView(BaseModel):
     inspections: list[InspectionRow]
+    documents: list[RecognisedDocuments] = Field(
+        description="declarations citing licences or certificates issued by an agency whose results the "
+                    "recipient recognises (docs/messages.md)")
     totals: RecognitionTotals
 
 

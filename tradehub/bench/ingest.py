@@ -6,6 +6,9 @@ For each store it measures, in alternating rounds of the same run:
 - plain eventsourcing: one `save()` per declaration, from the same threads;
 - hub: `Declarations.submit` from concurrent clients (validation, routing,
   hashing and group commit included),
+- hub citing a licence: the same, with the first goods item of every
+  declaration citing one of `LICENCES` licences (looked up, its signature
+  verified, its quantity reserved in the same transaction),
 and prints each rate with its ratio to raw.
 """
 
@@ -23,6 +26,7 @@ from statistics import median
 from typing import Any
 
 from tradehub.bench.common import (
+    DECLARANT,
     RawInsert,
     postgres_raw,
     postgres_server_url,
@@ -41,6 +45,7 @@ class Measurement:
     raw: float
     plain: float
     hub: float
+    licensed: float
 
     def lines(self) -> list[str]:
         return [
@@ -49,6 +54,8 @@ class Measurement:
             f"   {self.plain / self.raw:6.1%} of raw",
             f"{self.store:<10} hub submit (group)      {self.hub:9.0f} declarations/s"
             f"   {self.hub / self.raw:6.1%} of raw",
+            f"{self.store:<10} hub submit, licensed    {self.licensed:9.0f} declarations/s"
+            f"   {self.licensed / self.raw:6.1%} of raw",
         ]
 
 
@@ -62,7 +69,8 @@ def _measure(store: str, settings: Settings, schema: str, documents: list[dict[s
              clients: int, rounds: int, raw_insert: RawInsert) -> Measurement:
     """Alternate raw, plain and hub over `rounds` slices; medians damp the machine's drift."""
     app = build_declarations(settings, schema=schema)
-    raw, plain, hub = [], [], []
+    raw, plain, hub, licensed = [], [], [], []
+    numbers = _issue_licences(app)
 
     def plain_save(document: dict[str, Any]) -> None:  # the same work, one save() per declaration
         app.save(app.prepare_submission(document))
@@ -75,9 +83,33 @@ def _measure(store: str, settings: Settings, schema: str, documents: list[dict[s
             plain_docs = [dict(d, reference=d["reference"] + "-P") for d in chunk[: size // 2]]
             plain.append(rate(len(plain_docs), partial(_concurrently, clients, plain_docs, plain_save)))
             hub.append(rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)))
+            citing = [_citing(document, numbers[n % len(numbers)]) for n, document in enumerate(chunk)]
+            licensed.append(rate(len(citing), partial(_concurrently, clients, citing, app.submit)))
     finally:
         app.close()
-    return Measurement(store, median(raw), median(plain), median(hub))
+    return Measurement(store, median(raw), median(plain), median(hub), median(licensed))
+
+
+# Licences the licensed declarations share: each is cited by about one in LICENCES of them, so that concurrent
+# clients contend for a licence about as often as traders sharing an import quota would.
+LICENCES = 64
+
+
+def _issue_licences(app: Any) -> list[str]:
+    run = uuid.uuid4().hex[:8]
+    scope = [f"{chapter:02d}" for chapter in range(1, 98) if chapter != 77]  # every chapter of the HS
+    numbers = [f"BL-{run}-{n:03d}" for n in range(LICENCES)]
+    for number in numbers:
+        app.issue_licence({"number": number, "type": "import_licence", "issuer": "commerce", "holder": DECLARANT,
+                           "hs_scope": scope, "quantity": "1000000000", "unit": "KGM",
+                           "valid_from": "2000-01-01", "valid_to": "2099-12-31"}, "admin:bench")
+    return numbers
+
+
+def _citing(document: dict[str, Any], number: str) -> dict[str, Any]:
+    """A copy of `document` under its own reference whose first goods item cites licence `number`."""
+    first = dict(document["items"][0], licences=[{"number": number, "quantity": "10", "unit": "KGM"}])
+    return dict(document, reference=document["reference"] + "-L", items=[first, *document["items"][1:]])
 
 
 def run_ingest(args: argparse.Namespace) -> int:

@@ -17,26 +17,31 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from hub.declarations import AGENCIES, AlertInvalid
+from adapters.attachments import documents_in_order
+from hub.declarations import AGENCIES, ISSUERS, AlertInvalid
 from hub.declarations.alert import SUBJECT_KINDS
 from hub.declarations.domainmodel import AGENCY_STATUSES, OVERALL_STATUSES
 from hub.storage import StoreUnavailable
+from projections.attachments import DocumentMissing, DocumentStoreError
 from projections.status_board import InvalidQuery
 from tradehub import visibility
+from tradehub.api import licences as licence_api
+from tradehub.api.attachments import download_headers
 from tradehub.api.errors import UNAVAILABLE, unavailable
+from tradehub.api.problems import ProblemError
 from tradehub.auth import Caller, InvalidToken
 from tradehub.bootstrap import Hub
 from tradehub.visibility import Visibility
 
-from . import charts, present
+from . import charts, licensing, present
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "tradehub_session"
@@ -298,7 +303,66 @@ def declaration_page(declaration_id: str, who: SignedIn, pages: Site) -> Respons
                         timelines=present.timelines(seen.declaration.agencies, messages, shown),
                         exchange=pages.see.exchange(seen), messages=messages, history=present.history_rows(shown),
                         document=json.dumps(seen.document, indent=2, ensure_ascii=False, sort_keys=False),
+                        attachments=documents_in_order(seen.declaration.attachments),
+                        licences=licensing.cited_licences(pages.hub, who, seen.document),
                         hold=seen.hold, holds=seen.hold_details)
+
+
+@router.get("/declarations/{declaration_id}/documents/{sha256}")
+def document_download(declaration_id: str, sha256: str, who: SignedIn, pages: Site) -> Response:
+    """A supporting document, for whoever may see its declaration (the API's rule and headers: a download)."""
+    try:
+        declaration = pages.see.declaration(who, declaration_id).declaration
+    except visibility.Refused as refused:
+        raise refused_page(refused, who, declaration_id) from None
+    entry = declaration.attachments.get(sha256)
+    if entry is None or pages.hub.documents is None:
+        raise PageError(404, "Not found", f"Declaration {declaration_id} has no such document.", who)
+    try:
+        chunks = pages.hub.documents.open(sha256)
+    except (DocumentMissing, DocumentStoreError) as error:
+        raise PageError(503, "Unavailable", f"The document cannot be read just now: {error}", who) from None
+    return StreamingResponse(chunks, media_type=entry["media_type"], headers=download_headers(entry))
+
+
+# ---- licences and certificates (docs/licences.md) ----------------------------------------------
+
+LEDGER_SHOWN = 500  # the newest entries of a licence's ledger a page lists; the API has them all
+
+
+@router.get("/licences")
+def licences(who: SignedIn, pages: Site, holder: str = "", number: str = "", after: str = "") -> Response:
+    """The licences the caller may see (officers and admins all, a trader its own), with their quantity bars."""
+    holder, number = holder.strip()[:18], number.strip()[:35]
+    try:
+        rows, following = licence_api.listed(pages.hub, who, holder=holder or None, number=number or None,
+                                             limit=PAGE_SIZE, cursor=after[:200] or None)
+    except InvalidQuery:
+        rows, following = [], None
+    items = [{**row, "bar": licensing.bar(row["quantity"], row["reserved"], row["consumed"], row["unit"]),
+              "page": licensing.page_href(row["number"], row["issuer"])} for row in rows]
+    more = {"holder": holder, "number": number, "after": following}
+    return pages.render("licences.html", who, items=items, holder=holder, number=number,
+                        older=f"/licences?{urlencode({k: v for k, v in more.items() if v})}" if following else None)
+
+
+@router.get("/licences/{number:path}")
+def licence_page(number: str, who: SignedIn, pages: Site, issuer: str = "") -> Response:
+    """One licence: its fields, quantity bar, verification and ledger (the ledger from the store: current)."""
+    chosen = issuer if issuer in ISSUERS else None
+    try:
+        licence, ledger = licence_api.seen_licence(pages.hub, who, number, chosen)
+    except ProblemError as error:  # 404 (unknown, or not the caller's to see) or 409 (name the issuer)
+        raise PageError(error.status, "Not found" if error.status == 404 else "Several issuers",
+                        f"There is no licence {number[:40]} for you to see." if error.status == 404 else
+                        error.detail, who) from None
+    resource = licence_api.resource(licence, ledger[-LEDGER_SHOWN:], pages.hub.declarations.today())
+    return pages.render("licence.html", who, licence=resource, total=len(ledger),
+                        bar=licensing.bar(resource["quantity"], resource["reserved"], resource["consumed"],
+                                          resource["unit"]),
+                        ledger=licensing.ledger_rows(pages.hub, who, resource["ledger"])[::-1],
+                        why=licensing.verification(pages.hub, licence),
+                        manages=visibility.may_issue_licence(who, licence.issuer))
 
 
 # ---- the views of the agencies' work together, and alerts ---------------------------------------
