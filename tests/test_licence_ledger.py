@@ -236,6 +236,23 @@ def test_every_citation_at_fault_is_named_together(hub_on_sqlite: Hub):
     assert app.get_licence("MANY-1").remaining == 0
 
 
+def test_a_number_no_issuer_used_is_named_together_with_the_other_citations_faults(hub_on_sqlite: Hub):
+    """Resolving numbers comes first; its refusals must not hide what is wrong with the citations that resolve,
+    and the dry run that finds those must leave the licence as it was."""
+    app = hub_on_sqlite.declarations
+    app.issue_licence(licence_fields("BOTH-1", quantity="10"), "test")
+    before = app.get_licence("BOTH-1")
+    with pytest.raises(LicenceRefused) as refused:
+        app.submit(citing("BOTH", item(cite("BOTH-1", "11"), cite("NOWHERE-1", "1"))))
+    assert [(error.path, error.message.split(":")[0]) for error in refused.value.errors] == [
+        ("$.items[0].licences[0].quantity", "insufficient"),
+        ("$.items[0].licences[1].number", "unknown licence NOWHERE-1"),
+    ]
+    after = app.get_licence("BOTH-1")
+    assert (after.version, after.remaining) == (before.version, before.remaining)
+    assert app.submit(citing("FITS", item(cite("BOTH-1", "10")))).created
+
+
 def test_the_api_answers_a_refusal_with_422_naming_the_field(hub: Hub):
     hub.declarations.today = lambda: DAY
     api = Api(hub)

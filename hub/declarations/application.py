@@ -467,7 +467,22 @@ class Declarations(Application):
             except (LicenceNotFound, LicenceAmbiguous) as error:
                 errors.append(FieldError(f"{path}.number", str(error)))
         if errors:
-            raise LicenceRefused(errors)
+            raise LicenceRefused(self._with_other_faults(document, errors))
+
+    def _with_other_faults(self, document: dict[str, Any], errors: list[FieldError]) -> list[FieldError]:
+        """`errors` of citations that name no licence, with whatever is wrong with the other citations (a dry run
+        of the write-off, on fresh copies it leaves unsaved), in the document's order."""
+        ids = {cited.licence for cited in _cited(document)}
+        if ids:
+            with self._licences.locked(ids, fresh=True) as licences:
+                try:
+                    self._write_off(document, "", 0, licences)
+                except LicenceRefused as more:
+                    errors = errors + more.errors
+                finally:
+                    self._licences.evict(ids)
+        order = {path: n for n, (path, _, _) in enumerate(_each_citation(document))}
+        return sorted(errors, key=lambda error: order.get(error.path.rsplit(".", 1)[0], len(order)))
 
     def _submit_citing(self, declaration: Declaration) -> Submission:
         """Save a new declaration with the reservations of the licences it cites, in one transaction."""
