@@ -5,17 +5,19 @@ from __future__ import annotations
 import pytest
 
 from hub.declarations import Declaration, content_hash, validate_document
-from hub.storage import ArrayInsertRecorder
+from hub.storage import ArrayInsertRecorder, BatchInsertSQLiteRecorder
 from tradehub.bootstrap import Settings, build_declarations
 
 from . import samples
 
-pytestmark = pytest.mark.postgres
 
-
-@pytest.fixture
-def app(postgres_url: str, postgres_schema: str, tmp_path):
-    application = build_declarations(Settings(tmp_path, postgres_url), schema=postgres_schema)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def app(request, tmp_path):
+    if request.param == "postgres":
+        url, schema = request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_schema")
+        application = build_declarations(Settings(tmp_path, url), schema=schema)
+    else:
+        application = build_declarations(Settings(tmp_path))
     yield application
     application.close()
 
@@ -27,7 +29,8 @@ def _declaration(app, reference: str) -> Declaration:
 
 
 def test_a_batch_gets_ascending_notification_ids_in_event_order(app):
-    assert isinstance(app.recorder, ArrayInsertRecorder)
+    assert isinstance(app.recorder, ArrayInsertRecorder | BatchInsertSQLiteRecorder)
+    app.save(_declaration(app, "BEFORE"))  # ids must follow the rows already there, not start at 1
     batch = [_declaration(app, f"BATCH-{n}") for n in range(25)]
     recordings = app.save(*batch)
     ids = [recording.notification.id for recording in recordings]
@@ -49,6 +52,7 @@ def test_a_duplicate_in_a_batch_rolls_the_whole_batch_back(app):
     assert len(after) == 1 and app.recorder.max_notification_id() == before
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_processes_starting_together_create_the_event_tables_without_a_catalogue_race(postgres_url, tmp_path):
     """serve starts its workers at once, and each creates eventsourcing's tables, function and trigger."""

@@ -134,7 +134,7 @@ def persistence_env(settings: Settings, schema: str = "") -> dict[str, str]:
         path.parent.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
         private_file(path)
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path),
-               "SQLITE_LOCK_TIMEOUT": "30"}
+               "APPLICATION_RECORDER_TOPIC": "hub.storage:BatchInsertSQLiteRecorder", "SQLITE_LOCK_TIMEOUT": "30"}
     else:
         raise ConfigurationError(
             "TRADEHUB_DATABASE_URL must start with postgresql:// or sqlite:///, "

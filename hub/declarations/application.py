@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError
 
 from .alert import SUBJECT_KINDS, Alert
@@ -148,8 +148,19 @@ class Declarations(Application):
         self.routing = routing or RoutingRules.load()
         self.seal = seal
         self.today = today or (lambda: datetime.now(UTC).date())
-        self._group = GroupCommit(self.save)
+        self._group = GroupCommit(self.save_events)
         self._licences = _LicenceCache(self)
+
+    def save_events(self, *events: Any) -> None:
+        """`save` for domain events alone, as group commit hands them over: stored in one transaction.
+
+        `Application.save` asks of every object whether it is an event or an aggregate through a runtime protocol
+        check that costs about 20 µs each, a third of the Python work of saving an event, and done by the one
+        thread that commits for all the others. The hub takes no snapshots and overrides no `_notify`, so
+        recording the events is all that `save` would do with them."""
+        processing = ProcessingEvent()
+        processing.events.extend(events)
+        self._record(processing)
 
     def submit(self, raw: Any, *, on_behalf_of: str | None = None) -> Submission:
         """Declare once. The same (declarant, reference) with the same content returns it.

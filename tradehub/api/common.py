@@ -34,7 +34,7 @@ class ApiState:
         # Commands block on the store (and group commit gathers them), so they run on threads;
         # a plain executor costs less per call than anyio's worker-thread machinery.
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="tradehub-api")
-        self.committer = AsyncGroupCommit(hub.declarations.save)
+        self.committer = AsyncGroupCommit(hub.declarations.save_events)
 
     async def offload(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a blocking function on the API's threads."""

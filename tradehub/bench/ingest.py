@@ -7,8 +7,8 @@ For each store it measures, in alternating rounds of the same run:
 - hub: `Declarations.submit` from concurrent clients (validation, routing,
   hashing and group commit included),
 - hub citing a licence: the same, with the first goods item of every
-  declaration citing one of `LICENCES` licences (looked up, its signature
-  verified, its quantity reserved in the same transaction),
+  declaration citing the import licence of its HS chapter (looked up, its
+  signature verified, its quantity reserved in the same transaction),
 and prints each rate with its ratio to raw.
 """
 
@@ -83,32 +83,31 @@ def _measure(store: str, settings: Settings, schema: str, documents: list[dict[s
             plain_docs = [dict(d, reference=d["reference"] + "-P") for d in chunk[: size // 2]]
             plain.append(rate(len(plain_docs), partial(_concurrently, clients, plain_docs, plain_save)))
             hub.append(rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)))
-            citing = [_citing(document, numbers[n % len(numbers)]) for n, document in enumerate(chunk)]
+            citing = [_citing(document, numbers) for document in chunk]
             licensed.append(rate(len(citing), partial(_concurrently, clients, citing, app.submit)))
     finally:
         app.close()
     return Measurement(store, median(raw), median(plain), median(hub), median(licensed))
 
 
-# Licences the licensed declarations share: each is cited by about one in LICENCES of them, so that concurrent
-# clients contend for a licence about as often as traders sharing an import quota would.
-LICENCES = 64
-
-
-def _issue_licences(app: Any) -> list[str]:
+def _issue_licences(app: Any) -> dict[str, str]:
+    """One import licence per HS chapter the synthetic declarations use, as a quota is issued per commodity: the
+    licence number for each chapter. A licensed declaration cites the one for its first item's chapter, so
+    concurrent clients contend for a licence about as often as traders importing the same goods would."""
     run = uuid.uuid4().hex[:8]
-    scope = [f"{chapter:02d}" for chapter in range(1, 98) if chapter != 77]  # every chapter of the HS
-    numbers = [f"BL-{run}-{n:03d}" for n in range(LICENCES)]
-    for number in numbers:
-        app.issue_licence({"number": number, "type": "import_licence", "issuer": "commerce", "holder": DECLARANT,
-                           "hs_scope": scope, "quantity": "1000000000", "unit": "KGM",
+    numbers = {}
+    for chapter in (f"{n:02d}" for n in range(1, 98) if n != 77):  # chapter 77 is reserved in the HS
+        numbers[chapter] = f"BL-{run}-{chapter}"
+        app.issue_licence({"number": numbers[chapter], "type": "import_licence", "issuer": "commerce",
+                           "holder": DECLARANT, "hs_scope": [chapter], "quantity": "1000000000", "unit": "KGM",
                            "valid_from": "2000-01-01", "valid_to": "2099-12-31"}, "admin:bench")
     return numbers
 
 
-def _citing(document: dict[str, Any], number: str) -> dict[str, Any]:
-    """A copy of `document` under its own reference whose first goods item cites licence `number`."""
-    first = dict(document["items"][0], licences=[{"number": number, "quantity": "10", "unit": "KGM"}])
+def _citing(document: dict[str, Any], numbers: dict[str, str]) -> dict[str, Any]:
+    """A copy of `document` under its own reference whose first goods item cites the licence of its chapter."""
+    first = document["items"][0]
+    first = dict(first, licences=[{"number": numbers[first["hs_code"][:2]], "quantity": "10", "unit": "KGM"}])
     return dict(document, reference=document["reference"] + "-L", items=[first, *document["items"][1:]])
 
 
