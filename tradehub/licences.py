@@ -23,13 +23,10 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import csv
-import io
 import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,36 +34,17 @@ from urllib.parse import quote
 
 from tqdm import tqdm
 
-from hub.declarations import Conflict, FieldError, InvalidLicence
-from hub.declarations.documents import MalformedJSON, load_json, validate_licence
+from hub.declarations import Conflict, InvalidLicence
+from hub.declarations.documents import validate_licence
 from hub.declarations.licence import CONTENT_FIELDS
 from tradehub.bootstrap import Settings, build_declarations
 from tradehub.client import _client, _get, _table
+from tradehub.rows import FileRefused, Layout, Refusal, Row, read_rows
 
 COLUMNS = (*CONTENT_FIELDS, "signature")
 REQUIRED = CONTENT_FIELDS
+LAYOUT = Layout("file of licences", COLUMNS, REQUIRED)
 _SEPARATORS = re.compile(r"[\s;]+")
-
-
-class FileRefused(ValueError):
-    """The file as a whole cannot be read as licences (not UTF-8, not JSON, a missing column, ...)."""
-
-
-@dataclass(frozen=True)
-class Row:
-    number: int  # the line of a CSV file (the header is line 1), the position (from 1) in a JSON array
-    values: dict[str, Any]
-    problem: str = ""  # why the row is no row at all (not an object; too many or too few CSV fields)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    row: int
-    field: str  # a path into the row: hs_scope[1], signature, ...
-    message: str
-
-    def __str__(self) -> str:
-        return f"row {self.row}: {self.field}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +61,7 @@ def import_licences(args: argparse.Namespace, settings: Settings) -> int:
     """Check every row, store those that pass, report the others; exit 1 if any row was refused."""
     path: Path = args.file
     try:
-        rows = read_rows(path)
+        rows = read_rows(path, LAYOUT)
     except FileRefused as error:
         print(f"tradehub: {path}: {error}", file=sys.stderr)
         return 2
@@ -99,7 +77,7 @@ def import_licences(args: argparse.Namespace, settings: Settings) -> int:
                     issuance = declarations.issue_licence(entry.fields, issued_by, source="import",
                                                           signature=entry.signature)
                 except InvalidLicence as error:  # the signature, checked against the issuer's keys
-                    refusals += [_refusal(entry.row, found) for found in error.errors]
+                    refusals += [Refusal.of(entry.row, found) for found in error.errors]
                 except Conflict as error:
                     refusals.append(Refusal(entry.row, "number", str(error)))
                 else:
@@ -132,7 +110,7 @@ def check_rows(rows: list[Row]) -> tuple[list[Checked], list[Refusal]]:
         try:
             fields = validate_licence(values)
         except InvalidLicence as error:
-            found += [_refusal(row.number, problem) for problem in error.errors]
+            found += [Refusal.of(row.number, problem) for problem in error.errors]
             fields = {}
         try:
             signature = signature_of(raw_signature)
@@ -190,72 +168,6 @@ def _kid(value: str) -> str | None:
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) else None
-
-
-def _refusal(number: int, error: FieldError) -> Refusal:
-    return Refusal(number, error.path.removeprefix("$."), error.message)
-
-
-# ---- reading the file -------------------------------------------------------------------------------
-
-def read_rows(path: Path) -> list[Row]:
-    """The file's rows: JSON (an array of objects) if it starts with `[`, else CSV with a header line."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise FileRefused(f"cannot read: {error.strerror}") from None
-    start = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if start == b"[":
-        return list(_json_rows(data))
-    if start == b"{":
-        raise FileRefused(f"a JSON file of licences is an array of objects, each with {', '.join(REQUIRED)}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise FileRefused(f"byte {error.start} (0x{data[error.start]:02x}) is not valid UTF-8") from None
-    return list(_csv_rows(text))
-
-
-def _json_rows(data: bytes) -> Iterator[Row]:
-    try:
-        entries = load_json(data)
-    except MalformedJSON as error:
-        raise FileRefused(f"not JSON: {error}") from None
-    for number, entry in enumerate(entries, start=1):
-        if isinstance(entry, dict):
-            yield Row(number, entry)
-        else:
-            yield Row(number, {}, "is not a JSON object")
-
-
-def _csv_rows(text: str) -> Iterator[Row]:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise FileRefused(f"is empty: a CSV file of licences starts with the header {','.join(REQUIRED)}")
-        columns = [name.strip().lower() for name in header]
-        missing = [column for column in REQUIRED if column not in columns]
-        if missing:
-            raise FileRefused(f"line 1: the header lacks the column(s) {', '.join(missing)} "
-                              f"(it must name {','.join(REQUIRED)}, and may name signature)")
-        unknown = [column for column in columns if column not in COLUMNS]
-        if unknown:
-            raise FileRefused(f"line 1: unknown column(s) {', '.join(unknown)} (the columns are {','.join(COLUMNS)})")
-        repeated = sorted({column for column in columns if columns.count(column) > 1})
-        if repeated:
-            raise FileRefused(f"line 1: the header names {', '.join(repeated)} twice")
-        line = reader.line_num
-        for record in reader:
-            number, line = line + 1, reader.line_num  # a quoted field may span lines: the record's first
-            if not any(cell.strip() for cell in record):
-                continue  # a blank line
-            if len(record) != len(columns):
-                yield Row(number, {}, f"has {len(record)} field(s) where the header names {len(columns)}")
-                continue
-            yield Row(number, dict(zip(columns, (cell.strip() for cell in record), strict=True)))
-    except csv.Error as error:
-        raise FileRefused(f"line {reader.line_num}: not CSV: {error}") from None
 
 
 # ---- through the API ------------------------------------------------------------------------------------
