@@ -9,7 +9,6 @@ tests/artifacts/.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from tradehub.web import install_pages
 
 from . import samples
 from .conftest import IN_CI, SECRET
+from .racing import free_port
 from .test_web import exchange_with_simulated_agencies
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -49,12 +49,6 @@ class Served:
     declarations: dict[str, str]  # reference → id
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A hub with a few declarations, some answered by the simulated agencies, served by uvicorn on a free port."""
@@ -65,7 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     late = samples.goods("BROWSER-GOODS-2", containers=["HLXU8000014"])
     ids[late["reference"]] = str(hub.declarations.submit(late).declaration.id)  # unanswered
     hub.runner.catch_up()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(install_pages(create_app(hub), hub), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="browser-test-server", daemon=True)

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier
-
 from hub.declarations import Declarations, DuplicateReference, VersionConflict
 
 from . import samples
+from .racing import race
 
 WRITERS = 16
-
-
-def _race(count: int, action):
-    """Run `action(n)` on `count` threads released at the same instant; outcomes in order."""
-    barrier = Barrier(count)
-
-    def attempt(n: int):
-        barrier.wait()
-        try:
-            return action(n)
-        except Exception as error:  # noqa: BLE001 - the outcome under test
-            return error
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(attempt, range(count)))
 
 
 def test_r1_concurrent_identical_submissions_make_one_declaration(app: Declarations):
     def submit(n: int):  # a quarter reuse the reference with other content
         return app.submit(samples.goods(customs_office=submit_content(n)))
 
-    outcomes = _race(WRITERS, submit)
+    outcomes = race(WRITERS, submit)
     created = [n for n, o in enumerate(outcomes) if not isinstance(o, Exception) and o.created]
     assert len(created) == 1
     winner = created[0]
@@ -51,14 +34,14 @@ def submit_content(n: int) -> str:
 
 
 def test_r1_identical_submissions_all_succeed_and_agree(app: Declarations):
-    outcomes = _race(WRITERS, lambda n: app.submit(samples.goods()))
+    outcomes = race(WRITERS, lambda n: app.submit(samples.goods()))
     assert sum(o.created for o in outcomes) == 1
     assert len({o.declaration.id for o in outcomes}) == 1
 
 
 def test_r1_a_conflicting_duplicate_does_not_fail_its_batch(app: Declarations):
     app.submit(samples.goods(reference="TAKEN"))
-    outcomes = _race(WRITERS, lambda n: app.submit(
+    outcomes = race(WRITERS, lambda n: app.submit(
         samples.goods(reference="TAKEN", customs_office="3701") if n == 0
         else samples.goods(reference=f"FREE-{n}")))
     assert isinstance(outcomes[0], DuplicateReference)
@@ -68,7 +51,7 @@ def test_r1_a_conflicting_duplicate_does_not_fail_its_batch(app: Declarations):
 
 def test_r2_many_writers_amending_one_version_exactly_one_wins(app: Declarations):
     declaration_id = app.submit(samples.goods()).declaration.id
-    outcomes = _race(WRITERS, lambda n: app.amend(
+    outcomes = race(WRITERS, lambda n: app.amend(
         declaration_id, 1, samples.goods(customs_office=f"38{n:02d}")))
     winners = [o for o in outcomes if not isinstance(o, Exception)]
     assert len(winners) == 1
@@ -81,7 +64,7 @@ def test_r2_many_writers_amending_one_version_exactly_one_wins(app: Declarations
 def test_concurrent_responses_to_one_declaration_are_all_applied_once(app: Declarations):
     declaration_id = app.submit(samples.goods()).declaration.id
     # Each of 8 distinct messages is delivered twice, all at once.
-    _race(WRITERS, lambda n: app.record_response(
+    race(WRITERS, lambda n: app.record_response(
         declaration_id, "customs", f"msg-{n % 8}", "received", "2026-12-01T09:00:00Z"))
     history = app.history(declaration_id)
     applied = [e["message_id"] for e in history if e["type"] == "AgencyResponded"]

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
-from threading import Barrier
 
 import httpx
 import pytest
@@ -33,33 +30,13 @@ from . import samples
 from .conftest import SECRET
 from .ledger import DAY, check_ledger, cite, citing, item, licence_fields, release
 from .ledger_load import LICENCES as LOAD_LICENCES
+from .racing import free_port, race
 
 pytestmark = pytest.mark.slow
 
 WRITERS = 16
 APPS = 4  # application instances the threads share: each has its own licence cache, as a process would
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def race(count: int, action):
-    """Run `action(n)` on `count` threads released at the same instant; outcomes (or errors) in order."""
-    barrier = Barrier(count)
-
-    def attempt(n: int):
-        barrier.wait()
-        try:
-            return action(n)
-        except Exception as error:  # noqa: BLE001 - the outcome under test
-            return error
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(attempt, range(count)))
 
 
 @pytest.fixture

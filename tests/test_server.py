@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,11 @@ from tradehub.client import wait_until_healthy
 
 from . import samples
 from .conftest import SECRET
+from .racing import free_port
 
 pytestmark = pytest.mark.slow  # every test runs `tradehub` in processes of its own
 
 WRITERS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def tradehub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
