@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from hub.declarations import Declaration, Declarations, Licence, licence_id
+from hub.declarations.licence import LEDGER_KINDS
 from projections.database import Cursor
 from projections.licences import NAME, TABLES, cited_by
 from projections.status_board import stamp
@@ -91,7 +92,7 @@ class Licensing:
         reserved, consumed = (Decimal(totals[0]), Decimal(totals[1])) if totals else (Decimal(0), Decimal(0))
         if last is not None and last[1] == "reserved":
             reserved -= Decimal(last[2])  # a declaration holds one reservation: the new entry replaces it
-        kind = _KINDS[type(event)]
+        kind = LEDGER_KINDS[type(event)]
         if kind == "reserved":
             reserved += Decimal(event.quantity)
         elif kind == "consumed":
@@ -103,9 +104,6 @@ class Licensing:
              getattr(event, "reason", ""), at))
         cursor.execute("UPDATE licences SET reserved = ?, consumed = ? WHERE id = ?",
                        (_plain(reserved), _plain(consumed), ident))
-
-
-_KINDS = {Licence.Reserved: "reserved", Licence.Returned: "returned", Licence.Consumed: "consumed"}
 
 
 def _plain(quantity: Decimal) -> str:

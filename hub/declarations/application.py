@@ -30,6 +30,7 @@ from .domainmodel import Declaration
 from .groupcommit import AsyncGroupCommit, GroupCommit
 from .licence import (
     ISSUERS,
+    LEDGER_KINDS,
     VALID,
     Licence,
     LicenceClosed,
@@ -386,17 +387,21 @@ class Declarations(Application):
         return licence
 
     def licence_with_ledger(self, number: str, issuer: str | None = None) -> tuple[Licence, list[dict[str, Any]]]:
-        """The licence and its ledger: each reservation, return and consumption, oldest first."""
-        licence = self.get_licence(number, issuer)
-        ledger = []
-        for stored in self.events.get(licence.id):
-            kind = _LEDGER_KINDS.get(type(stored))
+        """The licence and its ledger: each reservation, return and consumption, oldest first, from one read of
+        its stream."""
+        ident = licence_id(self._issuer_of(number, issuer), number)
+        licence, ledger = None, []
+        for stored in self.events.get(ident):
+            licence = stored.mutate(licence)
+            kind = LEDGER_KINDS.get(type(stored))
             if kind is not None:
                 ledger.append({"time": stored.timestamp.isoformat(), "kind": kind,
                                "declaration_id": stored.declaration_id,
                                "declaration_version": stored.declaration_version,
                                "quantity": stored.quantity, "unit": licence.unit,
                                "reason": getattr(stored, "reason", "")})
+        if not isinstance(licence, Licence):
+            raise LicenceNotFound(f"unknown licence {number}" + (f" of {issuer}" if issuer else ""))
         return licence, ledger
 
     def revoke_licence(self, number: str, issuer: str | None, by: str, reason: str) -> Licence:
@@ -773,7 +778,6 @@ class Declarations(Application):
 
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
 
-_LEDGER_KINDS = {Licence.Reserved: "reserved", Licence.Returned: "returned", Licence.Consumed: "consumed"}
 _STATUS_WORDS: dict[str, Callable[[Licence], str]] = {
     "revoked": lambda licence: f"revoked ({(licence.revoked or {}).get('reason', '')})",
     "suspended": lambda licence: f"suspended ({(licence.suspended or {}).get('reason', '')})",

@@ -337,3 +337,7 @@ class Licence(Aggregate):
             return False
         self._revoked(by, reason, at)
         return True
+
+
+# How each of the ledger's events is named in the API, the views and the pages.
+LEDGER_KINDS = {Licence.Reserved: "reserved", Licence.Returned: "returned", Licence.Consumed: "consumed"}
