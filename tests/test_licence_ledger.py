@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +33,7 @@ from hub.declarations import (
     licence_id,
 )
 from hub.declarations.domainmodel import DeclarationClosed
-from hub.declarations.licence import LicenceClosed, LicenceNumber, UnitMismatch, convert, plain
+from hub.declarations.licence import LicenceClosed, LicenceNumber, UnitMismatch, convert, number_index_id, plain
 from tradehub.bootstrap import Hub, Settings, build_hub
 
 from . import samples
@@ -585,3 +586,31 @@ def test_cited_quantity_reads_the_stored_document(hub_on_sqlite: Hub):
     licence = app.get_licence("SUM-1")
     assert cited_quantity(stored.document, licence) == Decimal("0.2515") == 1 - licence.remaining
     assert re.fullmatch(r"0\.2515", licence.reservations[str(stored.id)]["quantity"])
+
+
+def test_callers_never_queue_behind_a_refresh_of_a_number_index(hub_on_sqlite: Hub, monkeypatch):
+    """A stale number index is read afresh by one caller; the others meanwhile answer from the stale copy, and a
+    caller with no copy at all waits for the read. (Citations name their licence's number: with one read queued
+    per caller every second, a popular licence's citations would all wait on the store at once.)"""
+    app = hub_on_sqlite.declarations
+    app.issue_licence(licence_fields("FLIGHT-1"), "test")
+    cache = app._licences
+    first = cache.number_index("FLIGHT-1")
+    monkeypatch.setattr(type(cache), "INDEX_TTL", 0.0)  # every copy is stale from now on
+    app.issue_licence(licence_fields("FLIGHT-1", issuer="commerce"), "test")  # what a fresh read would show
+    answers: dict[str, Any] = {}
+    lock = cache._lock(number_index_id("FLIGHT-1"))
+    with lock:  # another caller is reading the index afresh this moment
+        stale = threading.Thread(target=lambda: answers.update(stale=cache.number_index("FLIGHT-1")))
+        stale.start()
+        stale.join(timeout=10)
+        assert not stale.is_alive(), "a caller with a stale copy queued behind the refresh"
+        cache._indexes.clear()  # a caller with no copy at all must wait for the read
+        waiting = threading.Thread(target=lambda: answers.update(waited=cache.number_index("FLIGHT-1")))
+        waiting.start()
+        waiting.join(timeout=0.3)
+        assert waiting.is_alive()
+    waiting.join(timeout=10)
+    assert answers["stale"].issuers == first.issuers == ["customs"]
+    assert sorted(answers["waited"].issuers) == ["commerce", "customs"]
+    assert sorted(cache.number_index("FLIGHT-1").issuers) == ["commerce", "customs"]  # and the next caller reads

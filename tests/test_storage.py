@@ -28,26 +28,32 @@ def _declaration(app, reference: str) -> Declaration:
                        content_hash=content_hash(document), routes=app.routing.route(document))
 
 
-def test_a_batch_gets_ascending_notification_ids_in_event_order(app):
+# SQLite inserts up to ROWS_PER_STATEMENT rows per statement: batches of one statement, and of several
+SIZES = [25, 2 * BatchInsertSQLiteRecorder.ROWS_PER_STATEMENT + 7]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_batch_gets_ascending_notification_ids_in_event_order(app, size):
     assert isinstance(app.recorder, ArrayInsertRecorder | BatchInsertSQLiteRecorder)
     app.save(_declaration(app, "BEFORE"))  # ids must follow the rows already there, not start at 1
-    batch = [_declaration(app, f"BATCH-{n}") for n in range(25)]
+    batch = [_declaration(app, f"BATCH-{n}") for n in range(size)]
     recordings = app.save(*batch)
     ids = [recording.notification.id for recording in recordings]
-    assert ids == sorted(ids) and len(set(ids)) == 25
-    notifications = app.recorder.select_notifications(start=ids[0], limit=100)
+    assert ids == sorted(ids) and len(set(ids)) == size
+    notifications = app.recorder.select_notifications(start=ids[0], limit=size + 10)
     assert [n.originator_id for n in notifications] == [d.id for d in batch]
     assert [n.id for n in notifications] == ids
     assert app.get(batch[7].id).reference == "BATCH-7"
 
 
-def test_a_duplicate_in_a_batch_rolls_the_whole_batch_back(app):
+@pytest.mark.parametrize("size", SIZES)
+def test_a_duplicate_in_a_batch_rolls_the_whole_batch_back(app, size):
     from eventsourcing.persistence import IntegrityError
 
     app.save(_declaration(app, "TAKEN"))
     before = app.recorder.max_notification_id()
-    with pytest.raises(IntegrityError):
-        app.save(_declaration(app, "FRESH-1"), _declaration(app, "TAKEN"))
+    with pytest.raises(IntegrityError):  # the duplicate last: in the last statement of a batch of several
+        app.save(*[_declaration(app, f"FRESH-{n}") for n in range(size - 1)], _declaration(app, "TAKEN"))
     after = [n.originator_id for n in app.recorder.select_notifications(start=1, limit=10)]
     assert len(after) == 1 and app.recorder.max_notification_id() == before
 

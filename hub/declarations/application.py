@@ -242,10 +242,11 @@ class Declarations(Application):
                     raise VersionConflict(expected_version, self.get(declaration_id).version) from None
                 return declaration
             events = declaration.collect_events()
-            cited_now = {cited.licence for cited in _cited(document)}
+            citing = _cited(document)
+            cited_now = {cited.licence for cited in citing}
             with self._licences.locked(cited_before | cited_now, fresh=attempt > 0) as licences:
                 try:
-                    events += self._write_off(document, str(declaration.id), declaration.version, licences,
+                    events += self._write_off(document, citing, str(declaration.id), declaration.version, licences,
                                               given_back=cited_before - cited_now)
                 except LicenceRefused:
                     if attempt > 0:
@@ -488,11 +489,12 @@ class Declarations(Application):
     def _with_other_faults(self, document: dict[str, Any], errors: list[FieldError]) -> list[FieldError]:
         """`errors` of citations that name no licence, with whatever is wrong with the other citations (a dry run
         of the write-off, on fresh copies it leaves unsaved), in the document's order."""
-        ids = {cited.licence for cited in _cited(document)}
+        citing = _cited(document)
+        ids = {cited.licence for cited in citing}
         if ids:
             with self._licences.locked(ids, fresh=True) as licences:
                 try:
-                    self._write_off(document, "", 0, licences)
+                    self._write_off(document, citing, "", 0, licences)
                 except LicenceRefused as more:
                     errors = errors + more.errors
                 finally:
@@ -503,12 +505,13 @@ class Declarations(Application):
     def _submit_citing(self, declaration: Declaration) -> Submission:
         """Save a new declaration with the reservations of the licences it cites, in one transaction."""
         events = declaration.collect_events()
-        ids = {cited.licence for cited in _cited(declaration.document)}
+        citing = _cited(declaration.document)
+        ids = {cited.licence for cited in citing}
         for attempt in range(_RETRIES):
             with self._licences.locked(ids, fresh=attempt > 0) as licences:
                 try:
-                    reserved = self._write_off(declaration.document, str(declaration.id), declaration.version,
-                                               licences)
+                    reserved = self._write_off(declaration.document, citing, str(declaration.id),
+                                               declaration.version, licences)
                 except (LicenceRefused, Conflict) as refusal:
                     if attempt == 0:
                         continue  # decided on cached copies: a refusal is decided again on fresh ones
@@ -528,18 +531,18 @@ class Declarations(Application):
                 continue  # a licence changed meanwhile: check again on fresh copies
         raise Conflict(f"the licences cited by declaration {declaration.id} keep changing; try again")
 
-    def _write_off(self, document: dict[str, Any], declaration_id: str, version: int,
+    def _write_off(self, document: dict[str, Any], citing: Sequence[_Cited], declaration_id: str, version: int,
                    licences: Mapping[UUID, Licence], given_back: set[UUID] = frozenset()) -> list[Any]:
-        """Check every citation of `document` and reserve what it cites for the declaration's `version`
-        (replacing its reservation), giving back the reservations of `given_back`. The licences' new events, or
-        `LicenceRefused` naming every citation at fault."""
+        """Check every citation of `document` (`citing`) and reserve what it cites for the declaration's
+        `version` (replacing its reservation), giving back the reservations of `given_back`. The licences' new
+        events, or `LicenceRefused` naming every citation at fault."""
         errors: list[FieldError] = []
         wanted: dict[UUID, Decimal] = {}
         items: dict[UUID, list[dict[str, Any]]] = {}
         day = self.today()
         holders = {document["declarant"]["id"], (document.get("consignee") or {}).get("id")}
         refused: set[UUID] = set()
-        for cited in _cited(document):
+        for cited in citing:
             licence = licences.get(cited.licence)
             problem = (f"unknown licence {cited.number} of {cited.issuer}" if licence is None
                        else self._unusable(licence, day, holders, cited))
@@ -850,12 +853,23 @@ class _LicenceCache:
             return None if current is None else _detached(current)
 
     def number_index(self, number: str) -> LicenceNumber | None:
-        """Which issuers use `number`, read at most `INDEX_TTL` seconds ago."""
+        """Which issuers use `number`, read at most `INDEX_TTL` seconds ago (or, while another thread is reading
+        it afresh, the copy that read will replace: callers never queue behind one another for the same index)."""
         cached = self._indexes.get(number)
         now = time.monotonic()
         if cached is not None and now - cached[0] < self.INDEX_TTL:
             return cached[1]
-        index = self.fresh(number_index_id(number))
+        ident = number_index_id(number)
+        lock = self._lock(ident)
+        if cached is None:
+            lock.acquire()
+        elif not lock.acquire(blocking=False):
+            return cached[1]  # another thread is reading it afresh this moment
+        try:
+            current = self._current(ident, fresh=True)
+            index = None if current is None else _detached(current)
+        finally:
+            lock.release()
         if index is not None:
             self._indexes[number] = (now, index)
             if len(self._indexes) > _INDEX_CACHE_SIZE:
