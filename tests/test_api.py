@@ -233,7 +233,7 @@ def test_healthz_and_metrics(api: Api):
     api.sync()
     health = api.client.get("/healthz")
     assert health.status_code == 200 and health.json()["view_lag"] == dict.fromkeys(
-        ("status_board", "exchange", "recognition", "statistics", "licensing", "alerts"), 0)
+        ("status_board", "exchange", "recognition", "statistics", "licensing", "notifications", "alerts"), 0)
     metrics = api.client.get("/metrics").text
     assert 'tradehub_view_lag_events{view="recognition"} 0.0' in metrics
     assert 'tradehub_declarations{status="submitted"} 1.0' in metrics

@@ -208,8 +208,88 @@ def test_an_officer_raises_an_alert_through_the_form_and_clears_it(page, served:
     assert page.input_value("#a-subject") == "1234568"
     page.goto(served.url + "/alerts")
     page.locator("article.alert").first.locator("button", has_text="Clear").click()
-    page.wait_for_url(served.url + "/alerts")
+    page.wait_for_url("**/alerts?cleared=*")
     served.hub.runner.catch_up()
     served.hub.runner.catch_up()
     page.reload()
     assert page.locator("article.alert").first.locator(".chip").inner_text() == "cleared"
+
+
+SHOTS = Path("/tmp/team/shots")
+
+
+def test_the_declaration_header_summarises_goods_and_a_vessel_call_with_the_json_collapsed(page, served: Served):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    sign_in(page, served, "officer", agency="customs")
+    page.goto(f"{served.url}/declarations/{served.declarations['BROWSER-GOODS-1']}")
+    summary = page.locator("section.header dl.summary")
+    assert summary.is_visible()
+    facts = dict(zip(summary.locator("dt").all_inner_texts(), summary.locator("dd").all_inner_texts(), strict=True))
+    assert {key.lower(): value for key, value in facts.items()} == {
+        "goods": "1 item", "hs codes": "8479899990", "containers": "1: HLXU8000014", "value": "240,000.00 EUR",
+        "import": "DEHAM → CNXMN", "vessel": "NORTHERN JASPER (IMO 9321483) voyage 041E"}
+    document = page.locator("#document details")
+    assert not document.locator("pre").is_visible()  # the JSON stays, collapsed
+    page.screenshot(path=str(SHOTS / "declaration-goods.png"), full_page=False)
+
+    page.goto(f"{served.url}/declarations/{served.declarations['BROWSER-CALL-1']}")
+    facts = dict(zip(page.locator("dl.summary dt").all_inner_texts(), page.locator("dl.summary dd").all_inner_texts(),
+                     strict=True))
+    assert {key.lower(): value for key, value in facts.items()} == {
+        "vessel": "NORTHERN JASPER", "imo": "9321483", "departure": "CNXMN voyage 041E",
+        "etd": "2026-12-03 18:30:00 UTC", "ports": "CNXMN → KRPUS", "on board": "1 crew member, 1 passenger",
+        "dangerous goods": "none"}
+    customs = page.locator("#agency-customs")
+    assert "vessel call cleared" in customs.inner_text() and "goods released" not in page.content()
+    assert "cleared cleared" not in page.locator("body").inner_text().lower()
+    page.screenshot(path=str(SHOTS / "declaration-call.png"), full_page=True)
+    assert page.problems == [], page.problems
+
+
+def test_an_alert_raised_or_cleared_shows_at_once_before_the_views_catch_up(page, served: Served):
+    """No catch_up between the actions and the pages: the projections here move only when the test says."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    sign_in(page, served, "officer", agency="customs")
+    page.goto(served.url + "/alerts")
+    page.select_option("#a-kind", "container")
+    page.fill("#a-subject", "MSKU1234565")
+    page.fill("#a-reason", "Seal number differs from the manifest")
+    page.click("form.raise button[type=submit]")
+    page.wait_for_url("**/alerts?raised=*")
+    alert_id = page.url.split("raised=")[1]
+    article = page.locator(f"#alert-{alert_id}")
+    assert article.is_visible() and "Seal number differs from the manifest" in article.inner_text()
+    assert article.locator(".chip").inner_text() == "open" and "Just raised" in article.inner_text()
+    assert page.locator(".notice").inner_text() == f"Alert {alert_id} raised."
+    page.screenshot(path=str(SHOTS / "alert-raised.png"), full_page=False)
+    article.locator("button", has_text="Clear").click()
+    page.wait_for_url(f"**/alerts?cleared={alert_id}")
+    article = page.locator(f"#alert-{alert_id}")
+    assert article.locator(".chip").inner_text() == "cleared"
+    assert article.locator("button", has_text="Clear").count() == 0
+    assert page.locator(".notice").inner_text() == f"Alert {alert_id} cleared."
+    assert "Just raised" not in article.inner_text()
+    page.screenshot(path=str(SHOTS / "alert-cleared.png"), full_page=False)
+    served.hub.runner.catch_up()
+    served.hub.runner.catch_up()
+    assert page.problems == [], page.problems
+
+
+def test_the_clearance_chart_keeps_sub_second_bars_readable_beside_a_39_second_one(page, served: Served,
+                                                                                    monkeypatch):
+    from tradehub import visibility
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    figures = {"by_status": {"released": 40, "in_progress": 2}, "by_agency": {"customs": {"released": 40}},
+               "clearance": {"overall": {"count": 40, "p50_seconds": 0.4, "p90_seconds": 0.8},
+                             "agencies": {"customs": {"count": 40, "p50_seconds": 0.3, "p90_seconds": 0.7},
+                                          "port": {"count": 40, "p50_seconds": 0.5, "p90_seconds": 39.0}}}}
+    monkeypatch.setattr(visibility, "statistics_view", lambda views: figures)
+    sign_in(page, served, "officer", agency="port")
+    page.goto(served.url + "/stats")
+    chart = page.locator("figure.chart").nth(2)
+    assert "Log scale" in chart.locator("figcaption").inner_text()
+    widths = [box["width"] for box in (bar.bounding_box() for bar in chart.locator("rect.bar").all()) if box]
+    assert len(widths) == 6 and min(widths) >= max(widths) / 6  # on a linear axis: under 1/100
+    chart.screenshot(path=str(SHOTS / "clearance-chart.png"))
+    assert page.problems == [], page.problems

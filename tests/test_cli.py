@@ -89,7 +89,9 @@ def test_the_shipped_examples_are_valid():
 
 @pytest.mark.parametrize("args, message", [
     (["--role", "trader"], "needs --party"),
-    (["--role", "officer", "--agency", "police"], "needs --agency"),
+    (["--role", "officer", "--agency", "police"], "'police' is not an agency: an officer token needs --agency, one of"),
+    (["--role", "officer"], "an officer token needs --agency, one of customs"),
+    (["--role", "officer", "--agency", "customs", "--party", samples.TRADER_A], "takes no --party"),
     (["--role", "admin", "--ttl", "soon"], "--ttl must look like"),
     (["--role", "admin", "--ttl", "0s"], "lifetime must be positive"),
 ])
@@ -108,6 +110,23 @@ def test_token_issue_without_any_secret_says_what_to_do(tmp_path: Path):
     env.pop("TRADEHUB_SECRET", None)
     result = tradehub("token", "issue", "--role", "admin", env=env)
     assert result.returncode == 2 and "TRADEHUB_SECRET is not set" in result.stderr
+    assert f"no demo secret at {tmp_path / 'secret'}" in result.stderr  # where it looked, absolute
+    assert "tradehub serve --demo" in result.stderr and "TRADEHUB_DATA_DIR" in result.stderr
+
+
+def test_serve_without_demo_points_to_the_demo_secret_it_would_not_use(tmp_path: Path):
+    """A newcomer's second mistake: the demo made a secret, and `serve` run again without --demo."""
+    import os
+
+    from .racing import free_port
+
+    (tmp_path / "secret").write_text("d" * 64)
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path))
+    env.pop("TRADEHUB_SECRET", None)
+    result = tradehub("serve", "--port", str(free_port()), env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'secret'} holds a local demo's secret: pass --demo to use it" in result.stderr
+    assert not (tmp_path / "nats").exists()
 
 
 def test_a_bad_body_cap_setting_is_refused(tmp_path: Path):
@@ -214,3 +233,128 @@ def test_the_api_clients_say_in_one_line_what_they_lack(tmp_path: Path, command:
     unreachable = tradehub(*command, target, "--token", "x", "--url", "http://127.0.0.1:9", env=env)
     assert "Traceback" not in unreachable.stderr, unreachable.stderr
     assert "cannot reach http://127.0.0.1:9" in unreachable.stdout + unreachable.stderr
+
+
+# ---- the help a newcomer reads -------------------------------------------------------------------------------
+
+def _options(parser, path: tuple[str, ...] = ("tradehub",)):
+    """Every argument of every command, with the command it belongs to."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                yield from _options(command, (*path, name))
+        elif not isinstance(action, argparse._HelpAction):
+            yield " ".join(path), action
+
+
+def test_every_option_of_every_command_has_a_one_line_help_that_states_its_default():
+    """Walks the whole parser: an argument without help, or with a default its help does not state, fails.
+    A flag (store_true/store_false) is off unless given, and says what it does."""
+    from tradehub.cli import _parser
+
+    missing, silent = [], []
+    for command, action in _options(_parser()):
+        name = "/".join(action.option_strings) or action.dest
+        if not action.help or "\n" in action.help:
+            missing.append(f"{command} {name}")
+        elif action.nargs != 0 and action.default not in (None, [], ()) and "default" not in action.help:
+            silent.append(f"{command} {name} (default {action.default!r})")
+    assert missing == [] and silent == []
+
+
+def test_serve_help_describes_host_port_and_access_log():
+    result = tradehub("serve", "--help")
+    text = " ".join(result.stdout.split())
+    assert "--host HOST address to listen on" in text and "(default 127.0.0.1)" in text
+    assert "--port PORT TCP port to listen on" in text and "(default 8000)" in text
+    assert "--access-log log every HTTP request" in text
+    submit = " ".join(tradehub("submit", "--help").stdout.split())
+    assert "--concurrency CONCURRENCY files sent at the same time (default 8)" in submit
+    validate = " ".join(tradehub("validate", "--help").stdout.split())
+    assert "FILE declaration JSON files to check" in validate
+
+
+@pytest.mark.parametrize("command", ["status", "history"])
+def test_status_and_history_help_say_a_reference_will_do(command: str):
+    text = " ".join(tradehub(command, "--help").stdout.split())
+    assert "ID|REFERENCE" in text and "the reference its declarant gave it" in text and "--declarant USCC" in text
+
+
+# ---- status and history by the trader's reference, against the API in process ------------------------------
+
+@pytest.fixture
+def hub_api(hub, monkeypatch):
+    """`tradehub status`/`history` run in this process, their HTTP client the API app over `hub`."""
+    import contextlib
+
+    from fastapi.testclient import TestClient
+
+    from tradehub import client
+    from tradehub.api.app import create_app
+
+    app = create_app(hub)
+
+    def connect(url: str, token: str, concurrency: int = 4):
+        return contextlib.nullcontext(TestClient(app, headers={"Authorization": f"Bearer {token}"}))
+
+    monkeypatch.setattr(client, "_client", connect)
+    return hub
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    from tradehub.cli import main
+
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def token(role: str, **claims: str) -> str:
+    from tradehub.auth import issue_token
+
+    from .conftest import SECRET
+
+    return issue_token(SECRET, role, **claims)
+
+
+def test_status_and_history_take_a_traders_reference(hub_api, capsys):
+    declaration = hub_api.declarations.submit(samples.goods("MY-REF-1")).declaration
+    hub_api.declarations.submit(samples.goods("MY-REF-1", declarant=samples.TRADER_B))  # the same words, another's
+    hub_api.runner.catch_up()
+    trader = token("trader", party=samples.TRADER_A)
+    status, out, err = run_cli(capsys, "status", "MY-REF-1", "--token", trader)
+    assert status == 0, err
+    assert f"goods MY-REF-1  declarant {samples.TRADER_A}" in out and f"id {declaration.id}" in out
+    status, out, err = run_cli(capsys, "history", "MY-REF-1", "--token", trader)
+    assert status == 0 and "Submitted" in out
+    by_id = run_cli(capsys, "status", str(declaration.id), "--token", trader)
+    assert by_id[0] == 0 and f"id {declaration.id}" in by_id[1]
+
+
+def test_a_reference_several_declarants_use_needs_declarant_for_an_officer_or_admin(hub_api, capsys):
+    ours = hub_api.declarations.submit(samples.goods("SHARED-REF")).declaration
+    hub_api.declarations.submit(samples.goods("SHARED-REF", declarant=samples.TRADER_B))
+    hub_api.runner.catch_up()
+    admin = token("admin")
+    status, _, err = run_cli(capsys, "status", "SHARED-REF", "--token", admin)
+    assert status == 2 and "'SHARED-REF' is used by several declarants" in err
+    assert f"{samples.TRADER_A}, {samples.TRADER_B}" in err and "--declarant USCC" in err
+    status, out, err = run_cli(capsys, "status", "SHARED-REF", "--declarant", samples.TRADER_A, "--token", admin)
+    assert status == 0 and f"id {ours.id}" in out, err
+    officer = token("officer", agency="customs")
+    status, out, _ = run_cli(capsys, "history", "SHARED-REF", "--declarant", samples.TRADER_A, "--token", officer)
+    assert status == 0 and "Submitted" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["NO-SUCH-REF"], "no declaration with the reference 'NO-SUCH-REF' that this token may see"),
+    (["THEIRS-1"], "no declaration with the reference 'THEIRS-1' that this token may see"),  # another trader's
+    (["THEIRS-1", "--declarant", samples.TRADER_B], f"'THEIRS-1' of declarant {samples.TRADER_B} that this token"),
+])
+def test_a_reference_the_token_cannot_see_is_named_never_guessed(hub_api, capsys, args: list[str], message: str):
+    hub_api.declarations.submit(samples.goods("THEIRS-1", declarant=samples.TRADER_B))
+    hub_api.runner.catch_up()
+    status, out, err = run_cli(capsys, "status", *args, "--token", token("trader", party=samples.TRADER_A))
+    assert status == 2 and message in err and out == ""

@@ -236,3 +236,21 @@ def test_serve_with_an_unreachable_database_says_so(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("tradehub: the store is unavailable")
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_busy_port_before_starting_anything(tmp_path: Path):
+    """A second `serve` on a port in use must not start a second nats-server on the same store: it checks the
+    port first, and says which."""
+    import socket
+
+    env = dict(os.environ, TRADEHUB_DATA_DIR=str(tmp_path / "var"), TRADEHUB_SECRET=SECRET)
+    env.pop("TRADEHUB_BROKER_URL", None)
+    env.pop("TRADEHUB_DATABASE_URL", None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = tradehub("serve", "--port", str(port), env=env, timeout=30)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in refused.stderr
+    assert not (tmp_path / "var").exists()  # no store, no nats-server, no keys: nothing was started

@@ -263,7 +263,7 @@ def test_a_rebuild_gives_the_same_views_and_changes_nothing_in_the_log(hub: Hub)
 
     applied = hub.runner.rebuild()
     assert applied["status_board"] == head and set(applied) == {
-        "status_board", "exchange", "recognition", "statistics", "licensing", "alerts"}
+        "status_board", "exchange", "recognition", "statistics", "licensing", "notifications", "alerts"}
     assert app.recorder.max_notification_id() == head  # no hold placed or lifted again
     assert snapshot(hub) == before
     assert hub.runner.rebuild(["statistics"]) == {"statistics": head}

@@ -336,8 +336,11 @@ def test_every_page_sets_a_strict_content_security_policy_and_loads_nothing_from
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["content-type"].startswith("text/html")
         assert not EXTERNAL.search(response.text), (path, EXTERNAL.search(response.text))
-        assert "<script" not in response.text and " style=" not in response.text, path
+        scripts = re.findall(r"<script[^>]*>.*?</script>", response.text, re.DOTALL)  # the live feed's, from /static
+        assert set(scripts) <= {'<script src="/static/live.js" defer></script>'}, path
+        assert response.text.count("<script") == len(scripts) and " style=" not in response.text, path
         assert "<style" not in response.text, path
+        assert not re.search(r"<[a-z][^>]*\son[a-z]+\s*=", response.text, re.IGNORECASE), path  # no inline handlers
     stylesheet = browser.get("/static/style.css")
     assert stylesheet.status_code == 200 and stylesheet.headers["content-type"].startswith("text/css")
     assert "url(" not in stylesheet.text and "@import" not in stylesheet.text
@@ -479,3 +482,158 @@ def test_a_form_with_too_many_fields_is_a_400_that_says_so(browser: Browser, pat
     assert (response.status_code == 400) == too_many, (len(fields), response.status_code)
     assert ("at most 20 fields" in response.text) == too_many
     assert "Traceback" not in response.text
+
+
+# ---- the declaration header, the answers' words, alerts right after one's own action, the clearance axis ------
+
+def _summary(html: str) -> dict[str, str]:
+    """The header summary's facts, label to text (tags stripped)."""
+    block = html.split('<dl class="facts summary"', 1)[1].split("</dl>", 1)[0]
+    return {label: re.sub(r"<[^>]+>", "", value).strip()
+            for label, value in re.findall(r"<dt>([^<]+)</dt><dd[^>]*>(.*?)</dd>", block, re.S)}
+
+
+def test_the_declaration_header_summarises_the_goods_and_keeps_the_json_collapsed(browser: Browser):
+    items = [samples.goods()["items"][0],
+             {**samples.goods()["items"][0], "hs_code": "8421210000", "value": "1500.50"},
+             {**samples.goods()["items"][0], "value": "99.99", "currency": "USD"}]
+    [ident] = submit(browser.hub, samples.goods("SUM-1", items=items, containers=["HLXU8000014", "MSKU1234565"]))
+    html = browser.sign_in("officer", agency="customs").get(f"/declarations/{ident}").text
+    assert _summary(html) == {
+        "Goods": "3 items", "HS codes": "8479899990, 8421210000", "Containers": "2: HLXU8000014, MSKU1234565",
+        "Value": "241,500.50 EUR + 99.99 USD", "Import": "DEHAM → CNXMN",
+        "Vessel": "NORTHERN JASPER (IMO 9321483) voyage 041E"}
+    assert '<details class="card">\n    <summary>The declaration as submitted' in html  # the JSON: there, closed
+
+
+def test_the_declaration_header_of_a_vessel_call_names_the_ship_and_its_times(browser: Browser):
+    [ident] = submit(browser.hub, samples.vessel_call("SUM-CALL"))
+    customs = browser.sign_in("officer", agency="customs").get(f"/declarations/{ident}").text
+    facts = _summary(customs)
+    assert facts["Vessel"] == "NORTHERN JASPER" and facts["IMO"] == "9321483"
+    assert facts["Departure"] == "CNXMN voyage 041E" and facts["ETD"] == "2026-12-03 18:30:00 UTC"
+    assert facts["On board"] == "1 crew member, 1 passenger"  # customs gets counts, not the lists
+    assert "MEIER" not in customs and "ETA" not in facts
+    assert 'aria-label="Vessel call summary"' in customs
+
+
+def test_summaries_survive_a_partial_document():
+    """The header is drawn from whatever the caller may see of a document: missing parts read as none."""
+    from tradehub.web import present
+
+    assert [(fact.label, fact.value) for fact in present.summary({"kind": "goods"})] == [
+        ("Goods", "0 items"), ("HS codes", "none"), ("Containers", "none"), ("Value", "none"), ("Route", "–")]
+    assert present.summary({"kind": "vessel_call", "crew_count": 3})[-2].value == "3 crew members, 0 passengers"
+    assert present.value_total([{"value": "NaN", "currency": "EUR"}, {"value": "lots", "currency": "EUR"},
+                                {"value": "2.50", "currency": "EUR"}, {"value": "1000", "currency": "EUR"}]) \
+        == "1,002.50 EUR"
+
+
+@pytest.mark.parametrize("kind, agency, code, text, words", [
+    ("vessel_call", "maritime", "Cleared", "cleared", ""),  # was "Cleared cleared"
+    ("vessel_call", "border", "Rejected", "rejected; crew list incomplete", "crew list incomplete"),
+    ("vessel_call", "customs", "08", "goods released", "vessel call cleared"),
+    ("goods", "customs", "08", "goods released", "goods released"),
+    ("vessel_call", "customs", "05", "physical control of the goods; berth 4", "physical control of the vessel; berth 4"),
+    ("goods", "customs", "02", "received", "received"),
+    ("vessel_call", "port", "08", "goods released", "goods released"),  # only customs' codes are customs'
+])
+def test_an_answer_reads_right_for_its_kind_and_never_says_its_code_twice(kind, agency, code, text, words):
+    from tradehub.web import present
+
+    assert present.answer_words(kind, agency, code, text) == words
+
+
+def test_a_released_vessel_call_page_says_cleared_once_and_no_goods_released(browser: Browser):
+    [ident] = submit(browser.hub, samples.vessel_call("WORDS-1"))
+    exchange_with_simulated_agencies(browser.hub)
+    html = browser.sign_in("admin").get(f"/declarations/{ident}").text
+    assert "goods released" not in html and "vessel call cleared" in html
+    assert not re.search(r"Cleared\s+cleared", html) and "Cleared – cleared" not in html
+    assert '<span class="mono">Cleared</span>' in html  # maritime's and border's code, said once
+
+
+def test_a_raised_alert_is_listed_at_once_though_the_view_has_not_caught_up(browser: Browser):
+    submit(browser.hub, samples.goods("ALERT-NOW"))
+    officer = browser.sign_in("officer", agency="customs")
+    raised = officer.post("/alerts", data={"subject_kind": "vessel", "subject": "9321483", "reason": "tip-off now"})
+    alert_id = raised.headers["location"].split("raised=")[1]
+    page = officer.get(raised.headers["location"]).text  # no catch_up: the alerts view knows nothing yet
+    assert f"Alert {alert_id} raised." in page and f'id="alert-{alert_id}"' in page and "tip-off now" in page
+    assert f'action="/alerts/{alert_id}/clear"' in page and "Just raised" in page
+    browser.hub.runner.catch_up()
+    browser.hub.runner.catch_up()  # the alert and the hold it placed, into the view
+    caught_up = officer.get(raised.headers["location"]).text
+    assert caught_up.count(f'id="alert-{alert_id}"') == 1 and "ALERT-NOW" in caught_up  # one row, with its hold
+    cleared = officer.post(f"/alerts/{alert_id}/clear")
+    assert cleared.status_code == 303 and cleared.headers["location"] == f"/alerts?cleared={alert_id}"
+    page = officer.get(cleared.headers["location"]).text  # still no catch_up
+    assert f"Alert {alert_id} cleared." in page and 'class="chip a-cleared"' in page
+    assert f'action="/alerts/{alert_id}/clear"' not in page and "cleared by officer:customs" in page
+    assert "ALERT-NOW" in page and "Its holds are being lifted" in page
+
+
+def test_an_alert_id_in_the_url_shows_nothing_the_caller_may_not_see(browser: Browser):
+    """`?raised=` and `?cleared=` read the store, so they keep the alerts view's rule: another agency's alert on
+    nothing routed to the caller, an unknown or malformed id, or an open alert called cleared, show nothing."""
+    maritime = Browser(browser.hub).sign_in("officer", agency="maritime")
+    secret = maritime.post("/alerts", data={"subject_kind": "party", "subject": samples.TRADER_B,
+                                            "reason": "maritime's own lead"})
+    alert_id = secret.headers["location"].split("raised=")[1]
+    customs = browser.sign_in("officer", agency="customs")
+    for query in (f"raised={alert_id}", f"cleared={alert_id}", f"raised={uuid.uuid4()}", "raised=<b>x</b>"):
+        page = customs.get(f"/alerts?{query}").text
+        assert "maritime&#39;s own lead" not in page and "maritime's own lead" not in page
+        assert 'role="status"' not in page and "<b>x</b>" not in page
+    assert 'role="status"' not in maritime.get(f"/alerts?cleared={alert_id}").text  # open: not "cleared"
+
+
+def _bars(chart) -> dict[str, float]:
+    return {rect.title.split(":")[0]: rect.width for rect in chart.rects}
+
+
+def test_one_39_second_clearance_leaves_the_sub_second_bars_readable():
+    """The case a new user met: sub-second clearances and one 39 s outlier. On the log axis every bar is at least
+    a seventh of the axis, bars keep their order, and the axis says it is logarithmic."""
+    clearance = {"overall": {"count": 40, "p50_seconds": 0.4, "p90_seconds": 0.8},
+                 "agencies": {"customs": {"count": 40, "p50_seconds": 0.3, "p90_seconds": 0.7},
+                              "port": {"count": 40, "p50_seconds": 0.5, "p90_seconds": 39.0}}}
+    chart = web_pages.statistics_charts({"clearance": clearance})["clearance"]
+    bars = _bars(chart)
+    length = web_pages.charts.WIDTH - web_pages.charts.LABEL_WIDTH - web_pages.charts.VALUE_WIDTH
+    assert min(bars.values()) >= length / 7  # on a linear axis 0.3 s of 39 s is under 1 % of it
+    order = sorted(bars, key=bars.get)
+    assert order == ["customs, p50", "overall, p50", "port, p50", "customs, p90", "overall, p90", "port, p90"]
+    assert bars["port, p90"] <= length and bars["overall, p90"] >= 1.4 * bars["overall, p50"]
+    axis = [text.text for text in chart.texts if text.css == "chart-axis"]
+    assert axis == ["100 ms", "1 s", "10 s", "1 min"] and chart.note.startswith("Log scale")
+    assert "p90 39 s" in [text.text for text in chart.texts]
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(min_value=0.001, max_value=30 * 86400)), min_size=1, max_size=12))
+def test_the_log_axis_keeps_every_bar_inside_and_in_the_order_of_its_value(values):
+    """For any clearance times: each bar lies within the axis, a larger value is never a shorter bar, and a
+    positive value always draws a visible bar."""
+    from tradehub.web import charts
+
+    rows = [charts.Row(f"r{index}", [charts.Segment("p", value, "q-p50")]) for index, value in enumerate(values)]
+    chart = charts.bar_chart(rows, stacked=False, log_marks=charts.LOG_DURATION_MARKS)
+    length = charts.WIDTH - charts.LABEL_WIDTH - charts.VALUE_WIDTH
+    widths = [(value, rect.width) for value, rect in zip(values, chart.rects, strict=True)]
+    assert all(0 <= width <= length + 1e-6 for _, width in widths)
+    assert all(width > 0 for value, width in widths if value)
+    measured = sorted((value, width) for value, width in widths if value)
+    assert all(a[1] <= b[1] + 1e-9 for a, b in zip(measured, measured[1:], strict=False))
+
+
+def test_stacked_bars_refuse_a_log_axis():
+    from tradehub.web import charts
+
+    with pytest.raises(ValueError, match="stacked"):
+        charts.bar_chart([], log_marks=charts.LOG_DURATION_MARKS)
+
+
+def test_the_board_searches_by_the_traders_reference(browser: Browser):
+    submit(browser.hub, samples.goods("FIND-ME-7"), samples.goods("OTHER-8"))
+    html = browser.sign_in("trader", party=samples.TRADER_A).get("/board?reference=FIND-ME-7").text
+    assert references(html) == ["FIND-ME-7"] and '<input id="f-reference" name="reference" value="FIND-ME-7"' in html

@@ -227,8 +227,11 @@ def _role_claims(role: str, party: str | None, agency: str | None) -> dict[str, 
             raise ValueError("a trader token needs --party USCC and no agency")
         return {"role": role, "party": uscc(party)}
     if role == "officer":
-        if agency not in AGENCIES or party:
-            raise ValueError(f"an officer token needs --agency, one of {', '.join(AGENCIES)}")
+        if party:
+            raise ValueError("an officer token takes no --party: it is bound to its --agency")
+        if agency not in AGENCIES:
+            given = f"{str(agency)[:40]!r} is not an agency: " if agency else ""
+            raise ValueError(f"{given}an officer token needs --agency, one of {', '.join(AGENCIES)}")
         return {"role": role, "agency": agency}
     if role == "admin":
         if party or agency:
@@ -257,7 +260,21 @@ def demo_secret(data_dir: Path) -> str:
 
 
 def resolve_secret(configured: str, data_dir: Path, *, demo: bool) -> str:
-    """TRADEHUB_SECRET if set and strong; for a local demo, the data directory's own secret."""
+    """TRADEHUB_SECRET if set and strong; for a local demo, the data directory's own secret. Without either,
+    the error says where a demo's secret would be, since a newcomer's usual mistake is another directory."""
     if configured or not demo:
+        if not configured:
+            raise SecretError(missing_secret(data_dir))
         return check_secret(configured)
     return check_secret(demo_secret(data_dir))
+
+
+def missing_secret(data_dir: Path) -> str:
+    """What to do when no secret is configured: set one, or use the demo's in this data directory."""
+    path = (data_dir / "secret").absolute()
+    if path.exists():
+        return (f"TRADEHUB_SECRET is not set; {path} holds a local demo's secret: pass --demo to use it, "
+                "or set TRADEHUB_SECRET")
+    return (f"TRADEHUB_SECRET is not set, and there is no demo secret at {path}: set TRADEHUB_SECRET "
+            "(at least 32 random characters), or run `tradehub serve --demo`, which makes one there; every "
+            "command finds it through the same TRADEHUB_DATA_DIR (default ./var)")

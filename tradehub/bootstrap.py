@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -25,11 +25,15 @@ from followers.dispatch import Publisher, dispatches
 from followers.enforcement import Enforcement
 from followers.inbox import Inbox
 from followers.licensing import Licensing
+from followers.notifications import Notifications
 from followers.runner import Follower, Followers
+from followers.webhooks import DEFAULT_SCHEDULE, Schedule, ScheduleError, Sender, Webhooks
 from hub.declarations import REGISTER_MODES, Declarations, RoutingRules
+from messaging.webhooks import Guard
 from projections import dead_letters as dead_letter_record
 from projections import dispatch_parking
 from projections import messages as message_record
+from projections import subscriptions as webhook_record
 from projections.attachments import DirectoryStore, DocumentStore, S3Location, S3Store
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
 from projections.exchange import Exchange
@@ -62,6 +66,12 @@ class Settings:
     s3_access_key: str = ""  # TRADEHUB_S3_ACCESS_KEY
     s3_secret_key: str = ""  # TRADEHUB_S3_SECRET_KEY
     s3_region: str = ""  # TRADEHUB_S3_REGION
+    public_url: str = ""  # TRADEHUB_PUBLIC_URL: where the hub is reached from outside, for certificates' QR codes
+    # Webhooks (docs/webhooks.md): http and private addresses allowed (development, tests); the retry schedule;
+    # the deadline of one attempt, in seconds
+    webhook_allow_private: bool = False  # TRADEHUB_WEBHOOK_ALLOW_PRIVATE=1
+    webhook_retry: str = DEFAULT_SCHEDULE  # TRADEHUB_WEBHOOK_RETRY
+    webhook_timeout: float = 10.0  # TRADEHUB_WEBHOOK_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -85,6 +95,10 @@ class Settings:
             s3_access_key=environ.get("TRADEHUB_S3_ACCESS_KEY", ""),
             s3_secret_key=environ.get("TRADEHUB_S3_SECRET_KEY", ""),
             s3_region=environ.get("TRADEHUB_S3_REGION", ""),
+            public_url=_public_url(environ.get("TRADEHUB_PUBLIC_URL", "")),
+            webhook_allow_private=_flag("TRADEHUB_WEBHOOK_ALLOW_PRIVATE", environ),
+            webhook_retry=_webhook_retry(environ.get("TRADEHUB_WEBHOOK_RETRY", "")),
+            webhook_timeout=_webhook_timeout(environ.get("TRADEHUB_WEBHOOK_TIMEOUT", "")),
         )
 
     @property
@@ -103,6 +117,41 @@ class Settings:
             # As elsewhere: sqlite:///relative/path, sqlite:////absolute/path.
             return Path(unquote(self.database_url.removeprefix("sqlite:///")))
         return self.data_dir / "hub.sqlite"
+
+
+def _public_url(value: str) -> str:
+    """http(s)://host[:port][/path], without a query or fragment: the base of the verification links."""
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment):
+        raise ConfigurationError(f"TRADEHUB_PUBLIC_URL must be http(s)://host[:port][/path], got {value[:80]!r}")
+    return url
+
+
+def _flag(name: str, environ: Mapping[str, str]) -> bool:
+    value = environ.get(name, "").strip()
+    if value not in ("", "0", "1"):
+        raise ConfigurationError(f"{name} must be 1 (on) or 0 (off), got {value[:20]!r}")
+    return value == "1"
+
+
+def _webhook_retry(value: str) -> str:
+    """The schedule as given, once it is known to parse (followers.webhooks.Schedule.parse)."""
+    try:
+        Schedule.parse(value or DEFAULT_SCHEDULE)
+    except ScheduleError as error:
+        raise ConfigurationError(f"TRADEHUB_WEBHOOK_RETRY: {error} (e.g. {DEFAULT_SCHEDULE})") from None
+    return value or DEFAULT_SCHEDULE
+
+
+def _webhook_timeout(value: str) -> float:
+    try:
+        seconds = float(value or Settings.webhook_timeout)
+    except ValueError:
+        seconds = 0.0
+    if not 1 <= seconds <= 60:
+        raise ConfigurationError(f"TRADEHUB_WEBHOOK_TIMEOUT must be seconds from 1 to 60, got {value[:20]!r}")
+    return seconds
 
 
 def _party_register(value: str) -> str:
@@ -203,10 +252,11 @@ def read_models(declarations: Declarations) -> list[Follower]:
     the log as the views is what lets it settle releases safely (docs/lifecycle.md, I3).
     """
     return [StatusBoard(declarations), Exchange(), Recognition(declarations), Statistics(),
-            Licensing(declarations), Enforcement(declarations)]
+            Licensing(declarations), Notifications(declarations), Enforcement(declarations)]
 
 
-VIEW_NAMES = (StatusBoard.name, Exchange.name, Recognition.name, Statistics.name, Licensing.name, Enforcement.name)
+VIEW_NAMES = (StatusBoard.name, Exchange.name, Recognition.name, Statistics.name, Licensing.name,
+              Notifications.name, Enforcement.name)
 
 
 @dataclass
@@ -234,6 +284,7 @@ def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
     views.create(message_record.TABLES)  # the API lists what dispatch records, whichever process starts first
     views.create(dead_letter_record.TABLES)  # and what the consumers dead-letter
     views.create(dispatch_parking.TABLES)  # and what dispatch parks (healthz, metrics, the admin's retry)
+    views.create(webhook_record.TABLES)  # and the webhook subscriptions, whichever of the API or the worker is first
     return Hub(settings, declarations, views, runner, document_store(settings))
 
 
@@ -311,6 +362,20 @@ def build_dispatch(hub: Hub, agencies: Sequence[str], publisher: Publisher) -> F
     """The followers that publish each agency's messages, as `worker dispatch` runs them."""
     return Followers(hub.declarations, hub.views,
                      dispatches(hub.declarations, agencies, publisher, signer=hub_signer(hub.settings.keys_dir)))
+
+
+def build_webhooks(hub: Hub) -> tuple[Followers, Sender]:
+    """What `worker webhooks` runs: the follower that turns notifications into deliveries, in a runner of its
+    own (a rebuild of the views must never reach it), and the sender (docs/webhooks.md)."""
+    settings = hub.settings
+    sender = Sender(webhook_record.Deliveries(hub.views, settings.cipher_key), webhook_guard(settings),
+                    Schedule.parse(settings.webhook_retry), timeout=settings.webhook_timeout)
+    return Followers(hub.declarations, hub.views, [Webhooks(hub.views)]), sender
+
+
+def webhook_guard(settings: Settings) -> Guard:
+    """Where webhooks may go: public https endpoints, or with TRADEHUB_WEBHOOK_ALLOW_PRIVATE=1 anywhere local."""
+    return Guard(allow_private=settings.webhook_allow_private)
 
 
 def build_inbox(hub: Hub) -> Inbox:

@@ -172,8 +172,10 @@ def _log_to_stderr() -> None:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     _log_to_stderr()
     keep_private(settings.data_dir)
-    from tradehub.worker import run_consumers, run_dispatch, run_projections
+    from tradehub.worker import run_consumers, run_dispatch, run_projections, run_webhooks
 
+    if args.part == "webhooks":
+        return run_webhooks(settings)
     if args.part == "dispatch":
         return run_dispatch(settings, args.agency or AGENCIES)
     if args.part == "consume":
@@ -289,20 +291,33 @@ def _asyncapi(_args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
+def _template(args: argparse.Namespace, _settings: Settings) -> int:
+    """Write a declaration spreadsheet template to stdout, never to a terminal (it is a binary .xlsx)."""
+    from tradehub.spreadsheets import template
+
+    if sys.stdout.isatty():
+        print(f"tradehub: the template is an .xlsx file; redirect it: tradehub template {args.kind} > "
+              f"{args.kind}.xlsx", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(template(args.kind))
+    sys.stdout.buffer.flush()
+    return 0
+
+
 def _submit(args: argparse.Namespace, _settings: Settings) -> int:
     return client.submit(args.files, url=args.url, token=args.token, concurrency=args.concurrency)
 
 
 def _status(args: argparse.Namespace, _settings: Settings) -> int:
-    return client.status(args.id, url=args.url, token=args.token)
+    return client.status(args.id, url=args.url, token=args.token, declarant=args.declarant)
 
 
 def _history(args: argparse.Namespace, _settings: Settings) -> int:
-    return client.history(args.id, url=args.url, token=args.token)
+    return client.history(args.id, url=args.url, token=args.token, declarant=args.declarant)
 
 
 def _attach(args: argparse.Namespace, _settings: Settings) -> int:
-    return client.attach(args.id, args.file, url=args.url, token=args.token)
+    return client.attach(args.id, args.file, url=args.url, token=args.token, declarant=args.declarant)
 
 
 def _dead_letters_list(args: argparse.Namespace, _settings: Settings) -> int:
@@ -350,6 +365,12 @@ def _bench_e2e(args: argparse.Namespace, _settings: Settings) -> int:
     return run_e2e(args)
 
 
+def _bench_spreadsheet(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.spreadsheet import run_spreadsheet
+
+    return run_spreadsheet(args)
+
+
 def _bench_rebuild(args: argparse.Namespace, _settings: Settings) -> int:
     from tradehub.bench.rebuild import run_rebuild
 
@@ -379,8 +400,16 @@ class Argument:
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         options = dict(self.options)
         if isinstance(options.get("default"), FromEnvironment):
-            options["default"] = options["default"].value()
+            options["default"] = options["default"].value()  # its help names the variable, never the value
+        elif states_default(options) and "default" not in options["help"]:
+            options["help"] += f" (default {options['default']})"
         parser.add_argument(*self.flags, **options)
+
+
+def states_default(options: dict[str, Any]) -> bool:
+    """Whether an option's help must say its default: it has one that is more than absent or off."""
+    flag = options.get("action") in ("store_true", "store_false")
+    return not flag and options.get("default") not in (None, argparse.SUPPRESS) and "help" in options
 
 
 def arg(*flags: str, **options: Any) -> Argument:
@@ -413,6 +442,15 @@ CLIENT_ARGUMENTS = (
         help="the hub (default TRADEHUB_URL or http://127.0.0.1:8000)"),
     arg("--token", default=FromEnvironment("TRADEHUB_TOKEN", ""), help="bearer token (default TRADEHUB_TOKEN)"),
 )
+# A declaration named the way its declarant knows it: the id, or the reference (unique per declarant).
+DECLARATION_ARGUMENTS = (
+    arg("id", metavar="ID|REFERENCE",
+        help="the declaration's id (a UUID), or the reference its declarant gave it"),
+    arg("--declarant", metavar="USCC",
+        help="whose reference it is, where several declarants use it (default: the only declaration the token "
+             "sees with that reference; a trader's token sees only its own)"),
+)
+DEAD_LETTER = arg("id", metavar="ID", help="the dead letter's id, as `dead-letters list` prints it")
 BENCH_DATABASE = arg("--database-url", default="", help="PostgreSQL server (as for ingest)")
 
 BENCH = Subcommands("suite", "SUITE", (
@@ -434,7 +472,7 @@ BENCH = Subcommands("suite", "SUITE", (
         arg("--clients", type=int, default=32, help="concurrent connections at peak"),
         arg("--workers", type=_processes, default=os.cpu_count() or 1,
             help="API worker processes (default: one per core)"),
-        arg("--store", choices=("postgres", "sqlite"), default="postgres"),
+        arg("--store", choices=("postgres", "sqlite"), default="postgres", help="the store to serve from"),
         BENCH_DATABASE,
     ), _bench_http),
     Command("e2e", "declarations from submit to released over PostgreSQL and JetStream", (
@@ -447,20 +485,25 @@ BENCH = Subcommands("suite", "SUITE", (
         arg("--declarations", type=int, default=16000, help="goods declarations in the log (about 8 events each)"),
         BENCH_DATABASE,
     ), _bench_rebuild),
+    Command("spreadsheet", "a ferry's passenger list converted from .xlsx to its declaration, against a raw "
+                           "calamine read", (
+        arg("--passengers", type=int, default=5000, help="passengers on the list (default 5000)"),
+        arg("--rounds", type=int, default=5, help="measurement rounds; the median is reported (default 5)"),
+    ), _bench_spreadsheet),
 ))
 
 COMMANDS = Subcommands("command", "COMMAND", (
     Command("validate", "check declaration files offline", (
-        arg("files", nargs="+", type=Path, metavar="FILE"),
+        arg("files", nargs="+", type=Path, metavar="FILE", help="declaration JSON files to check"),
     ), _validate),
     Command("render", "print the XML each routed agency would get, unsigned, storing nothing", (
-        arg("file", type=Path, metavar="FILE"),
-        arg("--agency", choices=AGENCIES, help="only this agency's messages"),
+        arg("file", type=Path, metavar="FILE", help="a declaration JSON file"),
+        arg("--agency", choices=AGENCIES, help="only this agency's messages (default: every routed agency's)"),
         arg("--out", type=Path, metavar="DIR", help="write one file per message here"),
     ), _render),
     Command("serve", "run the HTTP API and its projections", (
-        arg("--host", default="127.0.0.1"),
-        arg("--port", type=int, default=8000),
+        arg("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+        arg("--port", type=int, default=8000, help="TCP port to listen on; refused if already in use"),
         arg("--workers", type=_processes, default=1,
             help="API worker processes (on PostgreSQL, one per core serves the most)"),
         arg("--no-dispatch", dest="dispatching", action="store_false",
@@ -470,13 +513,14 @@ COMMANDS = Subcommands("command", "COMMAND", (
             help="also run the simulated agencies, so declarations go all the way to released"),
         arg("--demo", action="store_true",
             help="local demo: without TRADEHUB_SECRET, generate one in the data directory"),
-        arg("--access-log", action="store_true"),
+        arg("--access-log", action="store_true", help="log every HTTP request to stderr (default: off)"),
     ), _serve),
     Command("token", "bearer tokens", subcommands=Subcommands("token_command", "ACTION", (
         Command("issue", "print a token signed with the hub's secret", (
-            arg("--role", required=True, choices=("trader", "officer", "admin")),
+            arg("--role", required=True, choices=("trader", "officer", "admin"),
+                help="trader (needs --party), officer (needs --agency) or admin"),
             arg("--party", help="the trader's USCC"),
-            arg("--agency", help="the officer's agency"),
+            arg("--agency", help=f"the officer's agency: {', '.join(AGENCIES)}"),
             arg("--ttl", default="8h", help="lifetime: 90s, 30m, 8h or 7d (default 8h); at most 12h for a "
                                             "person's token, 30d for a machine's"),
             arg("--kind", choices=("person", "machine"), default="person",
@@ -486,42 +530,52 @@ COMMANDS = Subcommands("command", "COMMAND", (
             arg("id", metavar="ID", help="the token's id, as `token issue` prints it (or the token itself)"),
         ), revoke_token_command),
     ))),
+    Command("template", "write a declaration spreadsheet (.xlsx) to fill and submit: tradehub template goods > "
+                        "goods.xlsx", (
+        arg("kind", choices=("goods", "vessel_call"), metavar="KIND", help="goods or vessel_call"),
+    ), _template),
     Command("submit", "submit declaration files through the API", (
         *CLIENT_ARGUMENTS,
-        arg("files", nargs="+", type=Path, metavar="FILE"),
-        arg("--concurrency", type=int, default=8),
+        arg("files", nargs="+", type=Path, metavar="FILE",
+            help="declaration files, one declaration each: JSON, or .xlsx as `tradehub template` writes"),
+        arg("--concurrency", type=int, default=8, help="files sent at the same time"),
     ), _submit),
-    Command("status", "a declaration's status at every agency", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _status),
-    Command("history", "a declaration's events", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _history),
+    Command("status", "a declaration's status at every agency, by its id or the trader's reference",
+            (*CLIENT_ARGUMENTS, *DECLARATION_ARGUMENTS), _status),
+    Command("history", "a declaration's events, by its id or the trader's reference",
+            (*CLIENT_ARGUMENTS, *DECLARATION_ARGUMENTS), _history),
     Command("attach", "attach a supporting document (PDF, JPEG, PNG or XML, at most 10 MB) to a declaration", (
-        *CLIENT_ARGUMENTS, arg("id", metavar="DECLARATION"), arg("file", metavar="FILE", type=Path)), _attach),
+        *CLIENT_ARGUMENTS, *DECLARATION_ARGUMENTS,
+        arg("file", metavar="FILE", type=Path, help="the document to attach")), _attach),
     Command("dead-letters", "answers the hub refused (admins)", subcommands=Subcommands(
         "dead_letters_command", "ACTION", (
             Command("list", "dead letters, newest first", (
                 *CLIENT_ARGUMENTS,
-                arg("--agency", choices=AGENCIES),
+                arg("--agency", choices=AGENCIES, help="only this agency's (default: every agency's)"),
                 arg("--code", help="only this dead-letter code (docs/dead-letters.md)"),
                 arg("--state", choices=("none", "requested", "running", "applied", "unchanged", "dead", "failed"),
                     help="only letters in this replay state"),
                 arg("--limit", type=_processes, default=50, help="at most this many (default 50)"),
             ), _dead_letters_list),
-            Command("show", "one dead letter, with its body", (*CLIENT_ARGUMENTS, arg("id", metavar="ID")),
-                    _dead_letters_show),
+            Command("show", "one dead letter, with its body", (*CLIENT_ARGUMENTS, DEAD_LETTER), _dead_letters_show),
             Command("replay", "send a dead letter through the inbox again, once its cause is fixed",
-                    (*CLIENT_ARGUMENTS, arg("id", metavar="ID")), _dead_letters_replay),
+                    (*CLIENT_ARGUMENTS, DEAD_LETTER), _dead_letters_replay),
         ))),
     Command("dispatch", "declarations whose messages to an agency could not be sent (admins)",
             subcommands=Subcommands("dispatch_command", "ACTION", (
                 Command("parked", "parked dispatches, oldest failure first, with why",
-                        (*CLIENT_ARGUMENTS, arg("--agency", choices=AGENCIES)), _dispatch_parked),
+                        (*CLIENT_ARGUMENTS, arg("--agency", choices=AGENCIES,
+                                                help="only this agency's (default: every agency's)")),
+                        _dispatch_parked),
                 Command("retry", "try a parked dispatch again now rather than at its back-off's time", (
-                    *CLIENT_ARGUMENTS, arg("id", metavar="ID"), arg("agency", choices=AGENCIES, metavar="AGENCY"),
+                    *CLIENT_ARGUMENTS, arg("id", metavar="ID", help="the declaration's id"),
+                    arg("agency", choices=AGENCIES, metavar="AGENCY", help=f"one of {', '.join(AGENCIES)}"),
                 ), _dispatch_retry),
             ))),
     Command("worker", "run one part of the hub as its own process", (
-        arg("part", choices=("project", "dispatch", "consume"),
+        arg("part", choices=("project", "dispatch", "consume", "webhooks"),
             help="project: follow the log into the views; dispatch: send agencies their messages; "
-                 "consume: apply the agencies' answers"),
+                 "consume: apply the agencies' answers; webhooks: send traders' webhooks"),
         arg("--agency", choices=AGENCIES, action="append",
             help="dispatch or consume only this agency's messages (repeatable; default all)"),
     ), _worker),
@@ -531,7 +585,7 @@ COMMANDS = Subcommands("command", "COMMAND", (
                 help="simulate only this agency (repeatable; default all)"),
         ), _simulate),
         Command("credentials", "print what an agency's system needs to connect to the broker", (
-            arg("agency", choices=AGENCIES, metavar="AGENCY"),
+            arg("agency", choices=AGENCIES, metavar="AGENCY", help=f"one of {', '.join(AGENCIES)}"),
         ), _agency_credentials),
         Command("provision", "give each agency its own RabbitMQ user, limited to its own queues "
                              "(TRADEHUB_BROKER_URL=amqp://…)", (
@@ -553,20 +607,21 @@ COMMANDS = Subcommands("command", "COMMAND", (
                         "ones (rotation)", (
                     arg("agency", choices=ISSUERS, metavar="ISSUER",
                         help="an agency, or another licence issuer (commerce, cnca)"),
-                    arg("certificate", type=Path, metavar="CERT.pem"),
+                    arg("certificate", type=Path, metavar="CERT.pem", help="the certificate, PEM-encoded"),
                 ), _keys("register")),
                 Command("list", "the certificates of an agency, or of all: current, expired, retired", (
-                    arg("agency", nargs="?", choices=ISSUERS, metavar="ISSUER"),
+                    arg("agency", nargs="?", choices=ISSUERS, metavar="ISSUER",
+                        help=f"one of {', '.join(ISSUERS)} (default: every issuer)"),
                 ), _keys("listing")),
                 Command("retire", "refuse an agency's certificate from now on (running consumers included)", (
-                    arg("agency", choices=ISSUERS, metavar="ISSUER"),
+                    arg("agency", choices=ISSUERS, metavar="ISSUER", help=f"one of {', '.join(ISSUERS)}"),
                     arg("fingerprint", metavar="FINGERPRINT", help="its SHA-256, or 8+ leading hex digits"),
                 ), _keys("retire")),
                 Command("hub-certificate", "print the hub's certificate (PEM), for agencies to verify its messages",
                         handler=_keys("certificate")),
                 Command("issuer-certificate", "print the certificate (PEM) of the key the hub signs an issuer's "
                         "licences with, for third parties to verify them", (
-                    arg("issuer", choices=ISSUERS, metavar="ISSUER"),
+                    arg("issuer", choices=ISSUERS, metavar="ISSUER", help=f"one of {', '.join(ISSUERS)}"),
                 ), _keys("issuer_certificate")),
             ))),
     Command("parties", "the business register (USCC, name, address, status)",
@@ -587,7 +642,7 @@ COMMANDS = Subcommands("command", "COMMAND", (
                              "signature: the issuer's own JWS, else the hub signs), or a JSON array of such objects"),
                 ), _licences_import),
                 Command("show", "one licence: status, remaining quantity, signature and ledger", (
-                    *CLIENT_ARGUMENTS, arg("number", metavar="NUMBER"),
+                    *CLIENT_ARGUMENTS, arg("number", metavar="NUMBER", help="the licence's number"),
                     arg("--issuer", choices=ISSUERS, help="where several issuers use the number"),
                 ), _licences_show),
                 Command("list", "the licences the token may see", (
@@ -614,7 +669,7 @@ def _add_subcommands(parser: argparse.ArgumentParser, subcommands: Subcommands) 
     """Add each command of the table to `parser`, with its handler as the `handler` default of its parser."""
     choices = parser.add_subparsers(dest=subcommands.dest, required=True, metavar=subcommands.metavar)
     for command in subcommands.commands:
-        command_parser = choices.add_parser(command.name, help=command.help)
+        command_parser = choices.add_parser(command.name, help=command.help, description=command.help)
         for argument in command.arguments:
             argument.add_to(command_parser)
         if command.subcommands is not None:

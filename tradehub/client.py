@@ -8,6 +8,7 @@ as "repeated".
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 from tqdm import tqdm
+
+from tradehub.spreadsheets import MEDIA_TYPE as SPREADSHEET
 
 
 class ClientError(Exception):
@@ -71,8 +74,14 @@ def _problem_text(response: httpx.Response) -> str:
     except ValueError:
         return f"HTTP {response.status_code}"
     lines = [f"{response.status_code} {body.get('title', '')}: {body.get('detail', '')}".rstrip(": ")]
-    lines += [f"  {error['path']}: {error['message']}" for error in body.get("errors") or ()]
+    lines += [f"  {error['cell']}: {error['message']} ({error['path']})" if error.get("cell")
+              else f"  {error['path']}: {error['message']}" for error in body.get("errors") or ()]
     return "\n".join(lines)
+
+
+def _media_type(path: Path) -> str:
+    """A declaration file is JSON, or a spreadsheet of `tradehub template` (.xlsx)."""
+    return SPREADSHEET if path.suffix.lower() == ".xlsx" else "application/json"
 
 
 def submit(files: Sequence[Path], *, url: str, token: str, concurrency: int) -> int:
@@ -87,8 +96,7 @@ def submit(files: Sequence[Path], *, url: str, token: str, concurrency: int) -> 
             except OSError as error:
                 return path, "rejected", f"cannot read: {error.strerror}"
             try:
-                response = client.post("/v1/declarations", content=body,
-                                       headers={"Content-Type": "application/json"})
+                response = client.post("/v1/declarations", content=body, headers={"Content-Type": _media_type(path)})
             except httpx.HTTPError as error:
                 return path, "failed", f"cannot reach {url}: {error}"
             if response.status_code in (200, 201):
@@ -117,10 +125,36 @@ def submit(files: Sequence[Path], *, url: str, token: str, concurrency: int) -> 
     return 1 if outcomes["rejected"] else 0
 
 
-def status(declaration_id: str, *, url: str, token: str) -> int:
+_CANONICAL_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+REFERENCE_MATCHES = 20  # the declarations a reference is looked up among: more than one is already ambiguous
+
+
+def declaration_id_of(client: httpx.Client, wanted: str, declarant: str | None) -> str:
+    """The id `wanted` names: a declaration id as it is, else a trader's reference, looked up through
+    `GET /v1/declarations?reference=` among the declarations the token may see. A trader's token sees only its
+    own, so it needs no declarant; for others a reference used by several declarants needs `declarant`.
+    ClientError when nothing, or more than one declaration, answers to it."""
+    if _CANONICAL_ID.fullmatch(wanted):  # only the id's written form: 32 hex digits may well be a reference
+        return wanted.lower()
+    params = {"reference": wanted, "limit": str(REFERENCE_MATCHES)}
+    if declarant:
+        params["declarant"] = declarant
+    items = _get(client, "/v1/declarations", params)["items"]
+    whose = f" of declarant {declarant}" if declarant else ""
+    if not items:
+        raise ClientError(f"no declaration with the reference {wanted!r}{whose} that this token may see "
+                          "(a reference is the declarant's own; an id is a UUID)")
+    if len(items) > 1:
+        declarants = ", ".join(sorted({item["declarant"] for item in items}))
+        raise ClientError(f"the reference {wanted!r} is used by several declarants ({declarants}): "
+                          "name one with --declarant USCC, or give the declaration's id")
+    return items[0]["id"]
+
+
+def status(wanted: str, *, url: str, token: str, declarant: str | None = None) -> int:
     """Print a declaration's overall status, its holds, and a table of its status at each agency."""
     with _client(url, token) as client:
-        resource = _get(client, f"/v1/declarations/{declaration_id}")
+        resource = _get(client, f"/v1/declarations/{declaration_id_of(client, wanted, declarant)}")
     print(f"{resource['kind']} {resource['reference']}  declarant {resource['declarant']}")
     print(f"id {resource['id']}  version {resource['version']}  status {resource['status'].upper()}")
     if resource["holds"]:
@@ -134,10 +168,10 @@ def status(declaration_id: str, *, url: str, token: str) -> int:
     return 0
 
 
-def history(declaration_id: str, *, url: str, token: str) -> int:
+def history(wanted: str, *, url: str, token: str, declarant: str | None = None) -> int:
     """Print a declaration's events as a table, one line each."""
     with _client(url, token) as client:
-        body = _get(client, f"/v1/declarations/{declaration_id}/history")
+        body = _get(client, f"/v1/declarations/{declaration_id_of(client, wanted, declarant)}/history")
     rows = [("VERSION", "TIME", "EVENT", "DETAILS")]
     for event in body["events"]:
         details = {k: v for k, v in event.items() if k not in ("type", "version", "time", "document")}
@@ -241,7 +275,7 @@ def retry_dispatch(declaration_id: str, agency: str, *, url: str, token: str) ->
     return 0
 
 
-def attach(declaration_id: str, path: Path, *, url: str, token: str) -> int:
+def attach(wanted: str, path: Path, *, url: str, token: str, declarant: str | None = None) -> int:
     """Attach a supporting document to a declaration (the hub judges its type by content); print what was
     recorded. Exit 1 if the hub refused it; a repeat of the same content is not an error."""
     try:
@@ -249,6 +283,7 @@ def attach(declaration_id: str, path: Path, *, url: str, token: str) -> int:
     except OSError as error:
         raise ClientError(f"cannot read {path}: {error.strerror or error}") from None
     with _client(url, token) as client:
+        declaration_id = declaration_id_of(client, wanted, declarant)
         try:
             response = client.post(f"/v1/declarations/{declaration_id}/documents", files={"file": (path.name, data)},
                                    timeout=120)

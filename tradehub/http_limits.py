@@ -14,6 +14,9 @@ with three bounds on each request's head, checked as the bytes come:
 
 The body has its own bound (TRADEHUB_MAX_BODY_BYTES, in the API's middleware).
 Between requests, uvicorn's keep-alive timeout closes an idle connection.
+
+It also tells a response that never ends by itself (an event stream) that the
+server is shutting down: uvicorn would otherwise wait for it for good.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 MAX_HEAD_BYTES = 16 * 1024
 MAX_HEADER_FIELDS = 100
 HEAD_TIMEOUT = 10.0
+# A callable a long response leaves in its request's scope; called when a graceful shutdown begins.
+ON_SHUTDOWN = "tradehub.on_shutdown"
 
 
 class _HeadRefused(Exception):
@@ -69,6 +74,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_clock()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """A graceful shutdown begins: a response still going that asked (`ON_SHUTDOWN`) is told, so that it
+        ends itself and the connection closes."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and (hook := cycle.scope.get(ON_SHUTDOWN)):
+            hook()
+        super().shutdown()
 
     def _start_clock(self) -> None:
         if self._head_clock is None:

@@ -1,4 +1,4 @@
-"""`tradehub serve`: the API, with projections, dispatch, consumers and (if asked) simulated agencies.
+"""`tradehub serve`: the API, with projections, webhooks, dispatch, consumers and (if asked) simulated agencies.
 
 Each runs in a supervised child process, restarted if it dies and stopped
 with `serve`; the broker is an embedded nats-server unless
@@ -9,8 +9,10 @@ docs/architecture.md; the settings they read: docs/configuration.md.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -22,7 +24,7 @@ from messaging.broker import HUB
 from messaging.embedded import EmbeddedNats
 from tradehub.api.app import create_app
 from tradehub.auth import resolve_secret
-from tradehub.bootstrap import Settings, build_hub, keep_private
+from tradehub.bootstrap import ConfigurationError, Settings, build_hub, keep_private
 from tradehub.web import install_pages
 from tradehub.worker import Supervised
 
@@ -41,9 +43,30 @@ def app_from_environment():
     return install_pages(create_app(hub), hub)
 
 
+def check_free(host: str, port: int) -> None:
+    """`ConfigurationError` naming the port unless this process could listen on it now. Binding (with
+    SO_REUSEADDR, as uvicorn does) rather than connecting: it also refuses an address this host does not have."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ConfigurationError(f"--host {host}: {error.strerror}") from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise ConfigurationError(
+                        f"port {port} on {host} is already in use (another tradehub serve?): stop what listens "
+                        "there, or pass --port with a free one") from None
+                raise ConfigurationError(f"cannot listen on {host} port {port}: {error.strerror}") from None
+
+
 def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int, access_log: bool,
           dispatching: bool = True, simulating: bool = False) -> int:
     """Run the API until stopped, with its supervised parts; exit status 0 once all are stopped."""
+    check_free(host, port)  # before anything starts: a second serve must not start a second nats-server
     keep_private(settings.data_dir)  # before anything is written; the parts and nats-server inherit the umask
     secret = resolve_secret(settings.secret, settings.data_dir, demo=demo)
     settings = dataclasses.replace(settings, secret=secret)
@@ -71,7 +94,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
             register_simulated(settings.keys_dir, AGENCIES)
         print(f"signing keys and the agencies' certificates in {settings.keys_dir}: tradehub keys list",
               file=sys.stderr)
-    parts = [Supervised("worker", "project")]
+    parts = [Supervised("worker", "project"), Supervised("worker", "webhooks")]
     if dispatching:
         parts += [Supervised("worker", "dispatch"), Supervised("worker", "consume")]
     if simulating:

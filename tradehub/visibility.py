@@ -103,6 +103,10 @@ class OfficersOnly(Refused):
     """The officer views and alerts are for officers and admins; traders are refused them."""
 
 
+class TradersOnly(Refused):
+    """Webhook subscriptions are a trader's: its endpoints, for its own declarations' notifications."""
+
+
 class NotClearable(Refused):
     """The caller may not clear this alert: `status` 404 if it cannot see it (or there is none), 403 if it can."""
 
@@ -144,6 +148,26 @@ def listing(who: Caller, filters: Filters) -> Filters | None:
             return None
         filters = replace(filters, declarant=who.party)
     return replace(filters, visible_to_agency=who.agency if who.role == "officer" else None)
+
+
+def feed_scope(who: Caller) -> tuple[str | None, str | None]:
+    """The notifications a caller may read, as (party, agency) for `projections.notifications.after`: a trader
+    those of the declarations it declared, an officer those of the declarations routed to its agency, an admin
+    all (None, None). A token without its party or agency reads nothing ("" matches no row)."""
+    if who.role == "trader":
+        return who.party or "", None
+    if who.role == "officer":
+        return None, who.agency or ""
+    return None, None
+
+
+def subscriber(who: Caller) -> str:
+    """The party whose webhook subscriptions the caller manages: a trader its own, and only its own (another
+    party's subscription is not found); `TradersOnly` for officers and admins, whose notifications are the
+    pull feed's."""
+    if who.role != "trader" or not who.party:
+        raise TradersOnly
+    return who.party
 
 
 def view_scope(who: Caller) -> str | None:

@@ -1,4 +1,4 @@
-"""`tradehub worker project|dispatch|consume`, `tradehub agencies simulate`, and the supervisor `serve` uses to keep them running.
+"""`tradehub worker project|dispatch|consume|webhooks`, `tradehub agencies simulate`, and the supervisor `serve` uses to keep them running.
 
 Projections run in their own process: they then use the machine's other
 core instead of competing with the API for one interpreter lock, and the
@@ -22,7 +22,7 @@ from messaging.broker import uses_rabbitmq
 from messaging.consumers import consume, publisher_for
 from messaging.credentials import CredentialsError, agency_credentials, check_credentials_file
 from messaging.embedded import stop_processes
-from tradehub.bootstrap import ConfigurationError, Settings, build_dispatch, build_hub, build_inbox
+from tradehub.bootstrap import ConfigurationError, Settings, build_dispatch, build_hub, build_inbox, build_webhooks
 
 log = logging.getLogger("tradehub.worker")
 PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
@@ -30,7 +30,7 @@ PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
 # API is not lowered: requests come first. Then the projections and dispatch: the messages agencies wait
 # for, and the views officers read. Then applying answers, which wait durably in the broker meanwhile.
 # The simulated agencies stand in for other parties' systems and yield to the hub's own work as much.
-NICENESS = {"project": 5, "dispatch": 5, "consume": 10, "simulate": 10}
+NICENESS = {"project": 5, "dispatch": 5, "webhooks": 5, "consume": 10, "simulate": 10}
 
 
 def run_projections(settings: Settings) -> int:
@@ -55,6 +55,30 @@ def run_dispatch(settings: Settings, agencies: Sequence[str]) -> int:
         runner.follow()
     finally:
         publisher.close()
+        hub.close()
+    return 0
+
+
+def run_webhooks(settings: Settings) -> int:
+    """Turn notifications into webhook deliveries and send them until SIGTERM or SIGINT (or the parent dies).
+
+    The follower runs on a thread, the sender on this one; stopping lets the attempts under way finish (each
+    has its deadline, TRADEHUB_WEBHOOK_TIMEOUT).
+    """
+    hub = build_hub(settings)
+    runner, sender = build_webhooks(hub)
+    stop = threading.Event()
+
+    def stopping() -> None:
+        stop.set()
+        runner.stop()
+
+    _stop_on_signals(stopping, niceness=NICENESS["webhooks"])
+    runner.start()
+    try:
+        asyncio.run(sender.run(stop))
+    finally:
+        runner.stop()
         hub.close()
     return 0
 

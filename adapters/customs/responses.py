@@ -19,6 +19,9 @@ for customs; None records nothing but the message itself):
 | 14, 15 | payment required, reminder | held |
 | 16 | exit of goods | released |
 | other | a notice | none |
+
+On a vessel call (a conveyance report) 05, 08 and 16 concern the ship, not
+goods: `meaning_for` gives the words for each kind, which the pages show.
 """
 
 from __future__ import annotations
@@ -67,6 +70,19 @@ OUTCOMES: dict[str, tuple[str | None, str]] = {
     "15": (HELD, "payment reminder"),
     "16": (RELEASED, "goods exited"),
 }
+# On a vessel call customs answers a conveyance report: the ship is controlled and cleared, not goods.
+CONVEYANCE_MEANINGS: dict[str, str] = {
+    "05": "physical control of the vessel",
+    "08": "vessel call cleared",
+    "16": "vessel departed",
+}
+
+
+def meaning_for(code: str, kind: str) -> str:
+    """What function code `code` means on a declaration of `kind` (goods or vessel_call), as people say it."""
+    if kind == "vessel_call" and code in CONVEYANCE_MEANINGS:
+        return CONVEYANCE_MEANINGS[code]
+    return OUTCOMES.get(code, (None, f"notice {code}"))[1]
 
 Lookup = Callable[[str], dict[str, Any] | None]
 

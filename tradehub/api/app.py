@@ -16,7 +16,20 @@ from fastapi import FastAPI
 from tradehub.auth import Revocations, TokenVerifier
 from tradehub.bootstrap import Hub
 
-from . import alerts, attachments, dead_letters, declarations, dispatch, licences, parties, system, views
+from . import (
+    alerts,
+    attachments,
+    certificates,
+    dead_letters,
+    declarations,
+    dispatch,
+    licences,
+    notifications,
+    parties,
+    subscriptions,
+    system,
+    views,
+)
 from .common import ApiState
 from .errors import install_error_handlers
 from .middleware import Edge
@@ -33,7 +46,8 @@ def create_app(hub: Hub) -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.verify = TokenVerifier(hub.settings.secret, Revocations(hub.views))
     app.state.api = api
-    for module in (declarations, attachments, views, alerts, dead_letters, dispatch, parties, licences, system):
+    for module in (declarations, attachments, certificates, views, alerts, dead_letters, dispatch, parties, licences,
+                   notifications, subscriptions, system):
         app.include_router(module.router)
     install_error_handlers(app)
     install_openapi(app)

@@ -12,12 +12,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from hub.declarations import AGENCIES, Declaration, InvalidDeclaration
+from hub.declarations import AGENCIES, Declaration, InvalidDeclaration, Submission
 from hub.declarations.documents import KINDS
 from hub.declarations.domainmodel import OVERALL_STATUSES, IdentityChanged
 from projections.status_board import Filters, InvalidQuery
-from tradehub import visibility
+from tradehub import spreadsheets, visibility
 from tradehub.auth import Caller
+from tradehub.spreadsheets import SpreadsheetInvalid
 from tradehub.visibility import Seen
 
 from .common import ApiState, Authenticated, State, answer, current_caller, envelope, invalid, json_body, state_of
@@ -33,8 +34,11 @@ from .schemas import (
 
 router = APIRouter(tags=["declarations"])
 
-_DECLARATION_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/Declaration"}}}}}
+_DECLARATION_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/Declaration"}},
+    # A workbook of `tradehub template` (docs/spreadsheets.md); its 422 errors name each `cell` beside the `path`.
+    spreadsheets.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+}}}
 
 
 @router.post("/v1/declarations", status_code=201, response_model=DeclarationResource,
@@ -46,13 +50,33 @@ async def submit(request: Request) -> Response:
     api = state_of(request)  # neither is a dependency: this is the hot path
     who = await current_caller(request)
     on_behalf_of = visibility.declaring_for(who)
-    raw = await json_body(request)
-    # Validation is CPU work: done here; only the save leaves the loop, batched with others.
-    submission = await api.hub.declarations.submit_on_loop(raw, api.committer, api.offload, on_behalf_of=on_behalf_of)
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() == spreadsheets.MEDIA_TYPE:
+        submission = await _submit_workbook(api, await request.body(), on_behalf_of)
+    else:
+        raw = await json_body(request)
+        # Validation is CPU work: done here; only the save leaves the loop, batched with others.
+        submission = await api.hub.declarations.submit_on_loop(raw, api.committer, api.offload,
+                                                               on_behalf_of=on_behalf_of)
     declaration = submission.declaration
     # A new declaration is not held yet, so its resource reads nothing; one declared before may be.
     body = changed(api, who, declaration) if submission.created else await api.offload(changed, api, who, declaration)
     return answer(body, 201 if submission.created else 200, {"Location": f"/v1/declarations/{declaration.id}"})
+
+
+async def _submit_workbook(api: ApiState, data: bytes, on_behalf_of: str | None) -> Submission:
+    """A declaration as a spreadsheet, submitted as its JSON would be. Reading thousands of rows is CPU work, so
+    all of it runs on a thread; every 422 error names its cell as well as its JSON path, and nothing is stored."""
+    try:
+        workbook = await api.offload(spreadsheets.read_workbook, data)
+        if workbook.errors:
+            await api.offload(workbook.validated)  # raises: the unreadable cells, and the hub's errors beside them
+        try:
+            return await api.offload(api.hub.declarations.submit, workbook.document, on_behalf_of=on_behalf_of)
+        except InvalidDeclaration as error:
+            raise workbook.invalid(error) from None
+    except SpreadsheetInvalid as error:
+        raise ProblemError(422, "invalid-declaration", "Invalid declaration",
+                           f"{len(error.errors)} cell(s) failed", errors=[e._asdict() for e in error.errors]) from None
 
 
 @router.get("/v1/declarations", response_model=DeclarationPage, responses=documented(401, 422))

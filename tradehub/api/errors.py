@@ -21,7 +21,7 @@ from hub.declarations import (
 )
 from hub.declarations.licence import LicenceClosed
 from hub.storage import StoreUnavailable
-from tradehub.visibility import Hidden, NotClearable, NotDeclaring, OfficersOnly, ReadOnly, Refused
+from tradehub.visibility import Hidden, NotClearable, NotDeclaring, OfficersOnly, ReadOnly, Refused, TradersOnly
 
 from .common import invalid
 from .problems import ProblemError, problem
@@ -37,6 +37,8 @@ REFUSALS: dict[type[Refused], tuple[str, str, str]] = {
     ReadOnly: ("forbidden", "Not allowed", "only the declarant or an admin may change it"),
     NotDeclaring: ("forbidden", "Officers do not declare", ""),
     OfficersOnly: ("forbidden", "Officers only", "the officer views are for agencies and admins"),
+    TradersOnly: ("forbidden", "Traders only", "webhook subscriptions are made with a trader's token, for its "
+                                               "party's declarations"),
 }
 NOT_CLEARABLE = {
     403: ("forbidden", "Not your alert", "only an officer of the agency that raised it, or an admin, may clear it"),

@@ -73,7 +73,7 @@ class Edge:
         except _BodyTooLarge:
             if not status:
                 status = 413
-                await self._refuse(send, limit)
+                await self._refuse(send, limit, page=not scope["path"].startswith("/v1/"))
         except BaseException:
             status = status or 500
             raise
@@ -88,10 +88,19 @@ class Edge:
                 return limit
         return self.limit
 
-    async def _refuse(self, send: Any, limit: int) -> None:
-        body = json.dumps({"type": "urn:tradehub:problem:too-large", "title": "Request body too large",
-                           "status": 413, "detail": f"the limit is {limit} bytes"}).encode()
+    async def _refuse(self, send: Any, limit: int, *, page: bool) -> None:
+        """413: a problem document for the API, a plain page for a browser's form post (the pages)."""
+        if page:
+            body = (f"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Too large · Trade hub</title>"
+                    f"<h1>Too large</h1><p>What was sent is larger than {limit:,} bytes, the most this hub takes. "
+                    f"Nothing was stored. Go back and send less: a smaller file, or the declaration through the "
+                    f"API.</p></html>").encode()
+            headers = [(b"content-type", b"text/html; charset=utf-8"),
+                       (b"content-security-policy", b"default-src 'none'")]
+        else:
+            body = json.dumps({"type": "urn:tradehub:problem:too-large", "title": "Request body too large",
+                               "status": 413, "detail": f"the limit is {limit} bytes"}).encode()
+            headers = [(b"content-type", b"application/problem+json")]
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"content-length", str(len(body)).encode())]})
+                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

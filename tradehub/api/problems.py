@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -13,6 +13,7 @@ MEDIA_TYPE = "application/problem+json"
 class FieldProblem(BaseModel):
     path: str
     message: str
+    cell: str | None = Field(default=None, description="for a spreadsheet upload: the sheet and cell, e.g. Crew!D7")
 
 
 class Problem(BaseModel):

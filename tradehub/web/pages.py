@@ -7,7 +7,8 @@ exactly as the API verifies it, so a page shows what the token's holder
 would get from the API and nothing more.
 Forms that change something also check that the request comes from this
 site's own pages. Pages set a strict Content-Security-Policy: every asset
-comes from /static, and there is no script at all.
+comes from /static, and the one script (static/live.js) only shows new
+notifications from the session's event stream.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.concurrency import run_in_threadpool
 
 from adapters.attachments import documents_in_order
-from hub.declarations import AGENCIES, ISSUERS, AlertInvalid
+from hub.declarations import AGENCIES, ISSUERS, AlertInvalid, AlertNotFound
 from hub.declarations.alert import SUBJECT_KINDS
 from hub.declarations.domainmodel import AGENCY_STATUSES, OVERALL_STATUSES
 from hub.storage import StoreUnavailable
+from projections import notifications as feed
 from projections.attachments import DocumentMissing, DocumentStoreError
 from projections.status_board import InvalidQuery
 from tradehub import visibility
@@ -158,7 +160,10 @@ class Pages:
         self.environment = templates()
 
     def render(self, template: str, who: Caller | None, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.environment.get_template(template).render(who=who, **context)
+        # A signed-in page's live panel streams the notifications after the newest one now: none written
+        # between this render and the stream's opening is missed (static/live.js).
+        live_after = feed.head(self.hub.views) if who is not None else 0
+        html = self.environment.get_template(template).render(who=who, live_after=live_after, **context)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
@@ -187,8 +192,13 @@ def refused_page(refused: visibility.Refused, who: Caller, ident: str) -> PageEr
 
 def install_pages(app: FastAPI, hub: Hub) -> FastAPI:
     """Mount the pages and their static assets on the API's app; none of it enters the OpenAPI document."""
+    from . import certificates, desk, notifications  # they build on this module's pieces
+
     app.state.pages = Pages(hub)
     app.include_router(router)
+    app.include_router(desk.router)
+    app.include_router(notifications.router)
+    app.include_router(certificates.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.add_exception_handler(PageError, error_page)
@@ -299,12 +309,14 @@ def declaration_page(declaration_id: str, who: SignedIn, pages: Site) -> Respons
         raise refused_page(refused, who, declaration_id) from None  # unknown and hidden ids read the same
     messages = pages.see.messages(seen)
     shown = seen.history
-    return pages.render("declaration.html", who, declaration=seen.declaration,
-                        timelines=present.timelines(seen.declaration.agencies, messages, shown),
-                        exchange=pages.see.exchange(seen), messages=messages, history=present.history_rows(shown),
-                        document=json.dumps(seen.document, indent=2, ensure_ascii=False, sort_keys=False),
+    kind, document = seen.declaration.kind, seen.document
+    return pages.render("declaration.html", who, declaration=seen.declaration, summary=present.summary(document),
+                        timelines=present.timelines(seen.declaration.agencies, messages, shown, kind),
+                        exchange=present.worded_exchange(pages.see.exchange(seen), kind), messages=messages,
+                        history=present.history_rows(shown, kind),
+                        document=json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False),
                         attachments=documents_in_order(seen.declaration.attachments),
-                        licences=licensing.cited_licences(pages.hub, who, seen.document),
+                        licences=licensing.cited_licences(pages.hub, who, document),
                         hold=seen.hold, holds=seen.hold_details)
 
 
@@ -373,8 +385,8 @@ def recognition(who: Officer, pages: Site) -> Response:
 
 
 @router.get("/alerts")
-def alerts(who: Officer, pages: Site, raised: str = "") -> Response:
-    return alerts_page(pages, who, raised=raised[:100])
+def alerts(who: Officer, pages: Site, raised: str = "", cleared: str = "") -> Response:
+    return alerts_page(pages, who, raised=raised[:100], cleared=cleared[:100])
 
 
 @router.post("/alerts")
@@ -399,16 +411,37 @@ async def clear_alert(alert_id: str, request: Request, who: SignedIn, pages: Sit
         await run_in_threadpool(pages.see.alert_to_clear, who, alert_id)
     except visibility.Refused as refused:
         raise refused_page(refused, who, alert_id) from None
-    await run_in_threadpool(pages.hub.declarations.clear_alert, alert_id, who.subject)
-    return see_other("/alerts")
+    alert = await run_in_threadpool(pages.hub.declarations.clear_alert, alert_id, who.subject)
+    return see_other(f"/alerts?cleared={alert.id}")
 
 
 def alerts_page(pages: Pages, who: Caller, status: int = 200, *, error: str = "",
-                values: Mapping[str, str] | None = None, raised: str = "") -> HTMLResponse:
+                values: Mapping[str, str] | None = None, raised: str = "", cleared: str = "") -> HTMLResponse:
+    """The alerts view; after the caller raised or cleared one (`raised`, `cleared`: its id), that alert as the
+    store has it now, since the view may not have caught up with the command yet."""
     data = pages.see.alerts(who)
+    notice = ""
+    acted = stored_alert(pages, who, raised or cleared)
+    if acted is not None:
+        data = {**data, "alerts": present.with_alert(data["alerts"], acted)}
+        if raised or acted["status"] == "cleared":
+            notice = f"Alert {acted['id']} {'raised' if raised else 'cleared'}."
     clearable = {alert["id"] for alert in data["alerts"] if visibility.may_clear(who, alert["raised_by"])}
     return pages.render("alerts.html", who, status, data=data, clearable=clearable, error=error,
-                        values=values or {}, raised=raised, subject_kinds=SUBJECT_KINDS)
+                        values=values or {}, notice=notice, subject_kinds=SUBJECT_KINDS)
+
+
+def stored_alert(pages: Pages, who: Caller, alert_id: str) -> dict[str, Any] | None:
+    """The alert from the store (read-your-writes), if there is one the alerts view would show the caller."""
+    if not alert_id:
+        return None
+    try:
+        alert = pages.hub.declarations.get_alert(alert_id)
+    except AlertNotFound:
+        return None
+    if not visibility.may_see_alert(who, pages.hub.views, str(alert.id), alert.raised_by):
+        return None
+    return present.alert_row(alert)
 
 
 @router.get("/stats")
@@ -437,7 +470,7 @@ def statistics_charts(data: Mapping[str, Any]) -> dict[str, charts.Chart]:
         [charts.Row(name, [charts.Segment("p50", times.get("p50_seconds"), "q-p50"),
                            charts.Segment("p90", times.get("p90_seconds"), "q-p90")])
          for name, times in rows],
-        stacked=False, fmt=present.duration, steps=charts.DURATION_STEPS,
+        stacked=False, fmt=present.duration, log_marks=charts.LOG_DURATION_MARKS,
         legend=[("p50 (median)", "q-p50"), ("p90", "q-p90")])
     return {"status": status_chart, "agency": agency_chart, "clearance": clearance_chart}
 

@@ -15,11 +15,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from adapters.wording import answer_words
 from hub.declarations import AGENCIES
 from hub.declarations.documents import KINDS
 from hub.declarations.domainmodel import OVERALL_STATUSES
 from projections.messages import log_places
 from projections.status_board import Filters
+from tradehub.summaries import Fact, label, summary, value_total  # noqa: F401  (the pages' words and header)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -69,11 +71,6 @@ def duration(seconds: float | None) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def label(value: Any) -> str:
-    """`inspection_required` → `inspection required`."""
-    return str(value).replace("_", " ")
 
 
 # ---- the board's filters ------------------------------------------------------------------------
@@ -142,15 +139,49 @@ def _bound(value: str, end_of_day: bool) -> datetime:
     return start + timedelta(days=1) if end_of_day else start
 
 
+# ---- alerts -----------------------------------------------------------------------------------
+
+def alert_row(alert: Any) -> dict[str, Any]:
+    """An `Alert` aggregate as a row of the alerts view (projections/alerts.py); the declarations it holds are
+    the enforcement follower's to find, so none yet."""
+    cleared = alert.status == "cleared"
+    return {"id": str(alert.id), "subject_kind": alert.subject_kind, "subject": alert.subject,
+            "reason": alert.reason, "raised_by": alert.raised_by, "raised_at": alert.created_on,
+            "status": alert.status, "cleared_at": alert.modified_on if cleared else None,
+            "cleared_by": alert.cleared_by or None, "declarations": [], "catching_up": True}
+
+
+def with_alert(alerts: Sequence[Mapping[str, Any]], stored: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The view's alerts with `stored` (fresher: from the store) in place of its row, keeping the declarations
+    the view found; at the top when the view has not got it yet."""
+    for index, row in enumerate(alerts):
+        if row["id"] == stored["id"]:
+            behind = row["status"] != stored["status"] or not row["declarations"]
+            fresh = {**stored, "declarations": row["declarations"], "catching_up": behind}
+            return [*alerts[:index], fresh, *alerts[index + 1:]]
+    return [stored, *alerts]
+
+
 # ---- the declaration page -----------------------------------------------------------------------
+
+def worded_exchange(exchange: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The information exchange view with each agency's answer in `answer_words`."""
+    return {**exchange, "agencies": [{**row, "text": answer_words(kind, row["agency"], str(row.get("code") or ""),
+                                                                 str(row.get("text") or ""))}
+                                     for row in exchange.get("agencies", [])]}
+
 
 _NOT_SHOWN = {"type", "version", "time", "document", "content_hash"}
 
 
-def history_rows(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each event with its key fields as (name, text) pairs; documents are left to their own section."""
+def history_rows(events: Sequence[Mapping[str, Any]], kind: str = "goods") -> list[dict[str, Any]]:
+    """Each event with its key fields as (name, text) pairs; documents are left to their own section. An
+    answer's text reads as on the rest of the page (`answer_words`)."""
     rows = []
     for event in events:
+        if event["type"] == "AgencyResponded" and event.get("text"):
+            event = {**event, "text": answer_words(kind, str(event.get("agency", "")), str(event.get("code") or ""),
+                                                   str(event["text"]))}
         fields = [(label(key), utc(value) if key.endswith("_at") and parse_time(value) else _text(value))
                   for key, value in event.items() if key not in _NOT_SHOWN and value not in ("", None, {}, [])]
         rows.append({"type": event["type"], "version": event["version"], "time": event["time"],
@@ -191,14 +222,15 @@ class AgencyTimeline:
 
 
 def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapping[str, Any]],
-              events: Sequence[Mapping[str, Any]]) -> list[AgencyTimeline]:
+              events: Sequence[Mapping[str, Any]], kind: str = "goods") -> list[AgencyTimeline]:
     """For each agency the declaration was routed to: its messages and answers in the order they happened, and
     where it stands.
 
     `messages` come in the order they happened (`recorded_messages` with the history); each answer in `events`
     joins them at its place in the log, never by the clocks, which are the agencies' own for what they send.
     An inbound message shows the status its answer set; an answer with no recorded message (applied before the
-    record existed, or the second reply in one message) stands on its own.
+    record existed, or the second reply in one message) stands on its own. Answers read in `answer_words` for
+    the declaration's `kind`.
     """
     answers: dict[str, list[Mapping[str, Any]]] = {}
     for event in events:
@@ -210,21 +242,23 @@ def timelines(agencies: Mapping[str, Mapping[str, Any]], messages: Sequence[Mapp
         by_message: dict[str, list[Mapping[str, Any]]] = {}
         for event in answers.get(name, []):
             by_message.setdefault(str(event["message_id"]).split(":")[0], []).append(event)
-        exchanged = _exchanged([message for message in messages if message["agency"] == name], events, by_message)
+        exchanged = _exchanged([message for message in messages if message["agency"] == name], events, by_message,
+                               kind)
         unmatched = sorted((((event["version"], 0), Entry(
-            time=event["time"], kind="answer", title=_answer_title(event), detail=_answer_text(event),
+            time=event["time"], kind="answer", title=_answer_title(event), detail=_answer_text(event, kind),
             status=_answer_status(event), message_id=str(event["message_id"])))
             for group in by_message.values() for event in group), key=lambda pair: pair[0])
         entries = [entry for _, entry in heapq.merge(exchanged, unmatched, key=lambda pair: pair[0])]
         result.append(AgencyTimeline(
             agency=name, routed=bool(state.get("routed")), reason=str(state.get("reason", "")),
             status=str(state.get("status", "")), code=str(state.get("code", "")),
-            text=str(state.get("text", "")), updated_at=str(state.get("updated_at", "")), entries=entries))
+            text=answer_words(kind, name, str(state.get("code", "")), str(state.get("text", ""))),
+            updated_at=str(state.get("updated_at", "")), entries=entries))
     return result
 
 
 def _exchanged(messages: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]],
-               by_message: dict[str, list[Mapping[str, Any]]]) -> list[tuple[tuple[int, int], Entry]]:
+               by_message: dict[str, list[Mapping[str, Any]]], kind: str) -> list[tuple[tuple[int, int], Entry]]:
     """An agency's messages as timeline entries, each at its place in the log (`log_places`); the answers each
     inbound one carried are taken out of `by_message`."""
     entries = []
@@ -234,7 +268,8 @@ def _exchanged(messages: Sequence[Mapping[str, Any]], events: Sequence[Mapping[s
         entries.append((place, Entry(
             time=message["time"], kind="sent" if outbound else "received",
             title=f"{'Sent' if outbound else 'Received'} {message['type']}",
-            detail=" · ".join([f"version {message['version']}", *filter(None, map(_answer_text, matched))]),
+            detail=" · ".join([f"version {message['version']}",
+                               *filter(None, (_answer_text(event, kind) for event in matched))]),
             status=_answer_status(matched[-1]) if matched else "", message_id=message["message_id"])))
     return entries
 
@@ -254,10 +289,11 @@ def _answer_title(event: Mapping[str, Any]) -> str:
     return f"Answer: {label(event.get('status', ''))}"
 
 
-def _answer_text(event: Mapping[str, Any]) -> str:
+def _answer_text(event: Mapping[str, Any], kind: str) -> str:
     """What the answer said beyond its status (which the page shows as a chip)."""
     if event["type"] == "InspectionRecorded":
         parts = [f"inspection {event.get('result', '')}", str(event.get("findings") or "")]
     else:
-        parts = [str(event.get("code") or ""), str(event.get("text") or "")]
+        code = str(event.get("code") or "")
+        parts = [code, answer_words(kind, str(event.get("agency", "")), code, str(event.get("text") or ""))]
     return " – ".join(part for part in parts if part)
