@@ -322,6 +322,12 @@ def test_a_served_hub_with_its_followers_rides_out_terminated_connections(postgr
                 return all(http.get(f"/v1/declarations/{i}").json()["status"] == "released" for i in ids)
 
             wait_until(all_released, 120)
+
+            def all_recorded() -> bool:  # release notices follow the release: dispatch records them a moment later
+                return all(len(http.get(f"/v1/declarations/{i}/messages").json()["messages"]) >= expected_messages
+                           for i in ids)
+
+            wait_until(all_recorded, 60)
             for declaration_id in ids:
                 messages = http.get(f"/v1/declarations/{declaration_id}/messages")
                 history = http.get(f"/v1/declarations/{declaration_id}/history")
