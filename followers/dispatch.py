@@ -46,8 +46,10 @@ from hub.declarations import (
     LicenceAmbiguous,
     LicenceNotFound,
     LicenceSignatureInvalid,
+    PersonalDataGone,
     RoutingRules,
 )
+from hub.declarations.personal_data import DataKeys
 from hub.declarations.replay import Replay
 from messaging.publishing import Refusal
 from projections import dispatch_parking as parking
@@ -104,6 +106,9 @@ class Changes:
         key = (event.originator_id, event.originator_version)
         if key in self._changes:
             return self._changes[key]
+        if isinstance(event, Declaration.PersonalDataErased):  # what was worked out before names the people
+            for cached in [cached for cached in self._changes if cached[0] == event.originator_id]:
+                del self._changes[cached]
         change, after = advance(event, self._states.before(event))
         self._states.keep(after)
         self._changes[key] = change
@@ -215,7 +220,7 @@ class AgencyDispatch:
                     failed[entry.declaration_id] = (entry.version, "; ".join(reasons))
                 else:
                     sent.extend(entry.messages)
-        _record(cursor, sent)
+        _record(cursor, sent, self.app.data_keys)
         now = self.clock()
         for declaration_id, (version, reason) in failed.items():
             log.warning("dispatch to %s parks declaration %s at version %s: %s", self.agency, declaration_id,
@@ -257,7 +262,7 @@ class AgencyDispatch:
                 refused = self._publish(messages)
                 reason = "; ".join(refused[message.message_id] for message in messages if message.message_id in refused)
             if reason:
-                _record(cursor, sent)
+                _record(cursor, sent, self.app.data_keys)
                 failed_at = _stamp(now) if version != failed_version else None
                 parking.postpone(cursor, self.agency, declaration_id, version, reason, failed_at, attempts + 1,
                                  now + retry_delay(attempts + 1, self.draw))
@@ -268,7 +273,7 @@ class AgencyDispatch:
                 return False
             sent.extend(messages)
             parking.published(cursor, self.agency, declaration_id, version)
-        _record(cursor, sent)
+        _record(cursor, sent, self.app.data_keys)
         parking.unpark(cursor, self.agency, declaration_id)
         self.app.dispatch_resumed(declaration_id, self.agency)
         log.info("dispatch to %s of declaration %s resumed", self.agency, declaration_id)
@@ -280,6 +285,11 @@ class AgencyDispatch:
         change = self.changes.of(event)
         if change is None or change.action_for(self.agency) is None:
             return []
+        if change.document.get("kind") == "vessel_call" and self.app.get(declaration_id).personal_data_erased:
+            # Asked of the declaration as the log has it now: a cached change, or a key a process still holds,
+            # would build the people again.
+            raise PersonalDataGone("the declaration's personal data was erased: the hub can no longer build its "
+                                   "messages again (the agency has what was sent)")
         return self.build(change)
 
 
@@ -330,10 +340,10 @@ _STATUS_REASONS: dict[str, Callable[[Licence], tuple[str, str]]] = {
 }
 
 
-def _record(cursor: Cursor, messages: Sequence[Message]) -> None:
+def _record(cursor: Cursor, messages: Sequence[Message], data_keys: DataKeys) -> None:
     record(cursor, [Record(OUTBOUND, message.agency, message.message_id, message.declaration_id, message.version,
                            message.name, message.function_code, message.issued_at.isoformat(),
-                           message.body.decode()) for message in messages])
+                           message.body.decode()) for message in messages], data_keys=data_keys)
 
 
 def _stamp(moment: float) -> str:

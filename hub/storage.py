@@ -11,6 +11,13 @@ wakes followers, and the returned notification ids.
 It also reads several aggregates' events in one query (`select_streams`),
 for callers that act on a batch of aggregates at once.
 
+Each recorder also keeps the declarations' data keys (hub/declarations/
+personal_data.py) in `personal_data_keys`, beside the events: a key comes in
+with the `Submitted` that introduces it, in the same transaction, and its
+erasure overwrites the wrapped key and marks the row, leaving no copy in the
+table's storage (SQLite's `secure_delete`; `VACUUM` of the table on
+PostgreSQL).
+
 On SQLite, eventsourcing runs one INSERT per event. Each releases the GIL, and
 the thread committing for a whole group then waits for it again behind every
 thread validating the next declarations: under load a batch's commit costs
@@ -41,6 +48,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from hub.declarations.personal_data import new_keys as _new_keys
+
+KEY_TABLE = "personal_data_keys"
 _CREATE_LOCK = 0x7472616465657673  # the advisory lock that serialises creating the event tables ("tradeevs")
 
 # SQLSTATEs that mean the session is gone, not that the statement was wrong: class 08 (connection exception),
@@ -115,6 +125,22 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
             "WHERE originator_id = ANY(%s::{id_type}[]) ORDER BY originator_id, originator_version"
         ).format(**names)
+        keys = {"schema": Identifier(datastore.schema), "keys": Identifier(KEY_TABLE)}
+        self.create_keys_statement = SQL(
+            "CREATE TABLE IF NOT EXISTS {schema}.{keys} (declaration_id uuid PRIMARY KEY, key_id text NOT NULL, "
+            "wrapped bytea, created_at timestamptz NOT NULL DEFAULT now(), erased_at timestamptz)").format(**keys)
+        self.insert_keys_statement = SQL(
+            "INSERT INTO {schema}.{keys} (declaration_id, key_id, wrapped) "
+            "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bytea[])").format(**keys)
+        self.select_key_statement = SQL(
+            "SELECT key_id, wrapped FROM {schema}.{keys} WHERE declaration_id = %s").format(**keys)
+        self.erase_key_statement = SQL(
+            "UPDATE {schema}.{keys} SET wrapped = NULL, erased_at = now() "
+            "WHERE declaration_id = %s AND wrapped IS NOT NULL").format(**keys)
+        self.vacuum_keys_statement = SQL("VACUUM {schema}.{keys}").format(**keys)
+        self.some_key_statement = SQL(
+            "SELECT declaration_id, key_id, wrapped FROM {schema}.{keys} WHERE wrapped IS NOT NULL LIMIT 1"
+        ).format(**keys)
 
     def create_table(self) -> None:
         """eventsourcing's tables, index, NOTIFY function and trigger, one process at a time.
@@ -128,6 +154,8 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             connection.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
             try:
                 super().create_table()
+                with self.datastore.transaction(commit=True) as cursor:
+                    cursor.execute(self.create_keys_statement)
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
 
@@ -149,6 +177,10 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
     ) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
+        keyed = _new_keys(stored_events)
+        if keyed:  # first: the events' INSERT must be the last statement, whose returned ids eventsourcing fetches
+            curs.execute(self.insert_keys_statement, ([ident for ident, _, _ in keyed], [key for _, key, _ in keyed],
+                                                      [wrapped for _, _, wrapped in keyed]))
         curs.execute(
             self.insert_events_statement,
             (
@@ -158,6 +190,37 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
                 [event.state for event in stored_events],
             ),
         )
+
+    @_once_more
+    def select_data_key(self, declaration_id: UUID) -> tuple[str, bytes | None] | None:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self.select_key_statement, (declaration_id,), prepare=True)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return row["key_id"], None if row["wrapped"] is None else bytes(row["wrapped"])
+
+    @_once_more
+    def select_some_data_key(self) -> tuple[UUID, str, bytes] | None:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self.some_key_statement)
+            row = cursor.fetchone()
+        return None if row is None else (row["declaration_id"], row["key_id"], bytes(row["wrapped"]))
+
+    @_once_more
+    def erase_data_key(self, declaration_id: UUID) -> bool:
+        """Overwrite the key, then VACUUM the table, so that the old row's bytes are not left in its pages."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(self.erase_key_statement, (declaration_id,))
+            erased = cursor.rowcount > 0
+        with self.datastore.get_connection() as connection:
+            autocommit = connection.autocommit
+            connection.autocommit = True  # VACUUM runs outside a transaction
+            try:
+                connection.execute(self.vacuum_keys_statement)
+            finally:
+                connection.autocommit = autocommit
+        return erased
 
 
 class BatchInsertSQLiteRecorder(SQLiteApplicationRecorder):
@@ -170,9 +233,42 @@ class BatchInsertSQLiteRecorder(SQLiteApplicationRecorder):
 
     ROWS_PER_STATEMENT = 200  # 800 parameters: under SQLite's oldest limit on them (999)
 
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(),
+                f"CREATE TABLE IF NOT EXISTS {KEY_TABLE} (declaration_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
+                "wrapped BLOB, created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ')), erased_at TEXT)"]
+
+    def select_data_key(self, declaration_id: UUID) -> tuple[str, bytes | None] | None:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT key_id, wrapped FROM {KEY_TABLE} WHERE declaration_id = ?", (declaration_id.hex,))
+            row = cursor.fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def select_some_data_key(self) -> tuple[UUID, str, bytes] | None:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT declaration_id, key_id, wrapped FROM {KEY_TABLE} WHERE wrapped IS NOT NULL LIMIT 1")
+            row = cursor.fetchone()
+        return None if row is None else (UUID(row[0]), row[1], row[2])
+
+    def erase_data_key(self, declaration_id: UUID) -> bool:
+        """Overwrite the key with SQLite's secure_delete on, then checkpoint the WAL into the database file, so
+        that neither file keeps the old row's bytes (a checkpoint that readers hold back finishes later)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute("PRAGMA secure_delete = ON")
+            cursor.execute(f"UPDATE {KEY_TABLE} SET wrapped = NULL, erased_at = strftime('%Y-%m-%dT%H:%M:%fZ') "
+                           "WHERE declaration_id = ? AND wrapped IS NOT NULL RETURNING key_id", (declaration_id.hex,))
+            erased = cursor.fetchone() is not None
+        with self.datastore.get_connection(commit=True) as connection:
+            connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # outside a transaction, or it waits
+        return erased
+
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any) -> Sequence[int] | None:
         if not stored_events:
             return []
+        keyed = _new_keys(stored_events)
+        if keyed:  # first: the events' last INSERT gives the rowids below
+            c.executemany(f"INSERT INTO {KEY_TABLE} (declaration_id, key_id, wrapped) VALUES (?,?,?)",
+                          [(ident.hex, key, wrapped) for ident, key, wrapped in keyed])
         rows = self.ROWS_PER_STATEMENT
         for start in range(0, len(stored_events), rows):
             chunk = stored_events[start:start + rows]

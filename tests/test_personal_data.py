@@ -25,7 +25,7 @@ from followers.runner import Followers
 from hub.declarations import AGENCIES, RoutingRules, validate_document
 from messaging.broker import headers_of
 from projections import messages as message_record
-from projections.messages import INBOUND, OUTBOUND, Record, record, recorded_messages
+from projections.messages import INBOUND, OUTBOUND, PEOPLE_MARK, Record, record, recorded_messages
 from projections.sealing import TEXT_MARK, Sealer, SealError
 from simulators.agencies import answer
 from tradehub import visibility
@@ -117,7 +117,7 @@ def test_message_bodies_are_sealed_at_rest_and_read_back_byte_for_byte(sealed_hu
     stored = sealed_hub.views.query("SELECT body FROM agency_messages WHERE declaration_id = ?", (declaration_id,))
     assert len(stored) == len(sent) + len(replies)
     for (body,) in stored:
-        assert body.startswith(TEXT_MARK) and "MEIER" not in body and "C01X00T47" not in body
+        assert body.startswith((TEXT_MARK, PEOPLE_MARK)) and "MEIER" not in body and "C01X00T47" not in body
     read = {(row["direction"], row["message_id"]): row["body"] for row in recorded_messages(sealed_hub.views,
                                                                                              declaration_id)}
     assert {key: body for key, body in read.items() if key[0] == OUTBOUND} == {
@@ -167,7 +167,8 @@ def test_a_tampered_row_is_shown_as_unreadable_on_the_route_and_the_page_not_as_
 
 
 def test_a_hub_without_the_key_refuses_sealed_bodies_rather_than_showing_ciphertext(sealed_hub: Hub):
-    declaration_id, _ = dispatched(sealed_hub, samples.vessel_call())
+    """(A goods declaration: what is sent about a vessel call is sealed under its own data key, whatever the cipher.)"""
+    declaration_id, _ = dispatched(sealed_hub, samples.goods())
     rows = recorded_messages(sealed_hub.views, declaration_id, sealer=Sealer(None, message_record.PURPOSE))
     assert rows and all(row["body"] is None and "TRADEHUB_CIPHER_KEY is not set" in row["body_error"] for row in rows)
 
@@ -377,7 +378,9 @@ def test_a_new_data_directory_and_every_file_the_hub_writes_in_it_are_private(tm
         written = sorted(path.name for path in data_dir.iterdir())
         assert {"hub.sqlite", "hub-views.sqlite", "hub-views.sqlite-wal"} <= set(written)
         assert mode(data_dir) == 0o700
-        assert {name: oct(mode(data_dir / name)) for name in written} == dict.fromkeys(written, oct(0o600))
+        assert {name: oct(mode(data_dir / name)) for name in written} == {
+            name: oct(0o700 if (data_dir / name).is_dir() else 0o600) for name in written}
+        assert oct(mode(data_dir / "keys" / "personal-data.key")) == oct(0o600)  # the master of the data keys
     finally:
         hub.close()
         message_record.seal_bodies(Sealer(None, message_record.PURPOSE))
@@ -392,11 +395,13 @@ def test_the_sqlite_files_are_private_whatever_the_umask_of_the_command_that_ope
     hub = build_hub(Settings(data_dir=data_dir, secret=SECRET))
     try:
         dispatched(hub, samples.vessel_call())
-        files = {path.name: oct(mode(path)) for path in data_dir.iterdir()}
+        files = {str(path.relative_to(data_dir)): oct(mode(path)) for path in data_dir.rglob("*")}
     finally:
         hub.close()
-    assert {"hub.sqlite", "hub-views.sqlite", "hub-views.sqlite-wal", "hub-views.sqlite-shm"} <= set(files)
-    assert files == dict.fromkeys(files, oct(0o600)) and mode(data_dir) == 0o700
+    assert {"hub.sqlite", "hub-views.sqlite", "hub-views.sqlite-wal", "hub-views.sqlite-shm",
+            "keys/personal-data.key"} <= set(files)
+    assert files == {name: oct(0o700 if (data_dir / name).is_dir() else 0o600) for name in files}
+    assert mode(data_dir) == 0o700
 
 
 def test_a_data_directory_left_open_is_closed_with_a_warning(tmp_path: Path, umask: None,
@@ -468,6 +473,12 @@ def test_a_real_hub_with_the_cipher_keeps_no_name_or_document_number_in_the_clea
             # The names did travel: the border got them, and the hub shows them to whoever may see them.
             bodies = client.get(f"/v1/declarations/{ids[0]}/messages").text
             assert secrets_[0] in bodies and secrets_[3] in bodies
+            # An admin erases the first call's people: every route of the running hub shows them erased.
+            erased = client.post(f"/v1/declarations/{ids[0]}/personal-data/erasure", json={"reason": "test"})
+            assert erased.status_code == 200 and erased.json()["erased"] is True, erased.text
+            shown = client.get(f"/v1/declarations/{ids[0]}").text + client.get(
+                f"/v1/declarations/{ids[0]}/messages").text + client.get(f"/v1/declarations/{ids[0]}/history").text
+            assert "[erased]" in shown and not [value for value in secrets_[:18] if value in shown]
     finally:
         server.stop()
     files = [path for path in data_dir.rglob("*") if path.is_file()]

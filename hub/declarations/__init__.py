@@ -1,5 +1,6 @@
 """Declarations: the aggregate, its validation, routing and the application."""
 
+from .access import PersonalDataRead, record_personal_data_read
 from .alert import Alert, agency_alert_id, subject_key, subjects_of
 from .application import (
     AlertInvalid,
@@ -19,9 +20,19 @@ from .application import (
     VersionConflict,
 )
 from .documents import FieldError, InvalidDeclaration, InvalidLicence, content_hash, validate_document
-from .domainmodel import AGENCIES, Declaration, DeclarationError, declaration_id
+from .domainmodel import (
+    AGENCIES,
+    ERASED,
+    Declaration,
+    DeclarationError,
+    NothingToErase,
+    PersonalDataGone,
+    declaration_id,
+    scrub,
+)
 from .licence import ISSUERS, LICENCE_TYPES, Licence, LicenceSignatureInvalid, licence_id
 from .party import REGISTER_MODES, Party, PartyInvalid, party_id
+from .personal_data import MasterKeyError, new_master_key
 from .routing import RoutingError, RoutingRules
 
 __all__ = [
@@ -31,4 +42,6 @@ __all__ = [
     "validate_document", "Issuance", "LicenceAmbiguous", "LicenceNotFound", "LicenceRefused", "InvalidLicence",
     "ISSUERS", "LICENCE_TYPES", "Licence", "LicenceSignatureInvalid", "licence_id",
     "Party", "PartyInvalid", "PartyNotFound", "PartyRegistration", "REGISTER_MODES", "party_id",
+    "PersonalDataRead", "record_personal_data_read",
+    "ERASED", "NothingToErase", "PersonalDataGone", "scrub", "MasterKeyError", "new_master_key",
 ]

@@ -9,6 +9,7 @@ retried on a fresh copy.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
@@ -21,12 +22,13 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.popo import POPOApplicationRecorder
 
 from .alert import SUBJECT_KINDS, Alert
 from .attachments import checked_attachment
 from .documents import FieldError, InvalidDeclaration, InvalidLicence, content_hash, validate_document, validate_licence
-from .domainmodel import Declaration
+from .domainmodel import PEOPLE, Declaration, scrub
 from .groupcommit import AsyncGroupCommit, GroupCommit
 from .licence import (
     ISSUERS,
@@ -45,7 +47,9 @@ from .licence import (
 )
 from .party import REGISTER_MODES, REGISTER_OFF, REGISTER_REQUIRED, Party, PartyInvalid, party_fields, party_id
 from .party import fill_parties as _fill_parties
+from .personal_data import DataKeys, KeyedPOPORecorder, MasterKeyError, PersonalDataMapper, master_key
 from .routing import RoutingRules
+from .snapshots import SetAsList, Snapshotter, snapshot_interval
 from .values import container_number, imo_number, text, uscc
 
 _RETRIES = 20
@@ -151,17 +155,82 @@ class Declarations(Application):
         self.today = today or (lambda: datetime.now(UTC).date())
         self._group = GroupCommit(self.save_events)
         self._licences = _LicenceCache(self)
+        self.data_keys = DataKeys(self._master_key(), self.recorder)  # type: ignore[arg-type]
+        self.mapper.keys = self.data_keys
+        if self.snapshots is not None:
+            self.snapshots.mapper.keys = self.data_keys  # type: ignore[attr-defined]
+        self.snapshotter = Snapshotter(self, snapshot_interval(self.env))  # hub/declarations/snapshots.py
+        # How many recorded message bodies were sealed under a declaration's key (set where the views are wired).
+        self.sealed_messages: Callable[[UUID], int] = lambda _: 0
+
+    # ---- personal data (docs/personal-data.md) ---------------------------------------------
+
+    def construct_recorder(self) -> Any:
+        """eventsourcing's recorder; an in-memory one keeps data keys in memory too (`KeyedPOPORecorder`)."""
+        recorder = super().construct_recorder()
+        if type(recorder) is POPOApplicationRecorder:
+            return KeyedPOPORecorder()
+        return recorder
+
+    def construct_mapper(self) -> Any:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=PersonalDataMapper)
+
+    def _master_key(self) -> bytes:
+        """PERSONAL_DATA_KEY of the environment (tradehub.bootstrap sets it); an in-memory store may go without,
+        since its keys die with it."""
+        encoded = self.env.get("PERSONAL_DATA_KEY")
+        if encoded:
+            return master_key(encoded)
+        if isinstance(self.recorder, KeyedPOPORecorder):
+            return os.urandom(32)
+        raise MasterKeyError("PERSONAL_DATA_KEY is not set: a stored declaration's people are sealed under keys "
+                             "wrapped by it (tradehub.bootstrap sets it from TRADEHUB_PERSONAL_DATA_KEY or the keys "
+                             "directory)")
+
+    def erase_personal_data(self, declaration_id: UUID | str, by: str, reason: str) -> tuple[Declaration, bool]:
+        """Erase the people a declaration names: destroy its data key, then record `PersonalDataErased`.
+
+        Safe to run again, and after a crash between the two steps: the key is destroyed again (a no-op), and the
+        event is recorded if it is not yet. Returns the declaration and whether this call recorded the erasure.
+        `NothingToErase` for a declaration that names no one, or was stored before data keys."""
+        by = text_field("erased_by", by, 70)
+        reason = text_field("reason", reason, 500)
+        declaration = self.get(declaration_id)
+        if declaration.personal_data_erased is None and not declaration.data_key:
+            declaration.erase_personal_data(by, reason, "", 0)  # raises NothingToErase, saying why
+        self.data_keys.erase(declaration.id)
+        if declaration.personal_data_erased is not None:
+            return declaration, False
+        messages = self.sealed_messages(declaration.id)
+        recorded = False
+
+        def command(current: Declaration) -> bool:
+            nonlocal recorded
+            recorded = current.erase_personal_data(by, reason, _now(), messages)
+            return recorded
+
+        return self._retrying(declaration.id, command, declaration), recorded
 
     def save_events(self, *events: Any) -> None:
         """`save` for domain events alone, as group commit hands them over: stored in one transaction.
 
         `Application.save` asks of every object whether it is an event or an aggregate through a runtime protocol
         check that costs about 20 µs each, a third of the Python work of saving an event, and done by the one
-        thread that commits for all the others. The hub takes no snapshots and overrides no `_notify`, so
-        recording the events is all that `save` would do with them."""
+        thread that commits for all the others. The hub overrides no `_notify`, and takes its snapshots after
+        the transaction, on a thread of their own (`Snapshotter`), so recording the events is all that `save`
+        would do with them here."""
         processing = ProcessingEvent()
         processing.events.extend(events)
         self._record(processing)
+        self.snapshotter.due(events)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(SetAsList())  # a snapshot's `applied_messages`
+
+    def close(self) -> None:
+        self.snapshotter.close()  # the snapshot being written first, then the store
+        super().close()
 
     def submit(self, raw: Any, *, on_behalf_of: str | None = None) -> Submission:
         """Declare once. The same (declarant, reference) with the same content returns it.
@@ -170,13 +239,16 @@ class Declarations(Application):
         for an event loop.
         """
         declaration = self.prepare_submission(raw, on_behalf_of=on_behalf_of)
-        if _citations(declaration.document):
-            return self._submit_citing(declaration)
         try:
-            self._group.save(declaration.collect_events())
-        except IntegrityError:
-            return self.settle_duplicate(declaration)
-        return Submission(declaration, created=True)
+            if _citations(declaration.document):
+                return self._kept(self._submit_citing(declaration))
+            try:
+                self._group.save(declaration.collect_events())
+            except IntegrityError:
+                return self.settle_duplicate(declaration)
+            return self._kept(Submission(declaration, created=True))
+        finally:
+            self.data_keys.discard(declaration.data_key)  # a key whose submission was not stored
 
     async def submit_on_loop(self, raw: Any, committer: AsyncGroupCommit, offload: Offload, *,
                              on_behalf_of: str | None = None) -> Submission:
@@ -190,10 +262,13 @@ class Declarations(Application):
             return await offload(self.submit, raw, on_behalf_of=on_behalf_of)
         declaration = self.prepare_submission(raw, on_behalf_of=on_behalf_of)
         try:
-            await committer.save(declaration.collect_events())
-        except IntegrityError:
-            return await offload(self.settle_duplicate, declaration)
-        return Submission(declaration, created=True)
+            try:
+                await committer.save(declaration.collect_events())
+            except IntegrityError:
+                return await offload(self.settle_duplicate, declaration)
+            return self._kept(Submission(declaration, created=True))
+        finally:
+            self.data_keys.discard(declaration.data_key)
 
     def prepare_submission(self, raw: Any, *, on_behalf_of: str | None = None) -> Declaration:
         """Validate and route a submission, unsaved: the rules of `submit` up to the save."""
@@ -209,7 +284,14 @@ class Declarations(Application):
             document=document,
             content_hash=content_hash(document),
             routes=self.routing.route(document),
+            data_key=self.data_keys.new() if _names_people(document) else "",
         )
+
+    def _kept(self, submission: Submission) -> Submission:
+        """A stored submission's fresh data key becomes the store's (and this process's cached copy)."""
+        if submission.created and submission.declaration.data_key:
+            self.data_keys.saved(submission.declaration.id, submission.declaration.data_key)
+        return submission
 
     def settle_duplicate(self, declaration: Declaration) -> Submission:
         """After `declaration` clashed with a stored one: that one if the content is the same."""
@@ -666,7 +748,8 @@ class Declarations(Application):
         return self.with_history(declaration_id)[1]
 
     def with_history(self, declaration_id: UUID | str) -> tuple[Declaration, list[dict[str, Any]]]:
-        """The declaration and its events, from one read of its stream."""
+        """The declaration and its events, from one read of its stream. Once its personal data is erased, no
+        event shows a person, even in a process that still holds a copy of the erased key."""
         events = list(self.events.get(_uuid(declaration_id)))
         if not events:
             raise DeclarationNotFound(f"no declaration {declaration_id}")
@@ -675,7 +758,12 @@ class Declarations(Application):
             declaration = event.mutate(declaration)
         if not isinstance(declaration, Declaration):
             raise DeclarationNotFound(f"no declaration {declaration_id}")
-        return declaration, [_describe(event) for event in events]
+        history = [_describe(event) for event in events]
+        if declaration.personal_data_erased is not None:
+            for entry in history:
+                if isinstance(entry.get("document"), dict):
+                    entry["document"] = scrub(entry["document"])
+        return declaration, history
 
     def _retrying(self, declaration_id: UUID | str, command: Callable[[Declaration], bool],
                   current: Declaration | None = None) -> Declaration:
@@ -779,7 +867,7 @@ class Declarations(Application):
         return filled
 
 
-_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
+_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic", "data_key")
 
 _STATUS_WORDS: dict[str, Callable[[Licence], str]] = {
     "revoked": lambda licence: f"revoked ({(licence.revoked or {}).get('reason', '')})",
@@ -916,6 +1004,14 @@ def _detached(aggregate: Any) -> Any:
     return clone
 
 
+
+
+def _names_people(document: Mapping[str, Any]) -> bool:
+    return any(document.get(people) for people in PEOPLE)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _describe(event: Any) -> dict[str, Any]:

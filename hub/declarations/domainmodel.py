@@ -106,15 +106,67 @@ class TooManyAttachments(DeclarationError):
     """The declaration already has `MAX_ATTACHMENTS` supporting documents."""
 
 
+class PersonalDataGone(DeclarationError):
+    """The declaration's personal data was erased: its document can no longer be replaced (submit anew)."""
+
+
+class NothingToErase(DeclarationError):
+    """The declaration has no personal data of its own to erase: it names no one, or was stored before personal
+    data was sealed under a key of its own (docs/personal-data.md)."""
+
+
+# What an erased field of a person reads as, everywhere (docs/personal-data.md).
+ERASED = "[erased]"
+# The lists of people a document may carry: each entry is personal data, every field of it.
+PEOPLE = ("crew", "passengers")
+
+
+def scrub(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with each person replaced by `erased_people`' entry: the lists keep their length, so counts
+    and answers that point at a person by position (`$.crew[2]`) keep their meaning."""
+    if not any(document.get(people) for people in PEOPLE):
+        return document
+    return {**document, **{people: erased_people(people, len(document[people]))
+                           for people in PEOPLE if document.get(people)}}
+
+
+def erased_people(people: str, count: int) -> list[dict[str, Any]]:
+    """`count` erased entries of the `people` list: every field a person of that list must have, each `ERASED`
+    (a passenger's optional ports are left out, since whether they were given is the passenger's too)."""
+    person = {"family_name": ERASED, "given_names": ERASED, "nationality": ERASED, "date_of_birth": ERASED,
+              "document": {"type": ERASED, "number": ERASED}}
+    if people == "crew":
+        person["rank"] = ERASED
+    return [{**person, "document": dict(person["document"])} for _ in range(count)]
+
+
 class Declaration(Aggregate):
-    """A goods declaration or a vessel call, with its status at every agency."""
+    """A goods declaration or a vessel call, with its status at every agency.
+
+    Version 2 of its state (snapshots) added `data_key` and `personal_data_erased`; `upcast_v1_v2` gives older
+    snapshots both, as of a declaration stored before personal data had keys (docs/events.md).
+    """
+
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["data_key"] = ""
+        state["personal_data_erased"] = None
 
     @staticmethod
     def create_id(declarant: str, reference: str, **_: Any) -> UUID:
         return declaration_id(declarant, reference)
 
     class Submitted(Aggregate.Created):
-        """The trader declared once. `routes` maps each agency to why it is involved."""
+        """The trader declared once. `routes` maps each agency to why it is involved.
+
+        `data_key` (version 2) names the declaration's own key, under which the store seals the people its
+        document names (hub/declarations/personal_data.py); "" when it names no one. Version 1 events, stored
+        before personal data had keys, keep their people in the event as they came: they upcast to "".
+        """
+
+        class_version = 2
 
         kind: str
         declarant: str
@@ -122,6 +174,11 @@ class Declaration(Aggregate):
         document: dict[str, Any]
         content_hash: str
         routes: dict[str, str]
+        data_key: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["data_key"] = ""
 
     class Amended(Aggregate.Event):
         """The document was replaced; agencies are routed afresh and assess it again."""
@@ -209,6 +266,17 @@ class Declaration(Aggregate):
         agency: str
         failed_version: int
 
+    class PersonalDataErased(Aggregate.Event):
+        """The declaration's data key was deleted: the people its document named are gone from every event, every
+        snapshot and every recorded message body that was sealed under it. Who erased them, why and when stay.
+        `messages` counts the recorded messages that named them: the agencies have them; the hub can no longer
+        show or resend them."""
+
+        erased_by: str
+        reason: str
+        erased_at: str
+        messages: int
+
     class DocumentAttached(Aggregate.Event):
         """A supporting document (PDF, JPEG, PNG or XML) was attached, stored by its content's SHA-256.
 
@@ -234,8 +302,11 @@ class Declaration(Aggregate):
         document: dict[str, Any],
         content_hash: str,
         routes: dict[str, str],
+        data_key: str = "",
     ) -> None:
         self.kind = kind
+        self.data_key = data_key
+        self.personal_data_erased: dict[str, Any] | None = None
         self.declarant = declarant
         self.reference = reference
         self.document = document
@@ -329,6 +400,11 @@ class Declaration(Aggregate):
     def _dispatch_resumed(self, agency: str, failed_version: int) -> None:
         self.dispatch_failures.pop(agency, None)
 
+    @event(PersonalDataErased)
+    def _personal_data_erased(self, erased_by: str, reason: str, erased_at: str, messages: int) -> None:
+        self.personal_data_erased = {"by": erased_by, "reason": reason, "at": erased_at, "messages": messages}
+        self.document = scrub(self.document)
+
     @event(DocumentAttached)
     def _document_attached(self, sha256: str, filename: str, media_type: str, size: int, attached_by: str,
                            attached_at: str) -> None:
@@ -409,6 +485,9 @@ class Declaration(Aggregate):
             if old != new:
                 raise IdentityChanged(field, old, new)
         self._refuse_if_closed("amended")
+        if self.personal_data_erased is not None:
+            raise PersonalDataGone("the declaration's personal data was erased: it can no longer be amended; "
+                                   "submit a new declaration")
         if content_hash == self.content_hash:
             return False
         self._amended(document, content_hash, routes)
@@ -563,6 +642,21 @@ class Declaration(Aggregate):
             raise TooManyAttachments(f"a declaration takes at most {MAX_ATTACHMENTS} documents; "
                                      f"this one has {len(self.attachments)}")
         self._document_attached(sha256, filename, media_type, size, attached_by, attached_at)
+        return True
+
+    def erase_personal_data(self, erased_by: str, reason: str, erased_at: str, messages: int) -> bool:
+        """Record that the declaration's data key was deleted. Returns False when that is already recorded.
+
+        Allowed in any state: a data subject's request does not wait for a decision. The key itself is deleted by
+        the application, before this is recorded (hub/declarations/application.py)."""
+        if self.personal_data_erased is not None:
+            return False
+        if not self.data_key:
+            if self.kind == "vessel_call":
+                raise NothingToErase("the declaration was stored before personal data had keys of its own: its "
+                                     "people are in the log as they came, and deleting a key cannot erase them")
+            raise NothingToErase("the declaration names no one: there is no personal data to erase")
+        self._personal_data_erased(erased_by, reason, erased_at, messages)
         return True
 
     def _revoke_gate_out(self, reason: str) -> None:
