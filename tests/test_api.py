@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tradehub.bootstrap import VIEW_NAMES
+
 from . import samples
 from .conftest import Api
 
@@ -232,8 +234,7 @@ def test_healthz_and_metrics(api: Api):
     submit(api)
     api.sync()
     health = api.client.get("/healthz")
-    assert health.status_code == 200 and health.json()["view_lag"] == dict.fromkeys(
-        ("status_board", "exchange", "recognition", "statistics", "licensing", "notifications", "alerts"), 0)
+    assert health.status_code == 200 and health.json()["view_lag"] == dict.fromkeys(VIEW_NAMES, 0)
     metrics = api.client.get("/metrics").text
     assert 'tradehub_view_lag_events{view="recognition"} 0.0' in metrics
     assert 'tradehub_declarations{status="submitted"} 1.0' in metrics

@@ -28,16 +28,19 @@ from followers.licensing import Licensing
 from followers.notifications import Notifications
 from followers.runner import Follower, Followers
 from followers.webhooks import DEFAULT_SCHEDULE, Schedule, ScheduleError, Sender, Webhooks
-from hub.declarations import REGISTER_MODES, Declarations, RoutingRules
+from hub.declarations import REGISTER_MODES, Declarations, MasterKeyError, RoutingRules
+from hub.declarations.personal_data import master_key, new_master_key
 from messaging.webhooks import Guard
 from projections import dead_letters as dead_letter_record
 from projections import dispatch_parking
 from projections import messages as message_record
 from projections import subscriptions as webhook_record
+from projections.access_log import AccessLog
 from projections.attachments import DirectoryStore, DocumentStore, S3Location, S3Store
 from projections.database import PostgresViews, SQLiteViews, ViewDatabase
 from projections.exchange import Exchange
 from projections.recognition import Recognition
+from projections.retention import Retention
 from projections.sealing import Sealer, SealError
 from projections.statistics import Statistics
 from projections.status_board import StatusBoard
@@ -72,6 +75,12 @@ class Settings:
     webhook_allow_private: bool = False  # TRADEHUB_WEBHOOK_ALLOW_PRIVATE=1
     webhook_retry: str = DEFAULT_SCHEDULE  # TRADEHUB_WEBHOOK_RETRY
     webhook_timeout: float = 10.0  # TRADEHUB_WEBHOOK_TIMEOUT
+    # The master key of the declarations' data keys (docs/personal-data.md): base64 of 32 bytes; empty, the keys
+    # directory's personal-data.key, made on first use
+    personal_data_key: str = ""  # TRADEHUB_PERSONAL_DATA_KEY
+    # Retention (docs/personal-data.md): erase a declaration's people this many days after its purpose was served
+    # (a call's departure, a goods declaration's release, withdrawal or rejection); 0 keeps them
+    personal_data_days: int = 0  # TRADEHUB_PERSONAL_DATA_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -99,6 +108,8 @@ class Settings:
             webhook_allow_private=_flag("TRADEHUB_WEBHOOK_ALLOW_PRIVATE", environ),
             webhook_retry=_webhook_retry(environ.get("TRADEHUB_WEBHOOK_RETRY", "")),
             webhook_timeout=_webhook_timeout(environ.get("TRADEHUB_WEBHOOK_TIMEOUT", "")),
+            personal_data_key=_personal_data_key(environ.get("TRADEHUB_PERSONAL_DATA_KEY", "")),
+            personal_data_days=_personal_data_days(environ.get("TRADEHUB_PERSONAL_DATA_DAYS", "")),
         )
 
     @property
@@ -154,6 +165,50 @@ def _webhook_timeout(value: str) -> float:
     return seconds
 
 
+def _personal_data_key(value: str) -> str:
+    if value:
+        try:
+            master_key(value)
+        except MasterKeyError as error:
+            raise ConfigurationError(f"TRADEHUB_PERSONAL_DATA_KEY: {error}") from None
+    return value.strip()
+
+
+def _personal_data_days(value: str) -> int:
+    days = value.strip() or "0"
+    if not days.isdigit() or int(days) > 36500:
+        raise ConfigurationError(f"TRADEHUB_PERSONAL_DATA_DAYS must be a whole number of days from 0 (keep) to 36500, "
+                                 f"got {value[:20]!r}")
+    return int(days)
+
+
+PERSONAL_DATA_KEY_FILE = "personal-data.key"
+
+
+def personal_data_key(settings: Settings) -> str:
+    """The master key that wraps every declaration's data key: TRADEHUB_PERSONAL_DATA_KEY, or the keys
+    directory's `personal-data.key`, made (0600, random) by whichever process needs it first. Losing it loses
+    every sealed person, as an erasure would; every process of a hub must have the same one."""
+    if settings.personal_data_key:
+        return settings.personal_data_key
+    path = settings.keys_dir / PERSONAL_DATA_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        else:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(new_master_key() + "\n")
+    try:
+        encoded = path.read_text()
+        master_key(encoded)
+    except (OSError, MasterKeyError) as error:
+        raise ConfigurationError(f"{path}: {getattr(error, 'strerror', None) or error}") from None
+    return encoded.strip()
+
+
 def _party_register(value: str) -> str:
     mode = value.strip().lower() or "off"
     if mode not in REGISTER_MODES:
@@ -192,6 +247,9 @@ def persistence_env(settings: Settings, schema: str = "") -> dict[str, str]:
     if settings.cipher_key:
         env |= {"CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
                 "CIPHER_KEY": settings.cipher_key}
+    # Declarations are read from their latest snapshot, taken every SNAPSHOT_INTERVAL versions
+    # (hub/declarations/snapshots.py, docs/long-streams.md); reading them is on whatever the interval.
+    env["IS_SNAPSHOTTING_ENABLED"] = "y"
     return env
 
 
@@ -226,8 +284,17 @@ def routing_rules(settings: Settings) -> RoutingRules:
 
 def build_declarations(settings: Settings | None = None, *, schema: str = "") -> Declarations:
     settings = settings or Settings.from_env()
-    return Declarations(persistence_env(settings, schema), routing=routing_rules(settings),
-                        party_register=settings.party_register, seal=licence_seal(settings))
+    env = persistence_env(settings, schema) | {"PERSONAL_DATA_KEY": personal_data_key(settings)}
+    declarations = Declarations(env, routing=routing_rules(settings), party_register=settings.party_register,
+                                seal=licence_seal(settings))
+    try:
+        declarations.data_keys.check()
+    except MasterKeyError as error:
+        declarations.close()
+        where = "TRADEHUB_PERSONAL_DATA_KEY" if settings.personal_data_key else (
+            f"{settings.keys_dir / PERSONAL_DATA_KEY_FILE} (or TRADEHUB_PERSONAL_DATA_KEY)")
+        raise ConfigurationError(f"{where}: {error}") from None
+    return declarations
 
 
 def licence_seal(settings: Settings) -> JwsSeal:
@@ -252,11 +319,12 @@ def read_models(declarations: Declarations) -> list[Follower]:
     the log as the views is what lets it settle releases safely (docs/lifecycle.md, I3).
     """
     return [StatusBoard(declarations), Exchange(), Recognition(declarations), Statistics(),
-            Licensing(declarations), Notifications(declarations), Enforcement(declarations)]
+            Licensing(declarations), Notifications(declarations), AccessLog(), Retention(),
+            Enforcement(declarations)]
 
 
 VIEW_NAMES = (StatusBoard.name, Exchange.name, Recognition.name, Statistics.name, Licensing.name,
-              Notifications.name, Enforcement.name)
+              Notifications.name, AccessLog.name, Retention.name, Enforcement.name)
 
 
 @dataclass
@@ -277,9 +345,10 @@ class Hub:
 
 def build_hub(settings: Settings | None = None, *, schema: str = "") -> Hub:
     settings = settings or Settings.from_env()
-    message_record.seal_bodies(message_sealer(settings))
     declarations = build_declarations(settings, schema=schema)
+    message_record.seal_bodies(message_sealer(settings), declarations.data_keys)
     views = build_views(settings, schema=schema)
+    declarations.sealed_messages = lambda ident: message_record.sealed_under_data_keys(views, str(ident))
     runner = Followers(declarations, views, read_models(declarations))
     views.create(message_record.TABLES)  # the API lists what dispatch records, whichever process starts first
     views.create(dead_letter_record.TABLES)  # and what the consumers dead-letter

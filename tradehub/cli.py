@@ -341,6 +341,93 @@ def _dispatch_retry(args: argparse.Namespace, _settings: Settings) -> int:
     return client.retry_dispatch(args.id, args.agency, url=args.url, token=args.token)
 
 
+# ---- personal data (docs/personal-data.md): erasure and the access log, through the admin API ----
+
+ERASURE_REASON_LENGTH = 500  # as the route takes it
+
+
+def _personal_data_erase(args: argparse.Namespace, _settings: Settings) -> int:
+    """Erase the people a declaration names; erasing it again says so and changes nothing (exit 0 both)."""
+    reason = args.reason.strip()
+    if not reason or len(reason) > ERASURE_REASON_LENGTH:
+        raise ClientError(f"--reason must be 1 to {ERASURE_REASON_LENGTH} characters of text, got {len(reason)}")
+    with client._client(args.url, args.token) as http:
+        declaration_id = client.declaration_id_of(http, args.declaration, args.declarant)
+        done = _admin_call(http, "post", f"/v1/declarations/{declaration_id}/personal-data/erasure",
+                           json={"reason": reason})
+    when = f"by {done['erased_by']} at {done['erased_at']} ({done['reason']})"
+    if not done["erased"]:
+        print(f"declaration {done['declaration_id']}: its personal data was already erased, {when}; nothing changed")
+        return 0
+    print(f"declaration {done['declaration_id']}: the crew and passengers it named are erased, {when}")
+    print(f"{done['messages']} recorded message(s) named them: the agencies have theirs; the hub can no longer show "
+          "or resend them")
+    return 0
+
+
+def _personal_data_reads(args: argparse.Namespace, _settings: Settings) -> int:
+    """Print who was shown personal data, oldest first, up to --limit, following the pages."""
+    rows = [("TIME", "READER", "TOKEN", "DECLARATION", "FIELDS", "MESSAGES", "ROUTE")]
+    with client._client(args.url, args.token) as http:
+        params = {"reader": args.reader} if args.reader else {}
+        if args.declaration:
+            params["declaration"] = client.declaration_id_of(http, args.declaration, args.declarant)
+        while len(rows) - 1 < args.limit:
+            page = _admin_call(http, "get", "/v1/personal-data/reads",
+                               params={**params, "limit": str(min(500, args.limit - (len(rows) - 1)))})
+            rows += [(read["time"], read["reader"], read["token_id"] or "-", read["declaration_id"],
+                      ",".join(read["fields"]), ",".join(read["messages"]) or "-", read["route"])
+                     for read in page["items"]]
+            if not page["next"]:
+                break
+            params["after"] = page["next"]
+    if len(rows) == 1:
+        print("no reads of personal data recorded" + (" for that" if args.declaration or args.reader else ""))
+        return 0
+    client._table(rows)
+    return 0
+
+
+def _personal_data_retention(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase what the retention policy (TRADEHUB_PERSONAL_DATA_DAYS) has made due: once, or --every SECONDS."""
+    if args.every and args.dry_run:
+        raise ConfigurationError("--dry-run lists what one run would erase: leave out --every")
+    keep_private(settings.data_dir)
+    if args.every:
+        _log_to_stderr()
+        from tradehub.worker import run_retention
+
+        return run_retention(settings, every=args.every)
+    from tradehub.retention import run_once
+
+    return run_once(settings, dry_run=args.dry_run)
+
+
+def _seconds(text: str) -> float:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (1 or more)")
+    return float(text)
+
+
+def _admin_call(http: Any, method: str, path: str, **options: Any) -> Any:
+    """An admin route's 200 answer; ClientError with the refusal on one line (status, title, what is at fault)."""
+    import httpx
+
+    try:
+        response = http.request(method.upper(), path, **options)
+    except httpx.HTTPError as error:
+        raise ClientError(f"cannot reach {http.base_url}: {error}") from None
+    if response.status_code == 200:
+        return response.json()
+    try:
+        problem = response.json()
+    except ValueError:
+        raise ClientError(f"HTTP {response.status_code}") from None
+    said = [problem.get("detail") or ""] + [f"{error['path']}: {error['message']}" for error in problem.get("errors")
+                                           or ()]
+    raise ClientError(f"{response.status_code} {problem.get('title', '')}: " + "; ".join(part for part in said if part))
+
+
 def _bench_ingest(args: argparse.Namespace, _settings: Settings) -> int:
     from tradehub.bench.ingest import run_ingest
 
@@ -375,6 +462,18 @@ def _bench_rebuild(args: argparse.Namespace, _settings: Settings) -> int:
     from tradehub.bench.rebuild import run_rebuild
 
     return run_rebuild(args)
+
+
+def _bench_erasure(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.erasure import run_erasure
+
+    return run_erasure(args)
+
+
+def _bench_long_stream(args: argparse.Namespace, _settings: Settings) -> int:
+    from tradehub.bench.long_stream import run_long_stream
+
+    return run_long_stream(args)
 
 
 # ---- the table of commands ------------------------------------------------------------------------------
@@ -450,6 +549,7 @@ DECLARATION_ARGUMENTS = (
         help="whose reference it is, where several declarants use it (default: the only declaration the token "
              "sees with that reference; a trader's token sees only its own)"),
 )
+DECLARANT = DECLARATION_ARGUMENTS[1]
 DEAD_LETTER = arg("id", metavar="ID", help="the dead letter's id, as `dead-letters list` prints it")
 BENCH_DATABASE = arg("--database-url", default="", help="PostgreSQL server (as for ingest)")
 
@@ -490,6 +590,20 @@ BENCH = Subcommands("suite", "SUITE", (
         arg("--passengers", type=int, default=5000, help="passengers on the list (default 5000)"),
         arg("--rounds", type=int, default=5, help="measurement rounds; the median is reported (default 5)"),
     ), _bench_spreadsheet),
+    Command("erasure", "vessel calls' people erased one by one, and the views rebuilt before and after", (
+        arg("--count", type=int, default=2000, help="vessel calls per store (default 2000)"),
+        arg("--database-url", default="", help="PostgreSQL to measure (default: TRADEHUB_BENCH_DATABASE_URL, "
+                                               "TRADEHUB_DATABASE_URL, else an embedded PostgreSQL if installed)"),
+        arg("--only", choices=("sqlite", "postgres"), help="measure one store"),
+    ), _bench_erasure),
+    Command("long-stream", "a declaration amended 200 times with a 4 MiB document: replay, the next answer, the "
+                           "API and the page, against a fresh declaration of the same document", (
+        arg("--amendments", type=int, default=200, help="amendments of the long stream"),
+        arg("--rounds", type=int, default=3, help="measurement rounds; the median is reported"),
+        arg("--snapshot-interval", type=int, help="snapshot every this many versions (0: none; default: the hub's)"),
+        arg("--only", choices=("sqlite", "postgres"), help="measure one store"),
+        BENCH_DATABASE,
+    ), _bench_long_stream),
 ))
 
 COMMANDS = Subcommands("command", "COMMAND", (
@@ -631,6 +745,35 @@ COMMANDS = Subcommands("command", "COMMAND", (
                     arg("file", type=Path, metavar="FILE", help="CSV with the header uscc,name,address,status, "
                                                                "or a JSON array of such objects"),
                 ), _parties_import),
+            ))),
+    Command("personal-data", "the people on board: erase a declaration's, list who read them, apply the retention "
+                             "policy (admins)",
+            subcommands=Subcommands("personal_data_command", "ACTION", (
+                Command("erase", "delete the data key of a declaration's people: every route, page, message record "
+                                 "and rebuild shows them erased from then on; running it again changes nothing", (
+                    *CLIENT_ARGUMENTS,
+                    arg("declaration", metavar="DECLARATION",
+                        help="the declaration's id (a UUID), or the reference its declarant gave it"),
+                    arg("--reason", required=True, help="why (kept with who erased them and when): 1 to "
+                                                        f"{ERASURE_REASON_LENGTH} characters"),
+                    DECLARANT,
+                ), _personal_data_erase),
+                Command("reads", "who was shown personal data: which declaration, which of it, where and when, "
+                                 "oldest first", (
+                    *CLIENT_ARGUMENTS,
+                    arg("--declaration", metavar="DECLARATION",
+                        help="only the reads of this declaration (its id, or its declarant's reference)"),
+                    arg("--reader", metavar="SUBJECT", help="only this reader's, e.g. officer:border"),
+                    DECLARANT,
+                    arg("--limit", type=_processes, default=200, help="at most this many (default 200)"),
+                ), _personal_data_reads),
+                Command("retention", "erase the people of every declaration whose purpose was served "
+                                     "TRADEHUB_PERSONAL_DATA_DAYS ago (a call's departure, a release, a rejection, a "
+                                     "withdrawal); safe to run again, and beside serve's own hourly run", (
+                    arg("--dry-run", action="store_true", help="list what is due, erase nothing"),
+                    arg("--every", type=_seconds, metavar="SECONDS",
+                        help="keep running, once every SECONDS, until stopped (as serve runs it)"),
+                ), _personal_data_retention),
             ))),
     Command("licences", "e-licences and certificates: load them into the store, read them through the API",
             subcommands=Subcommands("licences_command", "ACTION", (

@@ -1,4 +1,4 @@
-"""`tradehub serve`: the API, with projections, webhooks, dispatch, consumers and (if asked) simulated agencies.
+"""`tradehub serve`: the API, with projections, webhooks, dispatch, consumers, retention, and simulated agencies.
 
 Each runs in a supervised child process, restarted if it dies and stopped
 with `serve`; the broker is an embedded nats-server unless
@@ -25,6 +25,7 @@ from messaging.embedded import EmbeddedNats
 from tradehub.api.app import create_app
 from tradehub.auth import resolve_secret
 from tradehub.bootstrap import ConfigurationError, Settings, build_hub, keep_private
+from tradehub.retention import EVERY as RETENTION_EVERY
 from tradehub.web import install_pages
 from tradehub.worker import Supervised
 
@@ -99,6 +100,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, workers: int,
         parts += [Supervised("worker", "dispatch"), Supervised("worker", "consume")]
     if simulating:
         parts.append(Supervised("agencies", "simulate", env=simulators))
+    if settings.personal_data_days:  # the retention policy (docs/personal-data.md): none with 0, keep
+        parts.append(Supervised("personal-data", "retention", "--every", f"{RETENTION_EVERY:g}"))
     for part in parts:
         part.start()
     # uvicorn re-raises the SIGTERM it caught once it has shut down; exit through `finally`.

@@ -14,6 +14,11 @@ disagree, and neither of them writes a rule of its own.
   officers the master's name and the counts (FAL 1), the other agencies the
   counts. The declarant and admins see the whole document. An officer reads
   only its own agency's messages (docs/personal-data.md).
+- Every answer that shows anyone a person is recorded first, in the access
+  log (`Visibility.record`, hub/declarations/access.py): who, which
+  declaration, which of its people, where. What it records is read off the
+  answer itself (`personal_data_shown`), so counts, an erased list and a
+  goods declaration record nothing.
 - I5, enforcement stays with officers: a trader sees that its declaration is
   held, and since when, as "held for control", and nothing of the alert
   behind it: not its reason, subject or id, nor who raised it, nor the alert
@@ -38,7 +43,15 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from adapters.maritime.forms import MASTER_RANKS
-from hub.declarations import Alert, AlertNotFound, Declaration, DeclarationNotFound, Declarations
+from hub.declarations import (
+    ERASED,
+    Alert,
+    AlertNotFound,
+    Declaration,
+    DeclarationNotFound,
+    Declarations,
+    record_personal_data_read,
+)
 from projections.alerts import alerts_view
 from projections.database import ViewDatabase
 from projections.exchange import exchange_view
@@ -74,6 +87,14 @@ ENFORCEMENT_MESSAGES: tuple[str, ...] = (
 PERSONAL_DATA = ("crew", "passengers")
 LIST_AGENCIES = ("border",)  # FAL 5 and 6 name everyone on board
 MASTER_AGENCIES = ("maritime",)  # FAL 1 names the master; everyone else, as the others, by count only
+MASTER = "master"  # what an officer of MASTER_AGENCIES is shown of the crew, beside the counts
+# The message bodies that name people (adapters/border/forms.py, adapters/maritime/forms.py): each type, with the
+# personal data it carries and the mark in its body of someone named (FAL 1 names the master only if there is one).
+PERSONAL_MESSAGES: Mapping[str, tuple[str, str]] = {
+    "fal5": ("crew", "<CrewMember "),
+    "fal6": ("passengers", "<Passenger "),
+    "fal1": (MASTER, 'NameOfMaster="'),
+}
 
 
 # ---- refusals: what a caller may not have -------------------------------------------------------
@@ -202,9 +223,41 @@ def document_for(who: Caller, document: dict[str, Any]) -> dict[str, Any]:
         master = next((member for member in crew if str(member.get("rank", "")).strip().casefold() in MASTER_RANKS),
                       None)
         if master is not None:
-            shown["master"] = {"family_name": master.get("family_name", ""),
-                               "given_names": master.get("given_names", "")}
+            shown[MASTER] = {"family_name": master.get("family_name", ""),
+                             "given_names": master.get("given_names", "")}
     return shown
+
+
+# ---- the access log: what of the people on board an answer shows -------------------------------
+
+def personal_data_shown(*, document: Mapping[str, Any] | None = None, history: Iterable[Mapping[str, Any]] = (),
+                        messages: Iterable[Mapping[str, Any]] = ()) -> tuple[list[str], list[str]]:
+    """The personal data these parts of an answer show, as they are shown (`document_for`, `history_for`,
+    `messages_for`): the lists and the master's name that name someone, in a document or in the history's
+    documents, and the message types whose bodies name someone, with what they carry. Counts, entries erased
+    field by field and bodies that do not open show no one."""
+    fields: set[str] = set()
+    documents = [document] if document is not None else []
+    documents += [event["document"] for event in history if "document" in event]
+    for shown in documents:
+        fields.update(key for key in PERSONAL_DATA if any(map(_names_someone, shown.get(key) or ())))
+        if _names_someone(shown.get(MASTER)):
+            fields.add(MASTER)
+    types: set[str] = set()
+    for message in messages:
+        carried = PERSONAL_MESSAGES.get(message["type"])
+        body = message.get("body")
+        if carried is not None and isinstance(body, str) and carried[1] in body:
+            fields.add(carried[0])
+            types.add(message["type"])
+    return sorted(fields), sorted(types)
+
+
+def _names_someone(value: Any) -> bool:
+    """Whether an entry of a list of people (or the master) still names someone: any of its fields not erased."""
+    if isinstance(value, Mapping):
+        return any(map(_names_someone, value.values()))
+    return value not in (None, "", ERASED)
 
 
 def event_for(who: Caller, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -378,22 +431,37 @@ class Visibility:
 
     # ---- declarations ----
 
-    def declaration(self, who: Caller, declaration_id: str) -> Seen:
+    def declaration(self, who: Caller, declaration_id: str, *, history: bool = True) -> Seen:
         """The declaration with its history, from one read of its stream; `Hidden` if unknown or not the
-        caller's to see."""
+        caller's to see. Without `history` it is read from its latest snapshot on (a long stream's document in
+        a fraction of the time), and its history only if it is held (`seen`)."""
         try:
-            declaration, events = self.declarations.with_history(declaration_id)
+            if history:
+                declaration, events = self.declarations.with_history(declaration_id)
+            else:
+                declaration = self.declarations.get(declaration_id)
         except DeclarationNotFound:
             raise Hidden from None
         if not may_see(who, declaration):
             raise Hidden
-        return Seen(who, declaration, events)
+        return Seen(who, declaration, events) if history else self.seen(who, declaration)
 
     def seen(self, who: Caller, declaration: Declaration) -> Seen:
         """A declaration the caller has just changed or submitted, as it may see it. Only a held one needs its
         history (for since when), and only then is its stream read."""
         events = self.declarations.history(declaration.id) if declaration.holds else []
         return Seen(who, declaration, events)
+
+    def record(self, who: Caller, declaration_id: Any, route: str, *, document: Mapping[str, Any] | None = None,
+               history: Iterable[Mapping[str, Any]] = (), messages: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Record in the access log that `route` shows the caller what of the people on board these parts of its
+        answer show (`personal_data_shown`), if anyone. Called once per answer, after it is made and before it
+        is sent: a store that cannot record raises, and the caller is shown nothing."""
+        fields, types = personal_data_shown(document=document, history=history, messages=messages)
+        if fields:
+            record_personal_data_read(self.declarations, str(declaration_id), reader=who.subject, role=who.role,
+                                      agency=who.agency or "", party=who.party or "", token_id=who.token_id,
+                                      fields=fields, messages=types, route=route)
 
     def to_change(self, who: Caller, declaration_id: str) -> Declaration:
         """The declaration, if the caller may change it: `Hidden` if it may not see it, `ReadOnly` if it may."""

@@ -23,6 +23,7 @@ from messaging.consumers import consume, publisher_for
 from messaging.credentials import CredentialsError, agency_credentials, check_credentials_file
 from messaging.embedded import stop_processes
 from tradehub.bootstrap import ConfigurationError, Settings, build_dispatch, build_hub, build_inbox, build_webhooks
+from tradehub.retention import RETRY, sweep
 
 log = logging.getLogger("tradehub.worker")
 PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
@@ -30,7 +31,7 @@ PARENT_ENV = "TRADEHUB_SUPERVISOR_PID"
 # API is not lowered: requests come first. Then the projections and dispatch: the messages agencies wait
 # for, and the views officers read. Then applying answers, which wait durably in the broker meanwhile.
 # The simulated agencies stand in for other parties' systems and yield to the hub's own work as much.
-NICENESS = {"project": 5, "dispatch": 5, "webhooks": 5, "consume": 10, "simulate": 10}
+NICENESS = {"project": 5, "dispatch": 5, "webhooks": 5, "consume": 10, "simulate": 10, "retention": 10}
 
 
 def run_projections(settings: Settings) -> int:
@@ -93,6 +94,31 @@ def run_consumers(settings: Settings, agencies: Sequence[str]) -> int:
     try:
         asyncio.run(consume(url, build_inbox(hub), agencies, stop, credentials=credentials,
                             ready=lambda: log.info("consuming answers from %s", ", ".join(agencies))))
+    finally:
+        hub.close()
+    return 0
+
+
+def run_retention(settings: Settings, every: float) -> int:
+    """Erase the personal data the retention policy makes due, now and every `every` seconds, until SIGTERM or
+    SIGINT (or the parent dies). A run that fails as a whole (the store away) is tried again within a minute."""
+    days = settings.personal_data_days
+    if days <= 0:
+        log.info("TRADEHUB_PERSONAL_DATA_DAYS is 0: personal data is kept; no retention runs")
+        return 0
+    hub = build_hub(settings)
+    stop = threading.Event()
+    _stop_on_signals(stop.set, niceness=NICENESS["retention"])
+    try:
+        while not stop.is_set():
+            wait = every
+            try:
+                report = sweep(hub, days, stop=stop)
+                log.info(report.line())
+            except Exception:  # noqa: BLE001 - logged; the next run tries again
+                log.exception("retention run failed; trying again in %.0f s", min(every, RETRY))
+                wait = min(every, RETRY)
+            stop.wait(wait)
     finally:
         hub.close()
     return 0

@@ -26,6 +26,7 @@ from . import (
     licences,
     notifications,
     parties,
+    personal_data,
     subscriptions,
     system,
     views,
@@ -47,7 +48,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.verify = TokenVerifier(hub.settings.secret, Revocations(hub.views))
     app.state.api = api
     for module in (declarations, attachments, certificates, views, alerts, dead_letters, dispatch, parties, licences,
-                   notifications, subscriptions, system):
+                   notifications, subscriptions, personal_data, system):
         app.include_router(module.router)
     install_error_handlers(app)
     install_openapi(app)

@@ -34,6 +34,11 @@ from .schemas import (
 
 router = APIRouter(tags=["declarations"])
 
+# The history shows the documents of its latest so many events that carry one (the current version's and the one
+# it replaced); the others keep their `content_hash`. A vessel call of 4 MiB amended 200 times would otherwise
+# answer with 800 MiB (docs/long-streams.md).
+HISTORY_DOCUMENTS = 2
+
 _DECLARATION_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/Declaration"}},
     # A workbook of `tradehub template` (docs/spreadsheets.md); its 422 errors name each `cell` beside the `path`.
@@ -58,8 +63,10 @@ async def submit(request: Request) -> Response:
         submission = await api.hub.declarations.submit_on_loop(raw, api.committer, api.offload,
                                                                on_behalf_of=on_behalf_of)
     declaration = submission.declaration
-    # A new declaration is not held yet, so its resource reads nothing; one declared before may be.
-    body = changed(api, who, declaration) if submission.created else await api.offload(changed, api, who, declaration)
+    # A new declaration is not held yet, so its resource reads nothing, and shows only what the caller sent; one
+    # declared before may be held, and shows it as stored (amended since, say): a read of what it shows.
+    body = (changed(api, who, declaration) if submission.created
+            else await api.offload(changed, api, who, declaration, "POST /v1/declarations"))
     return answer(body, 201 if submission.created else 200, {"Location": f"/v1/declarations/{declaration.id}"})
 
 
@@ -108,7 +115,10 @@ def list_(
             responses=documented(401, 404))
 def get(declaration_id: str, api: State, who: Authenticated) -> Response:
     """One declaration, with its status at every agency."""
-    return answer(resource(api.see.declaration(who, declaration_id)))
+    seen = api.see.declaration(who, declaration_id, history=False)
+    body = resource(seen)
+    api.see.record(who, seen.declaration.id, "GET /v1/declarations/{declaration_id}", document=body["document"])
+    return answer(body)
 
 
 @router.post("/v1/declarations/{declaration_id}/amendments", response_model=DeclarationResource,
@@ -137,14 +147,18 @@ async def withdraw(declaration_id: str, request: Request, api: State, who: Authe
     await api.offload(api.see.to_change, who, declaration_id)
     declaration = await api.offload(
         api.hub.declarations.withdraw, declaration_id, body.reason, body.expected_version)
-    return answer(await api.offload(changed, api, who, declaration))
+    return answer(await api.offload(changed, api, who, declaration,
+                                    "POST /v1/declarations/{declaration_id}/withdrawal"))
 
 
 @router.get("/v1/declarations/{declaration_id}/history", response_model=History, responses=documented(401, 404))
 def history(declaration_id: str, api: State, who: Authenticated) -> Response:
-    """Every event of the declaration, oldest first; a trader's without their enforcement details."""
+    """Every event of the declaration, oldest first (a trader's without their enforcement details); only the
+    latest two that carry a document keep it, the others their content_hash."""
     seen = api.see.declaration(who, declaration_id)
-    return answer({"declaration_id": seen.declaration.id, "events": seen.history})
+    events = latest_documents(seen.history)
+    api.see.record(who, seen.declaration.id, "GET /v1/declarations/{declaration_id}/history", history=events)
+    return answer({"declaration_id": seen.declaration.id, "events": events})
 
 
 @router.get("/v1/declarations/{declaration_id}/messages", response_model=AgencyMessages,
@@ -152,13 +166,27 @@ def history(declaration_id: str, api: State, who: Authenticated) -> Response:
 def messages(declaration_id: str, api: State, who: Authenticated) -> Response:
     """The XML messages exchanged with the agencies, oldest first; an officer's agency's only, no alert's for a trader."""
     seen = api.see.declaration(who, declaration_id)
-    return answer({"declaration_id": seen.declaration.id, "messages": api.see.messages(seen)})
+    shown = api.see.messages(seen)
+    api.see.record(who, seen.declaration.id, "GET /v1/declarations/{declaration_id}/messages", messages=shown)
+    return answer({"declaration_id": seen.declaration.id, "messages": shown})
 
 
-def changed(api: ApiState, who: Caller, declaration: Declaration) -> dict[str, Any]:
+def latest_documents(events: list[dict[str, Any]], keep: int = HISTORY_DOCUMENTS) -> list[dict[str, Any]]:
+    """The history with the documents of its latest `keep` events that carry one, the others' left out."""
+    carrying = [n for n, event in enumerate(events) if "document" in event]
+    older = set(carrying[:max(len(carrying) - keep, 0)])
+    return [{key: value for key, value in event.items() if key != "document"} if n in older else event
+            for n, event in enumerate(events)]
+
+
+def changed(api: ApiState, who: Caller, declaration: Declaration, read: str = "") -> dict[str, Any]:
     """The resource of a declaration the caller has just submitted or changed (blocks if it is held: since when
-    is in its history)."""
-    return resource(api.see.seen(who, declaration))
+    is in its history). `read` names the route when the answer shows what the caller did not just send (after
+    a withdrawal, a repeated submission): the access log records what of the people on board it shows."""
+    body = resource(api.see.seen(who, declaration))
+    if read:
+        api.see.record(who, declaration.id, read, document=body["document"])
+    return body
 
 
 def resource(seen: Seen) -> dict[str, Any]:

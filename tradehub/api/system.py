@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -13,6 +14,7 @@ from followers.dispatch import DISPATCH_PREFIX
 from hub.declarations.domainmodel import AGENCIES, OVERALL_STATUSES
 from projections.dead_letters import counts as dead_letter_counts
 from projections.dispatch_parking import parked_counts
+from projections.retention import summary as retention_summary
 from projections.status_board import counts_by_status
 from tradehub.bootstrap import Hub
 
@@ -52,6 +54,7 @@ def metrics_registry(hub: Hub) -> CollectorRegistry:
     """A registry of the hub's own gauges; the API's middleware adds its request metrics to it."""
     registry = CollectorRegistry()
     registry.register(_BoardCollector(hub))
+    registry.register(_RetentionCollector(hub))
     return registry
 
 
@@ -109,3 +112,28 @@ def _dead_letter_gauges(hub: Hub) -> Any:
     for agency, behind in sorted(dispatch_backlog(hub, head).items()):
         backlog.add_metric([agency], behind)
     yield from (dead, awaiting, backlog)
+
+
+class _RetentionCollector:
+    """The retention policy of personal data (docs/personal-data.md, "Retention"), read from its view at scrape
+    time under the configured TRADEHUB_PERSONAL_DATA_DAYS: what is due and not yet erased, and what was erased."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Any:
+        days = self.hub.settings.personal_data_days
+        found = retention_summary(self.hub.views, days=days, now=datetime.now(UTC))
+        yield GaugeMetricFamily("tradehub_personal_data_retention_days", "Days personal data is kept after its "
+                                "purpose was served (0: kept until erased by hand)", value=days)
+        yield GaugeMetricFamily("tradehub_personal_data_due", "Declarations whose personal data the retention "
+                                "policy has made due and that are not erased yet", value=found.due)
+        yield GaugeMetricFamily("tradehub_personal_data_due_held", "Declarations whose personal data would be due "
+                                "but for a standing enforcement hold", value=found.held)
+        yield GaugeMetricFamily("tradehub_personal_data_overdue_seconds", "How long the longest-overdue personal "
+                                "data has been due (0: none is)", value=found.oldest_overdue_seconds)
+        erased = GaugeMetricFamily("tradehub_personal_data_erased", "Declarations whose personal data is erased, "
+                                   "by the retention policy or by hand", labels=["by"])
+        for by, count in sorted(found.erased.items()):
+            erased.add_metric([by], count)
+        yield erased

@@ -33,6 +33,7 @@ from projections.subscriptions import MAX_PER_PARTY, InvalidCursor, LimitReached
 from tradehub import spreadsheets, visibility
 from tradehub.api import subscriptions as subscriptions_api
 from tradehub.auth import Caller
+from tradehub.visibility import Seen
 
 from . import goods_form
 from .pages import PAGE_SIZE, PageError, Pages, SignedIn, Site, refused_page, same_site, see_other
@@ -94,9 +95,13 @@ def new_declaration(who: Trader, pages: Site, copy: str = "") -> Response:
     """An empty form, or with `copy`, one filled with that declaration's document except its reference."""
     base: dict[str, Any] = {}
     if copy:
-        base = dict(_document(pages, who, copy[:100]))
+        seen = _seen(pages, who, copy[:100])
+        base = dict(seen.document)
         base.pop("reference", None)
-    return _form(pages, who, base, action="/desk/new", title="New declaration", copied_from=copy[:100])
+    page = _form(pages, who, base, action="/desk/new", title="New declaration", copied_from=copy[:100])
+    if copy:
+        pages.see.record(who, seen.declaration.id, "GET /desk/new?copy={declaration_id}", document=base)
+    return page
 
 
 @router.post("/desk/new")
@@ -126,8 +131,11 @@ async def submit(request: Request, who: Trader, pages: Site) -> Response:
 @router.get("/desk/declarations/{declaration_id}/amend")
 def amend_form(declaration_id: str, who: Trader, pages: Site) -> Response:
     declaration = _changeable(pages, who, declaration_id)
-    return _form(pages, who, declaration.document, action=f"/desk/declarations/{declaration.id}/amend",
+    page = _form(pages, who, declaration.document, action=f"/desk/declarations/{declaration.id}/amend",
                  title=f"Amend {declaration.reference}", version=declaration.version, kind=declaration.kind)
+    pages.see.record(who, declaration.id, "GET /desk/declarations/{declaration_id}/amend",
+                     document=declaration.document)
+    return page
 
 
 @router.post("/desk/declarations/{declaration_id}/amend")
@@ -345,9 +353,9 @@ def _version(form: dict[str, str]) -> int | None:
     return int(text) if text.isdigit() and len(text) < 10 else None
 
 
-def _document(pages: Pages, who: Caller, declaration_id: str) -> dict[str, Any]:
+def _seen(pages: Pages, who: Caller, declaration_id: str) -> Seen:
     try:
-        return pages.see.declaration(who, declaration_id).document
+        return pages.see.declaration(who, declaration_id, history=False)
     except visibility.Refused as refused:
         raise refused_page(refused, who, declaration_id) from None
 

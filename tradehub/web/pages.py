@@ -310,7 +310,7 @@ def declaration_page(declaration_id: str, who: SignedIn, pages: Site) -> Respons
     messages = pages.see.messages(seen)
     shown = seen.history
     kind, document = seen.declaration.kind, seen.document
-    return pages.render("declaration.html", who, declaration=seen.declaration, summary=present.summary(document),
+    page = pages.render("declaration.html", who, declaration=seen.declaration, summary=present.summary(document),
                         timelines=present.timelines(seen.declaration.agencies, messages, shown, kind),
                         exchange=present.worded_exchange(pages.see.exchange(seen), kind), messages=messages,
                         history=present.history_rows(shown, kind),
@@ -318,13 +318,16 @@ def declaration_page(declaration_id: str, who: SignedIn, pages: Site) -> Respons
                         attachments=documents_in_order(seen.declaration.attachments),
                         licences=licensing.cited_licences(pages.hub, who, document),
                         hold=seen.hold, holds=seen.hold_details)
+    pages.see.record(who, seen.declaration.id, "GET /declarations/{declaration_id}", document=document,
+                     history=shown, messages=messages)
+    return page
 
 
 @router.get("/declarations/{declaration_id}/documents/{sha256}")
 def document_download(declaration_id: str, sha256: str, who: SignedIn, pages: Site) -> Response:
     """A supporting document, for whoever may see its declaration (the API's rule and headers: a download)."""
     try:
-        declaration = pages.see.declaration(who, declaration_id).declaration
+        declaration = pages.see.declaration(who, declaration_id, history=False).declaration
     except visibility.Refused as refused:
         raise refused_page(refused, who, declaration_id) from None
     entry = declaration.attachments.get(sha256)
