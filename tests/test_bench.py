@@ -31,6 +31,10 @@ def test_bench_ingest_on_sqlite_reports_raw_and_hub_rates():
     assert set(rates) == {"raw single-row INSERT", "plain eventsourcing", "hub submit (group)"}
     assert all(rate > 0 for rate in rates.values())
     assert re.search(r"hub submit \(group\)\s+\d+ declarations/s\s+[\d.]+% of raw", output)
+    for line in (r"vessel calls: raw INSERT\s+\d+ rows/s", r"hub submit, sealed\s+\d+ declarations/s\s+[\d.]+% of raw",
+                 r"hub submit, unsealed\s+\d+ declarations/s\s+[\d.]+% of raw",
+                 r"cost of sealing people\s+-?[\d.]+% of the unsealed rate"):
+        assert re.search(rf"^sqlite\s+{line}$", output, re.MULTILINE), (line, output)
 
 
 @pytest.mark.postgres
@@ -116,3 +120,15 @@ def test_the_e2e_bench_measures_projection_lag_from_when_the_oldest_unapplied_ev
     # (time, head, slowest view's position): event 11 appears between 1.0 and 1.1; the view applies it by 1.5.
     sampler.samples = [(1.0, 10, 10), (1.1, 12, 10), (1.2, 15, 11), (1.5, 15, 15), (1.6, 20, 15)]
     assert sampler.seconds() == pytest.approx([0.0, 0.1, 0.2, 0.0, 0.1])
+
+
+@pytest.mark.slow
+def test_bench_erasure_reports_the_rebuilds_and_the_time_to_erase():
+    result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "erasure", "--count", "30", "--only",
+                             "sqlite"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^sqlite\s+rebuild before erasure\s+[\d.]+ s\s+\d+ events/s$", result.stdout, re.MULTILINE)
+    assert re.search(r"^sqlite\s+erase one declaration\s+[\d.]+ ms median\s+[\d.]+ ms p99\s+\d+ erasures/s$",
+                     result.stdout, re.MULTILINE)
+    assert re.search(r"^sqlite\s+rebuild after erasure\s+[\d.]+ s\s+\d+ events/s\s+[\d.]+x the rate before$", result.stdout,
+                     re.MULTILINE)

@@ -61,6 +61,35 @@ def synthetic_goods(count: int, run: str) -> list[dict[str, Any]]:
     return documents
 
 
+_FAMILY = ("NGUYEN", "WANG", "MÜLLER", "GARCÍA LÓPEZ", "SATO", "OKONKWO", "IVANOVA", "SILVA", "KIM", "DUBOIS")
+_GIVEN = ("Văn An", "Wei", "Jürgen", "María José", "Haruto", "Chidi", "Olga", "João", "Min-jun", "Élodie")
+_NATIONS = ("VN", "CN", "DE", "ES", "JP", "NG", "RU", "BR", "KR", "FR")
+
+
+def synthetic_vessel_calls(count: int, run: str) -> list[dict[str, Any]]:
+    """Distinct, valid vessel calls of realistic size: 10-24 crew and 0-39 passengers, each with a name, a date of
+    birth, a nationality and a passport: the personal data the hub seals per declaration."""
+    documents = []
+    for n in range(count):
+        crew = [{**_person(n, k, "C"), "rank": "Master" if k == 0 else "Able seaman"} for k in range(10 + n % 15)]
+        passengers = [_person(n, k, "P") for k in range(n % 40)]
+        documents.append({
+            "kind": "vessel_call", "reference": f"CALL-{run}-{n:07d}", "direction": "departure",
+            "declarant": {"id": DECLARANT, "name": "Bench Shipping Agency"},
+            "vessel": {"imo": "9321483", "name": "NORTHERN JASPER", "call_sign": "DJNP2", "flag": "DE"},
+            "voyage": f"{n % 900 + 100}E", "port_of_call": "CNXMN", "etd": "2026-12-03T18:30:00Z",
+            "next_port": "KRPUS", "crew": crew, "passengers": passengers,
+        })
+    return documents
+
+
+def _person(n: int, k: int, role: str) -> dict[str, Any]:
+    return {"family_name": _FAMILY[(n + k) % 10], "given_names": _GIVEN[(n * 3 + k) % 10],
+            "nationality": _NATIONS[(n + 2 * k) % 10],
+            "date_of_birth": f"{1950 + (n + k) % 50}-{1 + k % 12:02d}-{1 + (n + k) % 28:02d}",
+            "document": {"type": "passport", "number": f"{role}{n:07d}{k:03d}"}}
+
+
 def _chapter(n: int) -> int:
     chapter = n % 97 + 1
     return 78 if chapter == 77 else chapter  # chapter 77 is reserved in the HS
@@ -87,6 +116,7 @@ def stored_rows(app: Declarations, documents: list[dict[str, Any]]) -> list[tupl
     for document in documents:
         declaration = app.prepare_submission(document)
         stored = app.mapper.to_stored_event(declaration.collect_events()[0])
+        app.data_keys.discard(declaration.data_key)  # a vessel call's fresh key: never stored here
         rows.append((stored.originator_id, stored.originator_version, stored.topic, stored.state))
     return rows
 

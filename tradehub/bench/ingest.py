@@ -10,6 +10,12 @@ For each store it measures, in alternating rounds of the same run:
   declaration citing the import licence of its HS chapter (looked up, its
   signature verified, its quantity reserved in the same transaction),
 and prints each rate with its ratio to raw.
+
+Then the same for vessel calls, whose people the hub seals under a data key
+of each declaration's own (docs/personal-data.md): raw INSERT of the sealed
+rows, the hub's submit with the sealing, and without it (the mapper told to
+store the people as they come), so the cost of the per-declaration key, the
+AES-GCM box and the key's row reads as the difference of two ratios.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from tradehub.bench.common import (
     sqlite_raw,
     stored_rows,
     synthetic_goods,
+    synthetic_vessel_calls,
 )
 from tradehub.bootstrap import Settings, build_declarations
 
@@ -57,6 +64,47 @@ class Measurement:
             f"{self.store:<10} hub submit, licensed    {self.licensed:9.0f} declarations/s"
             f"   {self.licensed / self.raw:6.1%} of raw",
         ]
+
+
+@dataclass
+class CallsMeasurement:
+    store: str
+    raw: float
+    sealed: float
+    clear: float
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.store:<10} vessel calls: raw INSERT {self.raw:9.0f} rows/s",
+            f"{self.store:<10} hub submit, sealed      {self.sealed:9.0f} declarations/s"
+            f"   {self.sealed / self.raw:6.1%} of raw",
+            f"{self.store:<10} hub submit, unsealed    {self.clear:9.0f} declarations/s"
+            f"   {self.clear / self.raw:6.1%} of raw",
+            f"{self.store:<10} cost of sealing people  {1 - self.sealed / self.clear:6.1%} of the unsealed rate",
+        ]
+
+
+def _measure_calls(store: str, settings: Settings, schema: str, documents: list[dict[str, Any]], clients: int,
+                   rounds: int, raw_insert: RawInsert) -> CallsMeasurement:
+    """Raw, sealed and unsealed vessel calls, alternating as `_measure` does."""
+    app = build_declarations(settings, schema=schema)
+    keys = app.mapper.keys
+    raw, sealed, clear = [], [], []
+    try:
+        size = len(documents) // rounds
+        for start in range(0, size * rounds, size):
+            chunk = documents[start:start + size]
+            raw.append(raw_insert(stored_rows(app, chunk)))
+            sealed.append(rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)))
+            unsealed = [dict(document, reference=document["reference"] + "-U") for document in chunk]
+            app.mapper.keys = None  # the people stored as they come: what sealing costs is the difference
+            try:
+                clear.append(rate(len(unsealed), partial(_concurrently, clients, unsealed, app.submit)))
+            finally:
+                app.mapper.keys = keys
+    finally:
+        app.close()
+    return CallsMeasurement(store, median(raw), median(sealed), median(clear))
 
 
 def _concurrently(clients: int, items: Sequence[Any], action: Callable[[Any], Any]) -> None:
@@ -114,15 +162,16 @@ def _citing(document: dict[str, Any], numbers: dict[str, str]) -> dict[str, Any]
 def run_ingest(args: argparse.Namespace) -> int:
     run = uuid.uuid4().hex[:8]
     documents = synthetic_goods(args.count, run)
-    print(f"ingest: {args.count} goods declarations per store in {args.rounds} rounds, "
-          f"{args.clients} concurrent clients; medians of the rounds")
-    results = []
+    calls = synthetic_vessel_calls(args.count, run)
+    print(f"ingest: {args.count} goods declarations and {args.count} vessel calls per store in {args.rounds} "
+          f"rounds, {args.clients} concurrent clients; medians of the rounds")
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory(prefix="tradehub-bench-") as directory:
             settings = Settings(data_dir=Path(directory))
             raw = sqlite_raw(Path(directory) / "raw.sqlite")
-            results.append(_measure("sqlite", settings, "", documents, args.clients, args.rounds, raw))
-        print("\n".join(results[-1].lines()))
+            print("\n".join(_measure("sqlite", settings, "", documents, args.clients, args.rounds, raw).lines()))
+            raw = sqlite_raw(Path(directory) / "raw-calls.sqlite")
+            print("\n".join(_measure_calls("sqlite", settings, "", calls, args.clients, args.rounds, raw).lines()))
     if args.only in (None, "postgres"):
         with scratch_schema(postgres_server_url(args)) as target:
             if target is None:
@@ -130,7 +179,8 @@ def run_ingest(args: argparse.Namespace) -> int:
             else:
                 settings = Settings(database_url=target[0])
                 raw = postgres_raw(*target)
-                results.append(_measure("postgres", settings, target[1], documents, args.clients,
-                                        args.rounds, raw))
-                print("\n".join(results[-1].lines()))
+                print("\n".join(_measure("postgres", settings, target[1], documents, args.clients, args.rounds,
+                                         raw).lines()))
+                print("\n".join(_measure_calls("postgres", settings, target[1], calls, args.clients, args.rounds,
+                                               raw).lines()))
     return 0
