@@ -42,7 +42,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -156,6 +156,10 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
                 super().create_table()
                 with self.datastore.transaction(commit=True) as cursor:
                     cursor.execute(self.create_keys_statement)
+                # The snapshots' table too, which eventsourcing's own recorder for them creates without a lock
+                # right after: it then finds the table there and changes no catalogue.
+                snapshots = self.events_table_name.removesuffix("_events") + "_snapshots"
+                PostgresAggregateRecorder(self.datastore, events_table_name=snapshots).create_table()
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
 
