@@ -70,6 +70,7 @@ def dead_subject(agency: str) -> str:
     return f"tradehub.dead.{agency}"
 
 
+CLOSE_WAIT = 3.0  # seconds a closing publisher gives the broker its goodbye, and its own tasks to stop
 AGENCY_ACK_WAIT = 10.0  # seconds an agency has to acknowledge a hub message before it is delivered again
 
 
@@ -372,8 +373,8 @@ class SyncPublisher:
         publishing it raised."""
         raise NotImplementedError
 
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout * 2)
+    def _run(self, coroutine, wait: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(wait or self.timeout * 2)
 
     def max_payload(self) -> int:
         """The largest message (body and headers) the broker takes, in bytes."""
@@ -405,16 +406,20 @@ class SyncPublisher:
     def close(self) -> None:
         """Disconnect, even from a broker that is gone (then only the local side is cleaned up)."""
         try:
-            self._run(self._broker.stop())
-        except Exception:  # noqa: BLE001 - a broker that is down cannot be told goodbye
+            self._run(self._broker.stop(), CLOSE_WAIT)
+        except Exception:  # noqa: BLE001 - a broker that is down (or slow to answer) cannot be told goodbye
             pass
         self._stop_loop()
 
     def _stop_loop(self) -> None:
-        self._run(self._cancel_tasks())
+        try:
+            self._run(self._cancel_tasks(), CLOSE_WAIT)
+        except Exception:  # noqa: BLE001 - a task that ignores cancellation goes with the loop's thread
+            log.warning("the broker client's tasks did not stop within %s s", CLOSE_WAIT)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        self._thread.join(timeout=CLOSE_WAIT)
+        if not self._thread.is_alive():  # else it is still running (a daemon thread, gone with the process)
+            self._loop.close()
 
     async def _cancel_tasks(self) -> None:
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -13,7 +15,7 @@ from nats.aio.client import Client
 from adapters.xml import InvalidMessage
 from followers.dispatch import dispatches, view_name
 from followers.runner import Followers
-from messaging.broker import OUTBOUND_STREAM, JetStreamPublisher, PublishFailed, outbound_subject
+from messaging.broker import CLOSE_WAIT, OUTBOUND_STREAM, JetStreamPublisher, PublishFailed, outbound_subject
 from messaging.embedded import BrokerUnavailable, EmbeddedNats
 from projections.messages import recorded_messages
 from tradehub.bootstrap import Hub
@@ -116,6 +118,33 @@ def test_without_the_brokers_acknowledgement_the_position_does_not_move(hub: Hub
         assert hub.views.query("SELECT count(*) FROM agency_messages") == [(0,)]
     finally:
         publisher.close()
+
+
+@pytest.mark.broker
+def test_a_publisher_closes_within_its_bound_though_the_broker_never_answers_its_goodbye(
+        nats: EmbeddedNats, monkeypatch: pytest.MonkeyPatch):
+    """A stopping dispatch worker must exit inside its grace period (15 s), whatever the broker does."""
+    publisher = JetStreamPublisher(nats.url)
+
+    async def never_answers() -> None:
+        await asyncio.Event().wait()
+
+    async def ignores_cancellation() -> None:
+        while True:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                continue
+
+    monkeypatch.setattr(publisher._broker, "stop", never_answers)
+    asyncio.run_coroutine_threadsafe(_spawn(ignores_cancellation), publisher._loop).result(5)
+    started = time.monotonic()
+    publisher.close()
+    assert time.monotonic() - started < 4 * CLOSE_WAIT
+
+
+async def _spawn(work: Any) -> None:
+    asyncio.get_running_loop().create_task(work())
 
 
 @pytest.mark.broker

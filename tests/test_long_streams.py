@@ -8,6 +8,8 @@ import logging
 import re
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -150,6 +152,35 @@ def test_a_snapshot_that_cannot_be_written_fails_no_command_and_the_next_one_is_
     answer(app, ident, 2)
     assert snapshot_versions(app, ident) == [4]
     assert state(app.get(ident)) == state(replayed(app, ident))
+
+
+def test_closing_waits_only_so_long_for_a_snapshot_stuck_on_a_locked_store(
+        snapshotting: Make, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """A worker told to stop must exit within its grace period though its snapshot waits on a lock another
+    process holds; the declaration's commands are all stored, and the next process takes the next snapshot."""
+    app = snapshotting(2)
+    ident = app.submit(samples.vessel_call("LONG-STUCK")).declaration.id
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(*_: Any, **__: Any) -> None:
+        entered.set()
+        release.wait(30)
+
+    monkeypatch.setattr(app, "take_snapshot", stuck)
+    assert amend(app, ident, voyage="V1").version == 2
+    assert entered.wait(10)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="hub.declarations.snapshots"):
+        assert app.snapshotter.close(timeout=0.3) is False
+    assert time.monotonic() - started < 5
+    assert "still being written" in caplog.text
+    release.set()
+    assert app.snapshotter.settle(10)
+    entered.clear()
+    answer(app, ident, 1)
+    answer(app, ident, 2)  # version 4 falls due, but a closed snapshotter takes no more
+    assert app.snapshotter.settle(10) and not entered.is_set()
+    assert app.get(ident).version == 4
 
 
 def test_racing_commands_get_a_snapshot_at_every_multiple_each_equal_to_its_replay(snapshotting: Make):

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # and save nothing) takes none, while a long stream is never read from more than one snapshot and 19 events.
 DEFAULT_INTERVAL = 20
 _MOST_WAITING = 10_000  # snapshots that may wait at once; beyond, a due one is skipped
+CLOSE_WAIT = 5.0  # seconds `close` lets the snapshot being written finish
 
 
 def snapshot_interval(env: Mapping[str, str] | Any) -> int:
@@ -109,13 +110,18 @@ class Snapshotter:
         with self._changed:
             return self._changed.wait_for(lambda: not self._taking, timeout)
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_WAIT) -> bool:
         """Take no more: the waiting ones are dropped (the next due ones will be taken by the next process), the
-        one being written is let finish."""
+        one being written is let finish for up to `timeout` seconds. False if it had not: a write waiting on a
+        store that another process holds locked (SQLite waits up to 30 s) must not keep a stopping worker past
+        its grace period; its transaction is rolled back with the process, and the snapshot is only a saving."""
         with self._changed:
             self._closed = True
             self._waiting.clear()
-            self._changed.wait_for(lambda: not self._taking)
+            finished = self._changed.wait_for(lambda: not self._taking, timeout)
+        if not finished:
+            log.warning("closing with a snapshot still being written after %s s; it is given up", timeout)
+        return finished
 
     def _take_waiting(self) -> None:
         try:
