@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -121,6 +121,7 @@ class Followers:
         end = notifications[-1].id
         try:
             with self.database.transaction() as cursor:
+                self.database.guard(cursor)
                 for follower in followers:
                     follower.apply(cursor, events)
                     self.database.advance(cursor, follower.name, start, end)
@@ -168,39 +169,56 @@ class Followers:
         total = 0
         for follower in self.followers:
             while self.database.position(follower.name) < head:
-                total += self.step(follower)
+                applied = self.step(follower)
+                if not applied:  # what this runner remembered is not where the view is: read it again
+                    self._positions.pop(follower.name, None)
+                total += applied
         return total
 
     def rebuild(self, names: Sequence[str] | None = None) -> dict[str, int]:
-        """Empty the named followers (default: all) and apply the whole log to them again; events applied each.
+        """Build the named followers' views (default: all) afresh from the whole log beside the live ones, then
+        swap them in; the events each applied.
 
-        Each follower's rows and position are reset in one transaction, so a runner following meanwhile finds
-        its position stale and reads again from the start: nothing is applied twice.
+        Blue/green (docs/rebuilds.md): the live views keep serving, and keep following the log in whichever
+        process runs them, until one transaction puts the new tables and positions in their place, the new
+        views caught up to at least where the live ones were. A runner following the live views then finds
+        its position moved (StaleTracking), forgets what it held and reads on from the new position: nothing
+        is applied twice, nothing skipped. If the rebuild fails or is stopped, the live views are as they were.
+        This runner's followers are the ones rebuilt, so it must not be following meanwhile.
         """
         known = {follower.name: follower for follower in self.followers}
         unknown = sorted(set(names or ()) - set(known))
         if unknown:
             raise ValueError(f"no view {', '.join(unknown)}; the views are {', '.join(known)}")
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("a runner that is following cannot rebuild its own views; rebuild from another")
         chosen = [known[name] for name in names] if names else self.followers
         for follower in chosen:
-            with self.database.transaction() as cursor:
-                for table in _tables(follower):
-                    cursor.execute(f"DELETE FROM {table}")
-                cursor.execute("UPDATE projection_tracking SET position = 0 WHERE name = ?", (follower.name,))
             follower.forget()
             self._positions.pop(follower.name, None)
-        # The followers go through the log together, so that each batch is read and decoded once for all of them.
-        head = self.app.recorder.max_notification_id() or 0
-        applied = dict.fromkeys((follower.name for follower in chosen), 0)
-        batch, self.batch = self.batch, max(self.batch, REBUILD_BATCH)
-        try:
-            while behind := [follower for follower in chosen if self._position(follower) < head]:
-                reads: dict[int, list[Any]] = {}
-                done = self._together(behind, reads, set())
-                for follower in behind:
-                    applied[follower.name] += done[follower.name] if follower.name in done else self.step(follower, reads)
-        finally:
-            self.batch = batch
+        with self.database.rebuilding() as shadow:
+            builder = Followers(self.app, shadow, chosen, batch=REBUILD_BATCH)
+            applied = builder.fill(self.app.recorder.max_notification_id() or 0)
+
+            def catch_up(live: Mapping[str, int]) -> dict[str, int]:
+                # The live views may have moved on while the shadow was built: the shadow goes at least as far,
+                # so that no view is ever seen to step back.
+                for name, count in builder.fill(max(live.values(), default=0)).items():
+                    applied[name] += count
+                return {follower.name: builder._position(follower) for follower in chosen}
+
+            self.database.swap(shadow, {follower.name: _tables(follower) for follower in chosen}, catch_up)
+        return applied
+
+    def fill(self, head: int) -> dict[str, int]:
+        """Step every follower until it has applied the log up to `head`, together, so that each batch is read
+        and decoded once for all of them; the events each applied."""
+        applied = dict.fromkeys((follower.name for follower in self.followers), 0)
+        while behind := [follower for follower in self.followers if self._position(follower) < head]:
+            reads: dict[int, list[Any]] = {}
+            done = self._together(behind, reads, set())
+            for follower in behind:
+                applied[follower.name] += done[follower.name] if follower.name in done else self.step(follower, reads)
         return applied
 
     def _position(self, follower: Follower) -> int:

@@ -15,13 +15,23 @@ connections are then checked and the dead ones replaced, and a read runs once
 more on a fresh one. A writer's transaction is not run again here: it raises
 `StoreUnavailable`, and the follower that wrote it steps again from its tracked
 position. No connection within `POOL_WAIT` seconds is `StoreUnavailable` too.
+
+A rebuild is blue/green (docs/rebuilds.md): the views are built afresh in a
+shadow space beside the live ones (`rebuilding`: a schema of their own on
+PostgreSQL, a file of their own on SQLite), then swapped in, rows and position,
+in one transaction (`swap`) that the live views' writers wait for (`guard`).
+Readers keep reading the old views until that transaction commits, and the
+new ones after it: never an empty or half-built view.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,6 +105,24 @@ class StaleTracking(Exception):
     """Another runner moved this view's position first; the transaction is rolled back."""
 
 
+class RebuildRunning(RuntimeError):
+    """Another rebuild of these views is under way; one at a time."""
+
+
+# Given the live views' positions, the shadow's followers caught up to at least them: the shadow's positions.
+CatchUp = Callable[[Mapping[str, int]], Mapping[str, int]]
+
+
+def _lock_key(purpose: str, space: str) -> int:
+    """A PostgreSQL advisory lock key of its own for each purpose and hub schema (hubs may share a database)."""
+    return int.from_bytes(hashlib.blake2b(f"tradehub {purpose} {space}".encode(), digest_size=8).digest(),
+                          "big", signed=True)
+
+
+def quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 class ViewDatabase:
     """A database of read models: transactions for writers, queries for readers."""
 
@@ -135,6 +163,36 @@ class ViewDatabase:
 
     def failures(self) -> dict[str, str]:
         return dict(self.query("SELECT name, error FROM projection_failures"))
+
+    def guard(self, cursor: Cursor) -> None:
+        """First thing in a transaction that writes views: wait while a rebuild swaps views in (and keep it
+        waiting until this transaction ends). SQLite's one writer at a time does this by itself."""
+
+    def rebuilding(self) -> Any:  # a context manager yielding the shadow ViewDatabase
+        """A fresh, empty space for views built beside these; one rebuild at a time (RebuildRunning), and the
+        space is removed afterwards, swapped in or not. A rebuild that died left its space behind: it is
+        emptied first."""
+        raise NotImplementedError
+
+    def swap(self, shadow: ViewDatabase, views: Mapping[str, Sequence[str]], catch_up: CatchUp) -> dict[str, int]:
+        """In one transaction: the shadow's `views` (name: its tables) caught up to at least the live ones'
+        positions with `catch_up`, then their tables and positions put in place of the live ones'. Readers
+        see the old views until it commits, the new ones after; the live views' writers wait (`guard`), then
+        find their position moved (StaleTracking) and read on from it. The positions now live."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _live_positions(cursor: Cursor, names: Sequence[str]) -> dict[str, int]:
+        cursor.execute(f"SELECT name, position FROM projection_tracking WHERE name IN "
+                       f"({', '.join('?' for _ in names)})", list(names))
+        return dict(cursor.fetchall())
+
+    @staticmethod
+    def _track(cursor: Cursor, positions: Mapping[str, int]) -> None:
+        for name, position in positions.items():
+            cursor.execute("INSERT INTO projection_tracking (name, position) VALUES (?, ?) "
+                           "ON CONFLICT (name) DO UPDATE SET position = excluded.position", (name, position))
+            cursor.execute("DELETE FROM projection_failures WHERE name = ?", (name,))
 
     @staticmethod
     def advance(cursor: Cursor, name: str, start: int, end: int) -> None:
@@ -183,6 +241,55 @@ class SQLiteViews(ViewDatabase):
             raise
         connection.commit()
 
+    @contextmanager
+    def rebuilding(self) -> Iterator[SQLiteViews]:
+        lock = self.path.with_name(f"{self.path.name}.rebuild-lock").open("a")
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RebuildRunning(f"another rebuild of the views in {self.path} is under way") from None
+            path = self.path.with_name(f"{self.path.stem}-rebuild.sqlite")
+            _remove_sqlite(path)
+            shadow = SQLiteViews(path)
+            try:
+                yield shadow
+            finally:
+                shadow.close()
+                _remove_sqlite(path)
+        finally:
+            lock.close()  # and with it the lock
+
+    def swap(self, shadow: ViewDatabase, views: Mapping[str, Sequence[str]], catch_up: CatchUp) -> dict[str, int]:
+        assert isinstance(shadow, SQLiteViews)
+        connection = self._connection()
+        connection.execute("ATTACH DATABASE ? AS rebuilt", (str(shadow.path),))  # not allowed in a transaction
+        try:
+            cursor = connection.cursor(_SQLiteCursor)
+            # Deferred, then a write to the live file only: BEGIN IMMEDIATE would lock the attached shadow for
+            # writing too, and `catch_up` writes it on a connection of its own. From this write on, the live
+            # views' writers wait; the shadow is only read, after it has caught up.
+            cursor.execute("BEGIN")
+            try:
+                cursor.execute("UPDATE main.projection_tracking SET position = position WHERE false")
+                positions = dict(catch_up(self._live_positions(cursor, list(views))))
+                for table in (table for tables in views.values() for table in tables):
+                    cursor.execute("SELECT sql FROM rebuilt.sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+                                   " ORDER BY type = 'index'", (table,))  # the table, then its indexes
+                    definitions = [sql for (sql,) in cursor.fetchall()]
+                    cursor.execute(f"DROP TABLE IF EXISTS main.{quoted(table)}")
+                    for sql in definitions:
+                        cursor.execute(sql)  # unqualified: created in main
+                    cursor.execute(f"INSERT INTO main.{quoted(table)} SELECT * FROM rebuilt.{quoted(table)}")
+                self._track(cursor, positions)
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        finally:
+            connection.execute("DETACH DATABASE rebuilt")
+        return positions
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self._connection().execute(sql, params).fetchall()
 
@@ -227,7 +334,13 @@ class _ConnectionLost(StoreUnavailable):
 
 
 class PostgresViews(ViewDatabase):
-    def __init__(self, url: str, schema: str = "", max_size: int = 16) -> None:
+    """Views in the hub's PostgreSQL schema (`schema`; "" for the server's default). `shadow_of`: the live
+    views' schema, when this is a rebuild's shadow (in a schema of its own)."""
+
+    def __init__(self, url: str, schema: str = "", max_size: int = 16, *, shadow_of: str | None = None) -> None:
+        self.url = url
+        self.schema = schema
+        self.shadow_of = shadow_of
         extra = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": CONNECT_TIMEOUT}
         if schema:
             extra["options"] = f"-c search_path={schema}"
@@ -266,5 +379,55 @@ class PostgresViews(ViewDatabase):
             for statement in (*TRACKING_TABLES, *statements):
                 cursor.execute(statement)
 
+    def guard(self, cursor: Cursor) -> None:
+        if self.shadow_of is None:  # a shadow's writers are the rebuild's own
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(?)", (self._key("swap"),))
+
+    def _key(self, purpose: str) -> int:
+        return _lock_key(purpose, self.schema)
+
+    @contextmanager
+    def rebuilding(self) -> Iterator[PostgresViews]:
+        with self._pool.connection() as holder:  # holds the session lock for the rebuild's length
+            holder.autocommit = True
+            if not holder.execute("SELECT pg_try_advisory_lock(%s)", (self._key("rebuild"),)).fetchone()[0]:
+                raise RebuildRunning(f"another rebuild of the views in schema {self.schema or 'public'} is under way")
+            live = holder.execute("SELECT current_schema()").fetchone()[0]
+            name = f"{live}_rebuild"
+            try:
+                holder.execute(f"DROP SCHEMA IF EXISTS {quoted(name)} CASCADE")
+                holder.execute(f"CREATE SCHEMA {quoted(name)}")
+                shadow = PostgresViews(self.url, name, max_size=4, shadow_of=live)
+                try:
+                    yield shadow
+                finally:
+                    shadow.close()
+                    holder.execute(f"DROP SCHEMA IF EXISTS {quoted(name)} CASCADE")
+            finally:
+                holder.execute("SELECT pg_advisory_unlock(%s)", (self._key("rebuild"),))
+
+    def swap(self, shadow: ViewDatabase, views: Mapping[str, Sequence[str]], catch_up: CatchUp) -> dict[str, int]:
+        assert isinstance(shadow, PostgresViews) and shadow.shadow_of is not None
+        with self.transaction() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(?)", (self._key("swap"),))  # the live writers wait
+            positions = dict(catch_up(self._live_positions(cursor, list(views))))
+            live, rebuilt = quoted(shadow.shadow_of), quoted(shadow.schema)
+            for table in (quoted(table) for tables in views.values() for table in tables):
+                # Moved, not copied: the indexes go with the table, and a reader waiting on the old one's
+                # lock looks its name up again once this commits, finding the new one.
+                cursor.execute(f"DROP TABLE IF EXISTS {live}.{table}")
+                cursor.execute(f"ALTER TABLE {rebuilt}.{table} SET SCHEMA {live}")
+            self._track(cursor, positions)
+        return positions
+
     def close(self) -> None:
         self._pool.close()
+
+
+def _remove_sqlite(path: Path) -> None:
+    """A SQLite database and its write-ahead log."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        try:
+            os.unlink(path.with_name(name))
+        except FileNotFoundError:
+            pass

@@ -125,7 +125,7 @@ def test_views_at_one_position_share_a_transaction_and_a_failing_one_holds_up_no
 
     monkeypatch.setattr(hub.views, "transaction", counted)
     monkeypatch.setattr(hub.views, "advance", seen)
-    assert hub.runner.rebuild() == dict.fromkeys(VIEW_NAMES, 1)
+    assert hub.runner.fill(hub.declarations.recorder.max_notification_id()) == dict.fromkeys(VIEW_NAMES, 1)
     assert len(transactions) == len(VIEW_NAMES) and len(set(transactions)) == 1  # every view, one transaction
 
     hub.declarations.submit(samples.goods(reference="TEST-GOODS-0002"))

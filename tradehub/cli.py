@@ -31,6 +31,7 @@ from hub.declarations.documents import MalformedJSON, load_json
 from hub.declarations.licence import ISSUERS
 from hub.storage import StoreUnavailable
 from messaging.embedded import BrokerUnavailable
+from projections.database import RebuildRunning
 from tradehub import client
 from tradehub.auth import SecretError, issue_token, parse_ttl, resolve_secret, token_id
 from tradehub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, keep_private, routing_rules
@@ -128,7 +129,8 @@ def _processes(text: str) -> int:
 
 
 def rebuild_projections(settings: Settings, views: Sequence[str] | None) -> int:
-    """`tradehub projections rebuild`: each view emptied and rebuilt from the log, with what it took."""
+    """`tradehub projections rebuild`: the views built afresh from the log beside the live ones, then swapped
+    in (docs/rebuilds.md), with what it took."""
     hub = build_hub(settings)
     try:
         started = time.perf_counter()
@@ -710,7 +712,7 @@ COMMANDS = Subcommands("command", "COMMAND", (
         ), _provision),
     ))),
     Command("projections", "the read models", subcommands=Subcommands("projections_command", "ACTION", (
-        Command("rebuild", "empty the read models and apply the whole event log to them again", (
+        Command("rebuild", "build the read models afresh from the whole event log beside the live ones, which keep serving, then swap them in", (
             arg("--view", action="append", choices=VIEW_NAMES, dest="views",
                 help="rebuild only this view (repeatable; default all)"),
         ), _rebuild),
@@ -827,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.handler(args, settings)
-    except (ConfigurationError, RoutingError, SecretError, ClientError, BrokerUnavailable) as error:
+    except (ConfigurationError, RoutingError, SecretError, ClientError, BrokerUnavailable, RebuildRunning) as error:
         print(f"tradehub: {error}", file=sys.stderr)
         return 2
     except (PersistenceError, StoreUnavailable, psycopg.Error, PoolTimeout, sqlite3.Error) as error:
