@@ -24,8 +24,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
+from uuid import UUID
 
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
@@ -43,6 +44,12 @@ FAILURE_CEILING = 30.0
 RETRY_LOOK = 1.0  # seconds between looks for parked work that has come due (Retrying followers: dispatch)
 
 
+def in_part(originator_id: UUID, part: int, parts: int) -> bool:
+    """Whether an aggregate's events fall in `part` of `parts` (0-based): by its id, so each aggregate's events
+    all fall in one part, in their order."""
+    return originator_id.int % parts == part
+
+
 class Follower(Protocol):
     name: str
     tables: Sequence[str]
@@ -52,6 +59,10 @@ class Follower(Protocol):
 
     def forget(self) -> None:
         """Drop in-memory state after a rolled-back transaction."""
+
+
+# Builds a rebuild's shadow views (the database, the followers, up to this head); the events each applied.
+Fill = Callable[[ViewDatabase, Sequence["Follower"], int], dict[str, int]]
 
 
 class Retrying(Protocol):
@@ -76,8 +87,11 @@ def _tables(follower: Follower) -> list[str]:
 
 class Followers:
     def __init__(self, app: Declarations, database: ViewDatabase, followers: Sequence[Follower],
-                 *, batch: int = 500, interval: float = 0.05) -> None:
+                 *, batch: int = 500, interval: float = 0.05, part: tuple[int, int] | None = None) -> None:
+        """`part` (k, n): the followers are given only the events of aggregates in part k of n (`in_part`),
+        the others not even decoded; they still move through the whole log. For a parallel rebuild."""
         self.app = app
+        self.part = part
         self.database = database
         self.followers = list(followers)
         self.batch = batch
@@ -117,7 +131,8 @@ class Followers:
                 start=start, limit=self.batch, inclusive_of_start=False)
         if not notifications:
             return 0
-        events = [(n.id, self._event(n)) for n in notifications]
+        part = self.part
+        events = [(n.id, self._event(n)) for n in notifications if part is None or in_part(n.originator_id, *part)]
         end = notifications[-1].id
         try:
             with self.database.transaction() as cursor:
@@ -175,7 +190,7 @@ class Followers:
                 total += applied
         return total
 
-    def rebuild(self, names: Sequence[str] | None = None) -> dict[str, int]:
+    def rebuild(self, names: Sequence[str] | None = None, *, fill: Fill | None = None) -> dict[str, int]:
         """Build the named followers' views (default: all) afresh from the whole log beside the live ones, then
         swap them in; the events each applied.
 
@@ -185,6 +200,9 @@ class Followers:
         its position moved (StaleTracking), forgets what it held and reads on from the new position: nothing
         is applied twice, nothing skipped. If the rebuild fails or is stopped, the live views are as they were.
         This runner's followers are the ones rebuilt, so it must not be following meanwhile.
+
+        `fill` builds the shadow up to the log's head instead of this process (tradehub.rebuilds: over several
+        processes); the swap's last catch-up is this process's, from the positions `fill` leaves.
         """
         known = {follower.name: follower for follower in self.followers}
         unknown = sorted(set(names or ()) - set(known))
@@ -198,7 +216,8 @@ class Followers:
             self._positions.pop(follower.name, None)
         with self.database.rebuilding() as shadow:
             builder = Followers(self.app, shadow, chosen, batch=REBUILD_BATCH)
-            applied = builder.fill(self.app.recorder.max_notification_id() or 0)
+            head = self.app.recorder.max_notification_id() or 0
+            applied = fill(shadow, chosen, head) if fill is not None else builder.fill(head)
 
             def catch_up(live: Mapping[str, int]) -> dict[str, int]:
                 # The live views may have moved on while the shadow was built: the shadow goes at least as far,

@@ -101,16 +101,25 @@ def test_the_e2e_bench_counts_events_as_the_log_grows_without_rescanning_it(post
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_bench_rebuild_reports_the_rebuild_against_a_raw_read_of_the_same_log(postgres_url: str):
+def test_bench_rebuild_reports_one_and_two_processes_against_raw_reads_of_the_same_log(postgres_url: str):
     result = subprocess.run([sys.executable, "-m", "tradehub.cli", "bench", "rebuild", "--declarations", "300",
                              "--database-url", postgres_url], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     events = int(re.search(rf"PostgreSQL, (\d+) events \(300 goods declarations\), {len(VIEW_NAMES)} views",
                            result.stdout)[1])
     assert events > 6 * 300  # submitted, a receipt and a decision per agency, an inspection, the release
-    raw = re.search(rf"raw read of the event table\s+(\d+) events/s\s+\({events} rows", result.stdout)
-    rebuilt = re.search(r"projections rebuild\s+(\d+) events/s\s+([\d.]+)% of raw read", result.stdout)
-    assert raw and rebuilt and float(rebuilt[2]) == pytest.approx(100 * int(rebuilt[1]) / int(raw[1]), abs=0.1)
+    raw = int(re.search(rf"raw read of the event table\s+(\d+) events/s\s+\({events} rows", result.stdout)[1])
+    decode = re.search(r"read \+ decode, no views\s+(\d+) events/s\s+([\d.]+)% of raw read", result.stdout)
+    one = re.search(r"rebuild, 1 process\s+(\d+) events/s\s+([\d.]+)% of read \+ decode\s+([\d.]+)% of raw read",
+                    result.stdout)
+    two = re.search(r"rebuild, 2 processes\s+(\d+) events/s\s+([\d.]+)x 1 process\s+([\d.]+)% of raw read",
+                    result.stdout)
+    assert decode and one and two, result.stdout
+    assert float(decode[2]) == pytest.approx(100 * int(decode[1]) / raw, abs=0.1)
+    assert float(one[2]) == pytest.approx(100 * int(one[1]) / int(decode[1]), abs=0.1)
+    assert float(one[3]) == pytest.approx(100 * int(one[1]) / raw, abs=0.1)
+    assert float(two[2]) == pytest.approx(int(two[1]) / int(one[1]), abs=0.01)
+    assert float(two[3]) == pytest.approx(100 * int(two[1]) / raw, abs=0.1)
 
 
 def test_the_e2e_bench_measures_projection_lag_from_when_the_oldest_unapplied_event_appeared():

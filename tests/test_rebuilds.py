@@ -26,7 +26,8 @@ from followers.runner import _tables
 from projections.database import PostgresViews, RebuildRunning
 from projections.status_board import Filters, list_declarations
 from tradehub import cli
-from tradehub.bootstrap import VIEW_NAMES, Hub, Settings, build_hub
+from tradehub.bootstrap import VIEW_NAMES, ConfigurationError, Hub, Settings, build_hub
+from tradehub.rebuilds import parallel_fill
 
 from . import samples
 from .conftest import SECRET
@@ -233,3 +234,39 @@ def test_the_command_refuses_a_second_rebuild_in_one_line(tmp_path: Path, monkey
         assert len(references(live)) == 2
     finally:
         live.close()
+
+
+# ---- several processes -----------------------------------------------------------------------------------------
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_rebuild_by_two_processes_gives_every_row_one_process_gives(postgres_url: str, postgres_schema: str,
+                                                                       tmp_path: Path):
+    settings = Settings(tmp_path, postgres_url, secret=SECRET)
+    hub = build_hub(settings, schema=postgres_schema)
+    try:
+        submit(hub, 12, "parallel")
+        for n in range(4):
+            hub.declarations.submit(samples.vessel_call(reference=f"RB-CALL-{n}"))
+        hub.runner.catch_up()
+        answer_all(hub)
+        hub.runner.catch_up()
+        samples.settle(hub.declarations, *(item["id"] for item in list_declarations(hub.views, Filters(), limit=500)[0]))
+        hub.runner.catch_up()
+        alone = hub.runner.rebuild()
+        expected = rows(hub)
+        assert sum(len(table) for table in expected.values()) > 50
+        together = hub.runner.rebuild(fill=parallel_fill(settings, postgres_schema, 2))
+        assert together == alone  # each view applied every event once, over its parts
+        assert rows(hub) == expected
+        assert {name for (name,) in hub.views.query("SELECT name FROM projection_tracking")} >= set(VIEW_NAMES)
+        assert not hub.views.query("SELECT name FROM projection_tracking WHERE name LIKE ?", ("%@%",))
+        assert not shadow_left(hub)
+    finally:
+        hub.close()
+
+
+def test_several_processes_need_postgresql_and_say_so(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="--processes 2 needs PostgreSQL"):
+        parallel_fill(Settings(tmp_path), "", 2)
+    assert parallel_fill(Settings(tmp_path), "", 1) is None

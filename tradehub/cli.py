@@ -36,6 +36,7 @@ from tradehub import client
 from tradehub.auth import SecretError, issue_token, parse_ttl, resolve_secret, token_id
 from tradehub.bootstrap import VIEW_NAMES, ConfigurationError, Settings, build_hub, keep_private, routing_rules
 from tradehub.client import ClientError
+from tradehub.rebuilds import parallel_fill
 
 
 def validate(files: Sequence[Path], settings: Settings) -> int:
@@ -128,13 +129,14 @@ def _processes(text: str) -> int:
     return int(text)
 
 
-def rebuild_projections(settings: Settings, views: Sequence[str] | None) -> int:
-    """`tradehub projections rebuild`: the views built afresh from the log beside the live ones, then swapped
-    in (docs/rebuilds.md), with what it took."""
+def rebuild_projections(settings: Settings, views: Sequence[str] | None, processes: int = 1) -> int:
+    """`tradehub projections rebuild`: the views built afresh from the log beside the live ones, by `processes`
+    processes, then swapped in (docs/rebuilds.md), with what it took."""
+    fill = parallel_fill(settings, "", processes)
     hub = build_hub(settings)
     try:
         started = time.perf_counter()
-        applied = hub.runner.rebuild(views)
+        applied = hub.runner.rebuild(views, fill=fill)
         seconds = time.perf_counter() - started
     finally:
         hub.close()
@@ -246,7 +248,7 @@ def _provision(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     keep_private(settings.data_dir)
-    return rebuild_projections(settings, args.views)
+    return rebuild_projections(settings, args.views, args.processes)
 
 
 def _keys(name: str) -> Handler:
@@ -583,8 +585,10 @@ BENCH = Subcommands("suite", "SUITE", (
         arg("--latency-seconds", type=int, default=20, help="seconds at 100/s for the latency figure"),
         BENCH_DATABASE,
     ), _bench_e2e),
-    Command("rebuild", "the read models rebuilt from 100,000+ events, against a raw read of the event table", (
+    Command("rebuild", "the read models rebuilt from 100,000+ events by 1 and N processes, against a raw read of "
+            "the event table and eventsourcing's read + decode", (
         arg("--declarations", type=int, default=16000, help="goods declarations in the log (about 8 events each)"),
+        arg("--processes", type=_processes, default=2, help="processes of the parallel rebuild (default 2)"),
         BENCH_DATABASE,
     ), _bench_rebuild),
     Command("spreadsheet", "a ferry's passenger list converted from .xlsx to its declaration, against a raw "
@@ -715,6 +719,8 @@ COMMANDS = Subcommands("command", "COMMAND", (
         Command("rebuild", "build the read models afresh from the whole event log beside the live ones, which keep serving, then swap them in", (
             arg("--view", action="append", choices=VIEW_NAMES, dest="views",
                 help="rebuild only this view (repeatable; default all)"),
+            arg("--processes", type=_processes, default=1,
+                help="build with this many processes at once (PostgreSQL only; default 1)"),
         ), _rebuild),
     ))),
     Command("keys", "the hub's signing certificate and the agencies' registered certificates",

@@ -1,4 +1,4 @@
-"""`tradehub bench rebuild`: every read model rebuilt from a log of 100,000+ events, against a raw read of it.
+"""`tradehub bench rebuild`: every read model rebuilt from a log of 100,000+ events, against raw reads of it.
 
 The log is written straight into a scratch PostgreSQL schema, as the hub
 would have stored it: goods declarations in waves of 1,000 (submitted, then
@@ -8,11 +8,17 @@ events interleave as they do in a live log. Then, in the same run:
 
 1. raw: every row of the event table read in notification order through a
    server-side cursor, nothing decoded;
-2. rebuild: `tradehub projections rebuild`, all views: each reads the log,
-   decodes the events and writes its rows with its position, batch by batch.
+2. read + decode: the log read through eventsourcing's recorder in the
+   rebuild's batches and every event decoded by the application's mapper,
+   no view written: the floor under any rebuild that goes through the library;
+3. rebuild, 1 process: `tradehub projections rebuild`, all views, blue/green
+   (built in a shadow schema, then swapped in: docs/rebuilds.md);
+4. rebuild, N processes (`--processes`, default 2): the same, with the
+   shadow filled by N processes (tradehub.rebuilds).
 
-The figure is events of the log per second of rebuild, against rows per
-second of the raw read.
+Each figure is events of the log per second. The targets (issue 20) are
+ratios: 1 process against read + decode, N processes against 1 and against
+the raw read.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
+from followers.runner import REBUILD_BATCH
 from hub.declarations import Declaration, Declarations
 from tradehub.bench.common import postgres_server_url, required_postgres, synthetic_goods
 from tradehub.bootstrap import Settings, build_hub
+from tradehub.rebuilds import parallel_fill
 
 WAVE = 1000  # declarations whose events interleave in the log
 RECEIPT = {"customs": "02", "inspection": "RCV", "port": "RCV", "maritime": "OK", "border": "OK"}
@@ -38,23 +46,33 @@ DECISION = {"customs": "08", "inspection": "REL", "port": "REL", "maritime": "Cl
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
+    processes = max(2, args.processes)
     with tempfile.TemporaryDirectory(prefix="tradehub-bench-rebuild-") as directory, \
             required_postgres(postgres_server_url(args), "rebuild") as (server, schema):
-        hub = build_hub(Settings(data_dir=Path(directory), database_url=server), schema=schema)
+        settings = Settings(data_dir=Path(directory), database_url=server)
+        hub = build_hub(settings, schema=schema)
         try:
             events = _write_log(hub.declarations, args.declarations)
             raw_rows, raw_seconds = _raw_read(server, schema)
+            decoded, decode_seconds = _read_and_decode(hub.declarations)
             started = time.perf_counter()
             applied = hub.runner.rebuild()
-            seconds = time.perf_counter() - started
+            one = time.perf_counter() - started
+            started = time.perf_counter()
+            hub.runner.rebuild(fill=parallel_fill(settings, schema, processes))
+            many = time.perf_counter() - started
         finally:
             hub.close()
-    raw, rate = raw_rows / raw_seconds, events / seconds
+    raw, decode, rate, rate_many = raw_rows / raw_seconds, decoded / decode_seconds, events / one, events / many
     print(f"rebuild: PostgreSQL, {events} events ({args.declarations} goods declarations), "
           f"{len(applied)} views: {', '.join(applied)}")
     print(f"raw read of the event table   {raw:10.0f} events/s   ({raw_rows} rows in {raw_seconds:.2f} s)")
-    print(f"projections rebuild           {rate:10.0f} events/s   {rate / raw:6.1%} of raw read   "
-          f"({seconds:.1f} s)")
+    print(f"read + decode, no views       {decode:10.0f} events/s   {decode / raw:6.1%} of raw read   "
+          f"({decode_seconds:.1f} s)")
+    print(f"rebuild, 1 process            {rate:10.0f} events/s   {rate / decode:6.1%} of read + decode   "
+          f"{rate / raw:6.1%} of raw read   ({one:.1f} s)")
+    print(f"rebuild, {processes} processes          {rate_many:10.0f} events/s   {rate_many / rate:5.2f}x 1 process   "
+          f"{rate_many / raw:6.1%} of raw read   ({many:.1f} s)")
     return 0
 
 
@@ -112,3 +130,14 @@ def _rows(cursor: Any) -> Iterator[tuple]:
     while batch := cursor.fetchmany(5000):
         yield from batch
 
+
+def _read_and_decode(app: Declarations) -> tuple[int, float]:
+    """The whole log through the recorder, in the rebuild's batches, each event decoded: (events, seconds)."""
+    started, position, count = time.perf_counter(), 0, 0
+    while notifications := app.recorder.select_notifications(start=position, limit=REBUILD_BATCH,
+                                                            inclusive_of_start=False):
+        for notification in notifications:
+            app.mapper.to_domain_event(notification)
+        count += len(notifications)
+        position = notifications[-1].id
+    return count, time.perf_counter() - started
