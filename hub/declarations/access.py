@@ -63,5 +63,5 @@ def record_personal_data_read(app: Declarations, declaration_id: str, *, reader:
     failed is never answered."""
     read = PersonalDataRead(declaration_id=declaration_id, reader=reader, role=role, agency=agency, party=party,
                             token_id=token_id, fields=sorted(fields), messages=sorted(messages), route=route)
-    app._group.save(read.collect_events())
+    app.record_together(read)
     return read

@@ -156,9 +156,7 @@ class Declarations(Application):
         self._group = GroupCommit(self.save_events)
         self._licences = _LicenceCache(self)
         self.data_keys = DataKeys(self._master_key(), self.recorder)  # type: ignore[arg-type]
-        self.mapper.keys = self.data_keys
-        if self.snapshots is not None:
-            self.snapshots.mapper.keys = self.data_keys  # type: ignore[attr-defined]
+        self.mapper.keys = self.data_keys  # the snapshot store's mapper too: eventsourcing gives it this one
         self.snapshotter = Snapshotter(self, snapshot_interval(self.env))  # hub/declarations/snapshots.py
         # How many recorded message bodies were sealed under a declaration's key (set where the views are wired).
         self.sealed_messages: Callable[[UUID], int] = lambda _: 0
@@ -186,6 +184,11 @@ class Declarations(Application):
         raise MasterKeyError("PERSONAL_DATA_KEY is not set: a stored declaration's people are sealed under keys "
                              "wrapped by it (tradehub.bootstrap sets it from TRADEHUB_PERSONAL_DATA_KEY or the keys "
                              "directory)")
+
+    def record_together(self, aggregate: Any) -> None:
+        """Save an aggregate's new events in the next group commit with other callers' (docs/architecture.md);
+        stored when this returns."""
+        self._group.save(aggregate.collect_events())
 
     def erase_personal_data(self, declaration_id: UUID | str, by: str, reason: str) -> tuple[Declaration, bool]:
         """Erase the people a declaration names: destroy its data key, then record `PersonalDataErased`.
