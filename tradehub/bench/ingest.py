@@ -86,25 +86,39 @@ class CallsMeasurement:
 
 def _measure_calls(store: str, settings: Settings, schema: str, documents: list[dict[str, Any]], clients: int,
                    rounds: int, raw_insert: RawInsert) -> CallsMeasurement:
-    """Raw, sealed and unsealed vessel calls, alternating as `_measure` does."""
+    """Raw, sealed and unsealed vessel calls, alternating over `rounds` slices."""
     app = build_declarations(settings, schema=schema)
     keys = app.mapper.keys
-    raw, sealed, clear = [], [], []
+
+    def unsealed(chunk: list[dict[str, Any]]) -> float:
+        renamed = [dict(document, reference=document["reference"] + "-U") for document in chunk]
+        app.mapper.keys = None  # the people stored as they come: what sealing costs is the difference
+        try:
+            return rate(len(renamed), partial(_concurrently, clients, renamed, app.submit))
+        finally:
+            app.mapper.keys = keys
+
     try:
-        size = len(documents) // rounds
-        for start in range(0, size * rounds, size):
-            chunk = documents[start:start + size]
-            raw.append(raw_insert(stored_rows(app, chunk)))
-            sealed.append(rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)))
-            unsealed = [dict(document, reference=document["reference"] + "-U") for document in chunk]
-            app.mapper.keys = None  # the people stored as they come: what sealing costs is the difference
-            try:
-                clear.append(rate(len(unsealed), partial(_concurrently, clients, unsealed, app.submit)))
-            finally:
-                app.mapper.keys = keys
+        raw, sealed, clear = _alternating(documents, rounds, (
+            lambda chunk: raw_insert(stored_rows(app, chunk)),
+            lambda chunk: rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)),
+            unsealed))
     finally:
         app.close()
-    return CallsMeasurement(store, median(raw), median(sealed), median(clear))
+    return CallsMeasurement(store, raw, sealed, clear)
+
+
+def _alternating(documents: list[dict[str, Any]], rounds: int,
+                 measures: Sequence[Callable[[list[dict[str, Any]]], float]]) -> list[float]:
+    """Each measure run on each of `rounds` slices in turn, alternating within a slice: the median of each.
+    Medians of alternating runs damp the machine's drift, which would otherwise favour whichever ran first."""
+    size = len(documents) // rounds
+    runs: list[list[float]] = [[] for _ in measures]
+    for start in range(0, size * rounds, size):
+        chunk = documents[start:start + size]
+        for measured, measure in zip(runs, measures, strict=True):
+            measured.append(measure(chunk))
+    return [median(measured) for measured in runs]
 
 
 def _concurrently(clients: int, items: Sequence[Any], action: Callable[[Any], Any]) -> None:
@@ -115,27 +129,28 @@ def _concurrently(clients: int, items: Sequence[Any], action: Callable[[Any], An
 
 def _measure(store: str, settings: Settings, schema: str, documents: list[dict[str, Any]],
              clients: int, rounds: int, raw_insert: RawInsert) -> Measurement:
-    """Alternate raw, plain and hub over `rounds` slices; medians damp the machine's drift."""
+    """Raw, plain, hub and licensed, alternating over `rounds` slices."""
     app = build_declarations(settings, schema=schema)
-    raw, plain, hub, licensed = [], [], [], []
     numbers = _issue_licences(app)
 
-    def plain_save(document: dict[str, Any]) -> None:  # the same work, one save() per declaration
-        app.save(app.prepare_submission(document))
+    def plain(chunk: list[dict[str, Any]]) -> float:  # the same work, one save() per declaration
+        renamed = [dict(d, reference=d["reference"] + "-P") for d in chunk[: len(chunk) // 2]]
+        return rate(len(renamed), partial(_concurrently, clients, renamed,
+                                          lambda document: app.save(app.prepare_submission(document))))
+
+    def licensed(chunk: list[dict[str, Any]]) -> float:
+        citing = [_citing(document, numbers) for document in chunk]
+        return rate(len(citing), partial(_concurrently, clients, citing, app.submit))
 
     try:
-        size = len(documents) // rounds
-        for start in range(0, size * rounds, size):
-            chunk = documents[start:start + size]
-            raw.append(raw_insert(stored_rows(app, chunk)))
-            plain_docs = [dict(d, reference=d["reference"] + "-P") for d in chunk[: size // 2]]
-            plain.append(rate(len(plain_docs), partial(_concurrently, clients, plain_docs, plain_save)))
-            hub.append(rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)))
-            citing = [_citing(document, numbers) for document in chunk]
-            licensed.append(rate(len(citing), partial(_concurrently, clients, citing, app.submit)))
+        raw, plain_rate, hub, licensed_rate = _alternating(documents, rounds, (
+            lambda chunk: raw_insert(stored_rows(app, chunk)),
+            plain,
+            lambda chunk: rate(len(chunk), partial(_concurrently, clients, chunk, app.submit)),
+            licensed))
     finally:
         app.close()
-    return Measurement(store, median(raw), median(plain), median(hub), median(licensed))
+    return Measurement(store, raw, plain_rate, hub, licensed_rate)
 
 
 def _issue_licences(app: Any) -> dict[str, str]:
