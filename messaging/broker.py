@@ -87,11 +87,36 @@ def outbound_consumer(agency: str) -> PullConsumer:
                                        ack_wait=AGENCY_ACK_WAIT))
 
 
-async def ensure_streams(jetstream: JetStreamContext, agencies: Sequence[str] = ()) -> None:
+CLUSTER_REPLICAS = 3  # copies of each stream on a cluster: one node may be lost (a quorum of 2 remains), or restarted
+STREAMS_WAIT = 30.0  # seconds `ensure_streams` waits for a JetStream that does not answer yet
+
+
+async def ensure_streams(jetstream: JetStreamContext, agencies: Sequence[str] = (), *,
+                         replicas: int | None = None) -> None:
     """Create the hub's streams, or bring an existing one's subjects up to date, and each of `agencies`'
-    consumer of its messages if it has none (one an operator has tuned is left as it is); idempotent."""
+    consumer of its messages if it has none (one an operator has tuned is left as it is); idempotent.
+
+    Each stream is kept on `replicas` servers: by default CLUSTER_REPLICAS when the server is one of a
+    cluster, and 1 on a server of its own. (Not the nodes up at the moment: a worker that starts while a node
+    is down must not shrink the streams.) The consumers follow their stream's replicas: they set none.
+
+    A JetStream that does not answer (a cluster electing its leader, after a node was lost or while all start
+    together) is asked again for up to STREAMS_WAIT seconds.
+    """
+    deadline = asyncio.get_running_loop().time() + STREAMS_WAIT
+    while True:
+        try:
+            return await _ensure_streams(jetstream, agencies, replicas or default_replicas(jetstream))
+        except TRANSIENT as error:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("JetStream did not answer (%s: %s); asking again", type(error).__name__, error)
+            await asyncio.sleep(1)
+
+
+async def _ensure_streams(jetstream: JetStreamContext, agencies: Sequence[str], replicas: int) -> None:
     for name, subjects in STREAMS.items():
-        stream = StreamConfig(name=name, subjects=[subjects])
+        stream = StreamConfig(name=name, subjects=[subjects], num_replicas=replicas)
         try:
             await jetstream.update_stream(stream)
         except NotFoundError:
@@ -102,6 +127,13 @@ async def ensure_streams(jetstream: JetStreamContext, agencies: Sequence[str] = 
             await jetstream.consumer_info(consumer.stream, consumer.durable)
         except NotFoundError:
             await jetstream.add_consumer(consumer.stream, config=consumer.config)
+
+
+def default_replicas(jetstream: JetStreamContext) -> int:
+    """CLUSTER_REPLICAS if the connected server says (in its INFO, which nats-py keeps unexposed) that it is one
+    of a cluster, else 1. A JetStream cluster has three nodes or more: fewer cannot lose one."""
+    info = jetstream._nc._server_info  # noqa: SLF001 - the only place nats-py keeps the server's INFO
+    return CLUSTER_REPLICAS if info.get("cluster") else 1
 
 
 def headers_of(message: Message) -> dict[str, str]:
@@ -153,21 +185,39 @@ def uses_rabbitmq(url: str) -> bool:
 DEFAULT_PORTS = {"nats": 4222, "tls": 4222, "amqp": 5672, "amqps": 5671}
 
 
+def broker_servers(url: str) -> list[str]:
+    """The servers a broker URL names: one, or a cluster's as a comma-separated list (`nats://a:4222,nats://b:4222`)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(broker, url: str) -> None:
     """Connect a faststream broker to `url`, or BrokerUnavailable naming where it was looked for.
 
     A broker that refuses connections is reported at once; the client libraries would otherwise retry
-    for a minute. Once connected, they reconnect on their own for as long as it takes.
+    for a minute. Once connected, they reconnect on their own for as long as it takes (to any server of
+    a cluster's list, or one the cluster announces).
     """
-    parts = urlsplit(url)
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS.get(parts.scheme)),
-            timeout=10)
-        writer.close()
+        await _any_answers(broker_servers(url))
         await broker.connect()
     except Exception as error:  # noqa: BLE001 - refused, unreachable, bad credentials, no servers...
         raise BrokerUnavailable(f"no broker answers at {redacted(url)}: {type(error).__name__}: {error}") from None
+
+
+async def _any_answers(servers: Sequence[str]) -> None:
+    """Return once one of `servers` takes a connection; the last one's error if none does."""
+    for number, server in enumerate(servers, start=1):
+        parts = urlsplit(server)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname or "127.0.0.1",
+                                        parts.port or DEFAULT_PORTS.get(parts.scheme)), timeout=10)
+        except (OSError, TimeoutError):
+            if number == len(servers):
+                raise
+            continue
+        writer.close()
+        return
 
 
 # What a broker going away, or not yet back, looks like to the client libraries: worth trying again.
@@ -457,7 +507,8 @@ class JetStreamPublisher(SyncPublisher):
 
 
 def nats_broker(url: str, identity: str = HUB, credentials: Path | None = None, **options) -> NatsBroker:
-    """A NATS broker that reconnects without end (a broker restart must never stop a worker), connected as
-    `identity`: with its inbox prefix always, with its seed or creds file when it has one."""
-    return NatsBroker(url, max_reconnect_attempts=-1, reconnect_time_wait=1,
+    """A NATS broker that reconnects without end (a broker restart must never stop a worker), to any server
+    `url` lists, connected as `identity`: with its inbox prefix always, with its seed or creds file when it has
+    one."""
+    return NatsBroker(broker_servers(url), max_reconnect_attempts=-1, reconnect_time_wait=1,
                       **connect_options(identity, credentials), **options)

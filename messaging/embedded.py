@@ -13,6 +13,11 @@ set, its store is encrypted at rest with a key derived from it, which reaches
 the server through its environment and is never written to disk.
 Started on a bare store (`EmbeddedNats(store)`), as tests of the transport
 alone do, it is open to any local client.
+
+`EmbeddedNatsCluster` runs three (or more) of them on loopback as one
+JetStream cluster, each with its own store, for the benches and tests that
+show the hub riding out the loss of a node (docs/scale-out.md): the same
+layout as three machines, on one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -99,9 +107,11 @@ def _string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def server_config(store: Path, *, log: Path, identities: Identities | None, encrypted: bool) -> str:
+def server_config(store: Path, *, log: Path, identities: Identities | None, encrypted: bool,
+                  cluster: str = "") -> str:
     """The server's configuration: JetStream in `store`, the hub's payload limit, and, given identities,
-    authorization with each one's permissions (public keys only: the seeds never leave their files)."""
+    authorization with each one's permissions (public keys only: the seeds never leave their files);
+    `cluster` is a cluster block's lines (`cluster_config`) for a node of a cluster."""
     jetstream = [f"store_dir: {_string(str(store))}"]
     if encrypted:
         jetstream += ["cipher: chachapoly", f"key: ${STORE_KEY_ENV}"]
@@ -110,7 +120,20 @@ def server_config(store: Path, *, log: Path, identities: Identities | None, encr
              f"log_file: {_string(str(log))}", "logfile_size_limit: 10MB"]
     if identities is not None:
         lines.append(f"authorization {{\n  users = {identities.users()}\n}}")
+    if cluster:
+        lines.append(cluster)
     return "\n".join(lines) + "\n"
+
+
+CLUSTER_NAME = "tradehub"
+
+
+def cluster_config(name: str, route_port: int, route_ports: Sequence[int], monitor_port: int) -> str:
+    """A cluster node's lines: its name (JetStream's peers are named), where it listens for its peers and where
+    they listen, on loopback, and its monitoring port (`/healthz` says when its JetStream is ready)."""
+    routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in route_ports)
+    return (f"server_name: {_string(name)}\nhttp: \"127.0.0.1:{monitor_port}\"\n"
+            f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: \"127.0.0.1:{route_port}\"\n  routes: [{routes}]\n}}")
 
 
 KEY_CHECK_FILE = "store-key"  # which key the store is encrypted under: a check value, not the key
@@ -148,8 +171,10 @@ class EmbeddedNats:
     """
 
     def __init__(self, store: Path, *, port: int | None = None, timeout: float = 15,
-                 identities: Identities | None = None, cipher_key: str = "", config_dir: Path | None = None) -> None:
+                 identities: Identities | None = None, cipher_key: str = "", config_dir: Path | None = None,
+                 cluster: str = "") -> None:
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.store = store
         self.identities = identities
         self.port = port or _free_port()  # a given port: a restart where clients will reconnect
         self.url = f"nats://127.0.0.1:{self.port}"
@@ -157,21 +182,31 @@ class EmbeddedNats:
         self.log = config_dir / "nats-server.log"
         config = config_dir / "nats-server.conf"
         write_private(config, server_config(store, log=self.log, identities=identities,
-                                            encrypted=bool(cipher_key)).encode())
-        environment = dict(os.environ)
-        environment.pop(STORE_KEY_ENV, None)
+                                            encrypted=bool(cipher_key), cluster=cluster).encode())
+        self._command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-c", str(config)]
+        self._environment = dict(os.environ)
+        self._environment.pop(STORE_KEY_ENV, None)
         if cipher_key:
-            environment[STORE_KEY_ENV] = store_key(cipher_key)
-        self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-c", str(config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
+            self._environment[STORE_KEY_ENV] = store_key(cipher_key)
+        self._timeout = timeout
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after `kill`: same port, same store); back once it takes connections."""
+        self.process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env=self._environment, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + self._timeout
         while not _answers(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise BrokerUnavailable(f"nats-server did not start on port {self.port} (store {store}); "
+                raise BrokerUnavailable(f"nats-server did not start on port {self.port} (store {self.store}); "
                                         f"its log: {self.log}")
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, as a machine that loses power: nothing flushed, no goodbye to clients or peers."""
+        self.process.kill()
+        self.process.wait()
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, *, cipher_key: str = "", timeout: float = 15) -> EmbeddedNats:
@@ -201,6 +236,64 @@ class EmbeddedNats:
 
     def stop(self) -> None:
         stop_processes(self.process)
+
+
+class EmbeddedNatsCluster:
+    """`size` nats-servers on loopback as one JetStream cluster: node `n` keeps its store and configuration in
+    `directory/n<n>`; clients are given every node's URL (`url`, comma-separated, as TRADEHUB_BROKER_URL takes it).
+
+    A node can be killed and started again on the same port with the same store, as a machine that reboots.
+    """
+
+    def __init__(self, directory: Path, *, size: int = 3, identities: Identities | None = None,
+                 timeout: float = 30) -> None:
+        route_ports = [_free_port() for _ in range(size)]
+        monitor_ports = [_free_port() for _ in range(size)]
+        self.nodes: list[EmbeddedNats] = []
+        self.monitor_ports = monitor_ports
+        self.names = [f"n{number}" for number in range(1, size + 1)]
+        try:
+            for name, route_port, monitor_port in zip(self.names, route_ports, monitor_ports, strict=True):
+                peers = [port for port in route_ports if port != route_port]
+                self.nodes.append(EmbeddedNats(directory / name, identities=identities, timeout=timeout,
+                                               cluster=cluster_config(name, route_port, peers, monitor_port)))
+            for index in range(size):
+                self.wait_ready(index, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = ",".join(node.url for node in self.nodes)
+
+    def wait_ready(self, index: int, timeout: float = 30) -> None:
+        """Until node `index` says its JetStream is ready: a meta leader known, and its streams and consumers
+        caught up with their peers (nats-server's `/healthz`)."""
+        url = f"http://127.0.0.1:{self.monitor_ports[index]}/healthz"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"cluster node {self.names[index]} not ready within {timeout:.0f} s; "
+                                        f"its log: {self.nodes[index].log}")
+            time.sleep(0.2)
+
+    def index_of(self, name: str) -> int:
+        return self.names.index(name)
+
+    def kill(self, index: int) -> None:
+        self.nodes[index].kill()
+
+    def restart(self, index: int, timeout: float = 60) -> None:
+        """Start a killed node again (same port, same store) and wait until it has caught up."""
+        self.nodes[index].start()
+        self.wait_ready(index, timeout)
+
+    def stop(self) -> None:
+        stop_processes(*(node.process for node in self.nodes))
 
 
 def recorded_url(broker_directory: Path) -> str | None:

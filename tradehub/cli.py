@@ -583,6 +583,9 @@ BENCH = Subcommands("suite", "SUITE", (
         arg("--duration", type=int, default=60, help="seconds of offered load for the throughput figure"),
         arg("--offered", type=int, default=250, help="declarations offered per second meanwhile"),
         arg("--latency-seconds", type=int, default=20, help="seconds at 100/s for the latency figure"),
+        arg("--cluster", action="store_true",
+            help="scaled out: a 3-node NATS cluster (streams at R3), two submitting and two dispatch processes; "
+                 "throughput measured twice, the second time with a node SIGKILLed and restarted midway"),
         BENCH_DATABASE,
     ), _bench_e2e),
     Command("rebuild", "the read models rebuilt from 100,000+ events by 1 and N processes, against a raw read of "

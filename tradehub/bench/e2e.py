@@ -22,6 +22,9 @@ commit, many threads), as API workers do, and measures:
 The raw baselines come from the same run, on the same services: single-row
 INSERTs into the same database, and JetStream publishes with 100
 acknowledgements in flight on a scratch stream of the same server.
+
+With `--cluster` the same flow runs scaled out, with a node of the broker
+killed midway (tradehub.bench.e2e_cluster).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +47,7 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from hub.declarations import Declarations
+from messaging.broker import broker_servers
 from messaging.embedded import EmbeddedNats, stop_processes
 from tradehub.bench.common import (
     IN_MEMORY,
@@ -61,6 +65,10 @@ RELEASED_TOPIC = "hub.declarations.domainmodel:Declaration.Released"
 
 
 def run_e2e(args: argparse.Namespace) -> int:
+    if args.cluster:
+        from tradehub.bench.e2e_cluster import run_cluster_e2e
+
+        return run_cluster_e2e(args)
     run = uuid.uuid4().hex[:8]
     latency_count = int(100 * args.latency_seconds)
     offered = int(args.offered * args.duration)
@@ -72,15 +80,15 @@ def run_e2e(args: argparse.Namespace) -> int:
             try:
                 raw_insert = postgres_raw(database, "public")(
                     stored_rows(Declarations(IN_MEMORY), documents[-2000:]))
-                raw_publish = asyncio.run(_raw_publish(nats.url, 5000))
+                publish_rate = asyncio.run(raw_publish(nats.url, 5000))
                 settings = Settings(data_dir=Path(directory), database_url=database, broker_url=nats.url)
                 hub = build_hub(settings)  # the tables, before the workers start
-                with _workers(settings, Path(directory)):
+                with worker_processes(settings, Path(directory)) as check:
                     try:
-                        latencies = _latency(hub, nats.url, documents[:latency_count])
+                        latencies = dispatch_latency(hub, nats.url, documents[:latency_count])
                         with LagSampler(database) as lag:
                             released, seconds = _throughput(hub, database, documents[latency_count:-2000],
-                                                            args.offered)
+                                                            args.offered, check)
                     finally:
                         hub.close()
             finally:
@@ -89,7 +97,7 @@ def run_e2e(args: argparse.Namespace) -> int:
     print("e2e: PostgreSQL and an embedded nats-server (JetStream); dispatch, consume, the projections and "
           "enforcement, and the simulated agencies each their own process; submits through the application")
     print(f"raw single-row INSERT          {raw_insert:9.0f} rows/s")
-    print(f"raw JetStream publish          {raw_publish:9.0f} messages/s (100 acknowledgements in flight)")
+    print(f"raw JetStream publish          {publish_rate:9.0f} messages/s (100 acknowledgements in flight)")
     print(f"submitted -> released          {rate:9.1f} declarations/s   {rate / raw_insert:6.1%} of raw INSERT   "
           f"({released} in {seconds:.1f} s, offered {args.offered}/s for {args.duration} s)")
     print(f"submit -> dispatched at 100/s  p50 {percentile_ms(latencies, .5):.0f} ms   "
@@ -102,30 +110,41 @@ def run_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+WORKERS = (("worker", "dispatch"), ("worker", "consume"), ("worker", "project"), ("agencies", "simulate"))
+
+
 @contextmanager
-def _workers(settings: Settings, directory: Path) -> Iterator[None]:
+def worker_processes(settings: Settings, directory: Path,
+                     commands: Sequence[tuple[str, ...]] = WORKERS) -> Iterator[Callable[[], None]]:
+    """Each command a `tradehub` process of its own, its stderr in `directory/<n>-<last word>.log`; yields a
+    check that raises if any of them has exited (a bench must not wait for work no one will do)."""
     env = dict(os.environ, TRADEHUB_DATABASE_URL=settings.database_url, TRADEHUB_BROKER_URL=settings.broker_url,
                TRADEHUB_DATA_DIR=str(directory), TRADEHUB_SECRET="bench-" + "x" * 40)
-    commands = [("worker", "dispatch"), ("worker", "consume"), ("worker", "project"), ("agencies", "simulate")]
+    logs = [directory / f"{number}-{command[1]}.log" for number, command in enumerate(commands)]
     processes = [subprocess.Popen([sys.executable, "-m", "tradehub.cli", *command], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=(directory / f"{command[-1]}.log").open("wb")) for command in commands]
+                                  stderr=log.open("wb")) for command, log in zip(commands, logs, strict=True)]
+
+    def check() -> None:
+        for process, command, log in zip(processes, commands, logs, strict=True):
+            if process.poll() is not None:
+                raise RuntimeError(f"{' '.join(command)} exited: {log.read_text()[-4000:]}")
+
     try:
         time.sleep(2)  # connected, streams and consumers created
-        for process, command in zip(processes, commands, strict=True):
-            if process.poll() is not None:
-                raise RuntimeError(f"{' '.join(command)} exited: {(directory / f'{command[-1]}.log').read_text()}")
-        yield
+        check()
+        yield check
     finally:
         stop_processes(*processes, timeout=20)
 
 
-async def _raw_publish(url: str, count: int) -> float:
-    """JetStream publishes with 100 acknowledgements in flight, on a scratch stream: messages per second."""
+async def raw_publish(url: str, count: int, replicas: int = 1) -> float:
+    """JetStream publishes with 100 acknowledgements in flight, on a scratch stream kept on `replicas` servers:
+    messages per second."""
     client = Client()
-    await client.connect(url)
+    await client.connect(servers=broker_servers(url))
     try:
         jetstream = client.jetstream()
-        await jetstream.add_stream(name="BENCH_RAW", subjects=["bench.raw"])
+        await jetstream.add_stream(name="BENCH_RAW", subjects=["bench.raw"], num_replicas=replicas)
         body = b"x" * 3000
         started = time.perf_counter()
         for start in range(0, count, 100):
@@ -138,7 +157,7 @@ async def _raw_publish(url: str, count: int) -> float:
         await client.close()
 
 
-def _latency(hub, url: str, documents: list[dict]) -> list[float]:
+def dispatch_latency(hub, url: str, documents: list[dict]) -> list[float]:
     """Submit at 100/s; for each declaration, seconds until every routed agency's message is on the broker."""
     arrived: dict[tuple[str, str], float] = {}
     stop = threading.Event()
@@ -146,7 +165,7 @@ def _latency(hub, url: str, documents: list[dict]) -> list[float]:
 
     async def observe() -> None:
         client = Client()
-        await client.connect(url)
+        await client.connect(servers=broker_servers(url))
 
         async def seen(message) -> None:
             headers = message.headers or {}
@@ -171,7 +190,7 @@ def _latency(hub, url: str, documents: list[dict]) -> list[float]:
         with lock:
             submitted[str(declaration.id)] = (started, set(declaration.routed_agencies))
 
-    _paced(documents, 100, submit)
+    paced(documents, 100, submit)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(
             all((ident, agency) in arrived for agency in agencies) for ident, (_, agencies) in submitted.items()):
@@ -183,27 +202,39 @@ def _latency(hub, url: str, documents: list[dict]) -> list[float]:
             if all((ident, agency) in arrived for agency in agencies)]
 
 
-def _throughput(hub, database: str, documents: list[dict], offered: int) -> tuple[int, float]:
+def _throughput(hub, database: str, documents: list[dict], offered: int,
+                check: Callable[[], None]) -> tuple[int, float]:
     """Declarations released, and the seconds from the first submit until the last release."""
+    return measure_released(database, len(documents),
+                            lambda: paced(documents, offered, lambda document: hub.declarations.submit(document)), check)
+
+
+def measure_released(database: str, count: int, submit: Callable[[], None],
+                     check: Callable[[], None] = lambda: None) -> tuple[int, float]:
+    """Once every declaration submitted before is released: `submit()` (which submits `count` declarations);
+    the declarations released since, and the seconds from its start until the last of them was. `check` is
+    called while waiting, to stop waiting for work no one is doing (it raises)."""
     import psycopg
 
     with psycopg.connect(database, autocommit=True) as connection:
         released = EventCounter(connection, "topic = %s", (RELEASED_TOPIC,))
         submitted = EventCounter(connection, "originator_version = 1")
-        settled = time.monotonic() + 600  # the latency phase's declarations first, so they are not counted here
+        settled = time.monotonic() + 600  # the declarations of earlier phases first, so they are not counted here
         while released() < submitted() and time.monotonic() < settled:
+            check()
             time.sleep(0.2)
         before = released()
         started = time.perf_counter()
-        _paced(documents, offered, lambda document: hub.declarations.submit(document))
+        submit()
         deadline = time.monotonic() + 600
-        last, count = time.perf_counter(), before
-        while count - before < len(documents) and time.monotonic() < deadline:
+        last, total = time.perf_counter(), before
+        while total - before < count and time.monotonic() < deadline:
+            check()
             time.sleep(0.2)
-            now_count = released()
-            if now_count != count:
-                count, last = now_count, time.perf_counter()
-        return count - before, last - started
+            now_total = released()
+            if now_total != total:
+                total, last = now_total, time.perf_counter()
+        return total - before, last - started
 
 
 class EventCounter:
@@ -272,7 +303,7 @@ class LagSampler:
         return lags
 
 
-def _paced(documents: list[dict], rate: float, submit) -> None:
+def paced(documents: list[dict], rate: float, submit) -> None:
     """Submit at `rate` per second from a pool of threads (never faster; slower if the hub pushes back)."""
     with ThreadPoolExecutor(max_workers=32) as pool:
         started = time.perf_counter()
