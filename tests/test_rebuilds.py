@@ -259,6 +259,10 @@ def test_a_rebuild_by_two_processes_gives_every_row_one_process_gives(postgres_u
         together = hub.runner.rebuild(fill=parallel_fill(settings, postgres_schema, 2))
         assert together == alone  # each view applied every event once, over its parts
         assert rows(hub) == expected
+        # Partitioned views alone: each process decodes only its part's events.
+        split = hub.runner.rebuild(["status_board", "statistics"], fill=parallel_fill(settings, postgres_schema, 2))
+        assert split == {name: alone[name] for name in ("status_board", "statistics")}
+        assert rows(hub) == expected
         assert {name for (name,) in hub.views.query("SELECT name FROM projection_tracking")} >= set(VIEW_NAMES)
         assert not hub.views.query("SELECT name FROM projection_tracking WHERE name LIKE ?", ("%@%",))
         assert not shadow_left(hub)

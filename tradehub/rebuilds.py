@@ -13,6 +13,9 @@ shadow faster, on PostgreSQL, where several processes may write one schema at on
   licence balances, enforcement's holds by subject) are **whole**: each is built by one of the processes,
   from the whole log, in turn.
 
+Each process goes through the log once: its part of the partitioned views and its whole views share every
+batch, read once and decoded once.
+
 Every process reads the log up to the head the rebuild took at its start; the last catch-up and the swap
 are the rebuilding process's own.
 """
@@ -25,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from followers.notifications import Notifications
-from followers.runner import REBUILD_BATCH, Fill, Follower, Followers
+from followers.runner import REBUILD_BATCH, Fill, Follower, Followers, in_part
 from projections.access_log import AccessLog
 from projections.database import PostgresViews, ViewDatabase
 from projections.exchange import Exchange
@@ -66,37 +69,44 @@ def parallel_fill(settings: Settings, schema: str, processes: int) -> Fill | Non
 
 def _fill_part(settings: Settings, schema: str, shadow: str, live: str, names: Sequence[str], part: int,
                parts: int, head: int) -> dict[str, int]:
-    """In a process of its own: part `part` of the partitioned views, and every `parts`-th whole view."""
+    """In a process of its own: part `part` of the partitioned views, and every `parts`-th whole view, in one
+    pass over the log (each batch read once, and decoded once for all of them)."""
     declarations = build_declarations(settings, schema=schema)
     views = PostgresViews(settings.database_url, shadow, max_size=2, shadow_of=live)
     try:
         chosen = [follower for follower in read_models(declarations) if follower.name in names]
-        split = [_Part(follower, part, parts) for follower in chosen if follower.name in PARTITIONED]
-        whole = [follower for follower in chosen if follower.name not in PARTITIONED]
-        applied: dict[str, int] = {}
-        if split:
-            for name, count in Followers(declarations, views, split, batch=REBUILD_BATCH,
-                                         part=(part, parts)).fill(head).items():
-                applied[name.partition("@")[0]] = count
-        mine = whole[part::parts]
-        if mine:
-            applied.update(Followers(declarations, views, mine, batch=REBUILD_BATCH).fill(head))
-        return applied
+        whole = [follower for follower in chosen if follower.name not in PARTITIONED][part::parts]
+        # With a whole view here every event is decoded anyway, and each part sifts its own from the batch;
+        # without one, the runner decodes only this part's events.
+        split = [_Part(follower, part, parts, sifts=bool(whole)) for follower in chosen
+                 if follower.name in PARTITIONED]
+        runner = Followers(declarations, views, [*split, *whole], batch=REBUILD_BATCH,
+                           part=None if whole else (part, parts))
+        counts = runner.fill(head)
+        return {**{follower.name: counts[follower.name] for follower in whole},
+                **{piece.follower.name: piece.applied for piece in split}}
     finally:
         views.close()
         declarations.close()
 
 
 class _Part:
-    """A view as one part of a parallel rebuild: the same rows, a position of the part's own."""
+    """A view as one part of a parallel rebuild: the same rows, a position of the part's own, and a count of the
+    events it was given. `sifts`: given every event, it keeps its part's (else the runner gives only those)."""
 
-    def __init__(self, follower: Follower, part: int, parts: int) -> None:
+    def __init__(self, follower: Follower, part: int, parts: int, *, sifts: bool) -> None:
         self.follower = follower
         self.name = f"{follower.name}@{part}/{parts}"
         self.tables = follower.tables
+        self.part, self.parts, self.sifts = part, parts, sifts
+        self.applied = 0
 
     def apply(self, cursor: Any, events: Sequence[tuple[int, Any]]) -> None:
+        if self.sifts:
+            events = [(position, event) for position, event in events
+                      if in_part(event.originator_id, self.part, self.parts)]
         self.follower.apply(cursor, events)
+        self.applied += len(events)
 
     def forget(self) -> None:
         self.follower.forget()
