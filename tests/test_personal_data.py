@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -494,3 +495,28 @@ def test_a_real_hub_with_the_cipher_keeps_no_name_or_document_number_in_the_clea
     too_open = {str(path.relative_to(data_dir)): oct(mode(path)) for path in [data_dir, *data_dir.rglob("*")]
                 if mode(path) & 0o077}
     assert too_open == {}
+
+
+def test_a_declaration_without_a_data_key_is_looked_up_once_and_one_with_a_key_is_found():
+    """Dispatch asks for the data key of every message it records: a goods declaration (no key) must not cost a
+    query each time, and the answer must not hide a key that exists."""
+    from hub.declarations.personal_data import DataKeys, new_master_key
+
+    asked: list[Any] = []
+
+    class Table:
+        def __init__(self) -> None:
+            self.rows: dict[Any, tuple[str, bytes | None]] = {}
+
+        def select_data_key(self, declaration_id: Any) -> tuple[str, bytes | None] | None:
+            asked.append(declaration_id)
+            return self.rows.get(declaration_id)
+
+    keys = DataKeys(base64.b64decode(new_master_key()), Table())
+    goods, call = uuid.uuid4(), uuid.uuid4()
+    key_id = keys.new()
+    keys.table.rows[call] = (key_id, keys.wrap(call, key_id, keys.fresh(key_id)))
+    assert [keys.current(goods) for _ in range(5)] == [None] * 5
+    assert asked == [goods]
+    assert keys.current(call)[0] == key_id and keys.current(call)[0] == key_id
+    assert asked == [goods, call]

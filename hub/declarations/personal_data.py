@@ -110,6 +110,7 @@ class DataKeys:
         self._master = AESGCM(master)
         self.table = table
         self._fresh: dict[str, bytes] = {}  # key id -> raw key, from `new` until its submission is saved
+        # declaration -> (key id, raw key, until when); ("", b"", …) for a declaration that has no key
         self._cache: OrderedDict[UUID, tuple[str, bytes, float]] = OrderedDict()
         self._erased: set[UUID] = set()  # erasure is for ever: remembered without asking again
         self._lock = threading.Lock()
@@ -159,9 +160,12 @@ class DataKeys:
             cached = self._cache.get(declaration_id)
             if cached is not None and cached[2] > now:
                 self._cache.move_to_end(declaration_id)
-                return cached[0], cached[1]
+                return (cached[0], cached[1]) if cached[0] else None
         row = self._table().select_data_key(declaration_id)
         if row is None:
+            # Remembered too: a key comes only with the `Submitted` it is stored with, so a stored declaration
+            # without one never gets one (dispatch asks for each message it records).
+            self._remember(declaration_id, "", b"")
             return None
         key_id, wrapped = row
         if wrapped is None:
