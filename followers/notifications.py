@@ -1,7 +1,8 @@
 """Notifications: what a trader is told of its declarations, derived from the log (projections.notifications).
 
-Each declaration event is applied to a copy of the declaration as it stood just before it (`Replay`, as the
-status board does), and compared:
+Each declaration event is folded into what is kept of the declaration as it stood just before it
+(projections/board_fold.py, the status board's own fold: statuses, routes, declarant, reference, consignee),
+and compared:
 
 - the overall status changed (the domain model's own `Declaration.status`, "submitted" on submission
   included): a "declaration.status" notification;
@@ -13,6 +14,10 @@ An event that changes both gives the decision first, then the status it caused. 
 kept: not an answer's text, not an inspection's findings, nothing of a hold but the "held" status every
 reader of the declaration sees (docs/enforcement-visibility.md, I5). Ids come from log positions, so
 applying a batch again, or rebuilding, writes the same rows.
+
+Replaying a copy of the aggregate was half of this view's rebuild time (issue 20); the fold gives the same
+statuses, and tests/test_board_fold.py checks that the notifications it gives are those the replayed
+aggregate gives, for random histories.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.declarations import Declaration, Declarations
-from hub.declarations.replay import Replay
+from projections.board_fold import BoardFold, Folded, fold
 from projections.database import Cursor
 from projections.notifications import DECISION, NAME, STATUS, TABLES, TYPES, Notification, notification_id, record
 from projections.status_board import stamp
@@ -35,10 +40,10 @@ class Notifications:
     tables = TABLES
 
     def __init__(self, app: Declarations) -> None:
-        self._copies = Replay(app, _CACHE_SIZE)
+        self._fold = BoardFold(app, _CACHE_SIZE)
 
     def forget(self) -> None:
-        self._copies.clear()
+        self._fold.clear()
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         rows: list[Notification] = []
@@ -48,39 +53,36 @@ class Notifications:
         record(cursor, rows)
 
     def _notifications(self, position: int, event: Any) -> list[Notification]:
-        before = self._copies.before(event)
+        before = self._fold.before(event)
         status = before.status if before is not None else None
         agency = event.agency if isinstance(event, _DECISIONS) else None
         answered = _agency_status(before, agency)
-        declaration = event.mutate(before)
-        self._copies.keep(declaration)
+        declaration = fold(before, event)
+        self._fold.keep(event.originator_id, declaration)
         changes: list[dict[str, Any]] = []
         decided = _agency_status(declaration, agency)
         if decided not in (None, answered):
             code = (event.code or None) if isinstance(event, Declaration.AgencyResponded) else None
             changes.append({"kind": DECISION, "status": decided, "agency": agency, "code": code})
-        if declaration.status != status:
-            changes.append({"kind": STATUS, "status": declaration.status, "agency": None, "code": None})
-        return [_row(notification_id(position, ordinal), declaration, event, **change)
+        now = declaration.status
+        if now != status:
+            changes.append({"kind": STATUS, "status": now, "agency": None, "code": None})
+        time = stamp(event.timestamp) if changes else ""
+        return [_row(notification_id(position, ordinal), event, declaration, time, **change)
                 for ordinal, change in enumerate(changes)]
 
 
-def _agency_status(declaration: Declaration | None, agency: str | None) -> str | None:
+def _agency_status(declaration: Folded | None, agency: str | None) -> str | None:
     if declaration is None or agency is None:
         return None
     state = declaration.agencies.get(agency)
     return state["status"] if state is not None else None
 
 
-def _consignee(document: dict[str, Any]) -> str | None:
-    consignee = document.get("consignee")
-    return consignee.get("id") if isinstance(consignee, dict) else None
-
-
-def _row(ident: int, declaration: Declaration, event: Any, *, kind: str, status: str, agency: str | None,
+def _row(ident: int, event: Any, declaration: Folded, time: str, *, kind: str, status: str, agency: str | None,
          code: str | None) -> Notification:
     return Notification(
-        id=ident, declaration_id=str(declaration.id), declarant=declaration.declarant,
-        consignee=_consignee(declaration.document), routes=",".join(sorted(declaration.agencies)), kind=kind,
+        id=ident, declaration_id=str(event.originator_id), declarant=declaration.declarant,
+        consignee=declaration.consignee, routes=",".join(sorted(declaration.agencies)), kind=kind,
         type=TYPES[kind], reference=declaration.reference, status=status, agency=agency, code=code,
-        time=stamp(event.timestamp))
+        time=time)

@@ -3,7 +3,8 @@
 Replaying a copy of each `Declaration` (every event body, with its `_note_due` and the derived properties it
 reads) was about half of the board's rebuild time (issue 20). The board shows far less than the aggregate
 keeps: the overall status, each agency's status and whether it is routed, the version and the time of the
-last event. `Folded` keeps only what those need, and `fold` assigns it the way the event bodies of
+last event. `Folded` keeps only what those need (and what the notifications feed, followers/notifications.py,
+writes beside the status: declarant, reference, consignee), and `fold` assigns it the way the event bodies of
 hub/declarations/domainmodel.py do. The overall status is not written again here: `Folded.status` is
 `Declaration.status` itself, run on this smaller state, so the rule has one home.
 
@@ -35,22 +36,28 @@ class UnknownEvent(TypeError):
 
 class Folded:
     """A declaration as the board needs it: its agencies (`{"status", "routed"}` each, in the aggregate's
-    order, which is also the board's summary), its holds' alert ids, withdrawal, outcome, version and time."""
+    order, which is also the board's summary), its holds' alert ids, withdrawal, outcome, version and time; and
+    who a notification of it is for: declarant, reference and the document's consignee (`consignee`)."""
 
-    __slots__ = ("version", "modified_on", "agencies", "holds", "withdrawn", "outcome")
+    __slots__ = ("version", "modified_on", "agencies", "holds", "withdrawn", "outcome", "declarant", "reference",
+                 "consignee")
 
     # The domain model's own derivations, on this state: the same names, the same meaning.
     routed_agencies = Declaration.routed_agencies
     status = Declaration.status
 
     def __init__(self, version: int, modified_on: datetime, agencies: dict[str, dict[str, Any]],
-                 holds: set[str], withdrawn: bool, outcome: str) -> None:
+                 holds: set[str], withdrawn: bool, outcome: str, *, declarant: str, reference: str,
+                 consignee: str | None) -> None:
         self.version = version
         self.modified_on = modified_on
         self.agencies = agencies
         self.holds = holds
         self.withdrawn = withdrawn
         self.outcome = outcome
+        self.declarant = declarant
+        self.reference = reference
+        self.consignee = consignee
 
     @classmethod
     def of(cls, declaration: Declaration) -> Folded:
@@ -58,7 +65,14 @@ class Folded:
         agencies = {name: {"status": state["status"], "routed": state["routed"]}
                     for name, state in declaration.agencies.items()}
         return cls(declaration.version, declaration.modified_on, agencies, set(declaration.holds),
-                   declaration.withdrawn, declaration.outcome)
+                   declaration.withdrawn, declaration.outcome, declarant=declaration.declarant,
+                   reference=declaration.reference, consignee=consignee(declaration.document))
+
+
+def consignee(document: dict[str, Any]) -> str | None:
+    """The id of the party a document consigns the goods to, if it names one."""
+    party = document.get("consignee")
+    return party.get("id") if isinstance(party, dict) else None
 
 
 def _route(folded: Folded, routes: dict[str, str]) -> None:
@@ -72,6 +86,7 @@ def _route(folded: Folded, routes: dict[str, str]) -> None:
 
 def _amended(folded: Folded, event: Any) -> None:
     folded.outcome = ""
+    folded.consignee = consignee(event.document)
     _route(folded, event.routes)
 
 
@@ -116,7 +131,8 @@ _EFFECTS: dict[type, Callable[[Folded, Any], None]] = {
     Declaration.Rejected: _rejected,
 }
 # Events that change nothing the board shows (beyond the version and the time): gate-out is the port's
-# business, dispatch failures are dispatch's, and erasure and attachments leave every status as it was.
+# business, dispatch failures are dispatch's, and erasure and attachments leave every status as it was. Erasure
+# scrubs the people a document lists (`scrub`), never its consignee, a party.
 NO_EFFECT = frozenset({
     Declaration.GateOutAllowed, Declaration.GateOutRevoked, Declaration.DispatchFailed,
     Declaration.DispatchResumed, Declaration.PersonalDataErased, Declaration.DocumentAttached,
@@ -131,7 +147,8 @@ def fold(before: Folded | None, event: Any) -> Folded:
     """
     kind = type(event)
     if kind is Declaration.Submitted:
-        folded = Folded(event.originator_version, event.timestamp, {}, set(), False, "")
+        folded = Folded(event.originator_version, event.timestamp, {}, set(), False, "", declarant=event.declarant,
+                        reference=event.reference, consignee=consignee(event.document))
         _route(folded, event.routes)
         return folded
     if kind not in FOLDED:
@@ -156,15 +173,13 @@ class BoardFold:
 
     def advance(self, event: Any) -> Folded:
         """The declaration after `event`, kept for the next one."""
-        folded = fold(self._before(event), event)
-        self._states[event.originator_id] = folded
-        if len(self._states) > self.size:
-            self._states.popitem(last=False)
+        folded = fold(self.before(event), event)
+        self.keep(event.originator_id, folded)
         return folded
 
-    def _before(self, event: Any) -> Folded | None:
-        """The declaration just before `event`, no longer kept: if folding it fails, the next event reads it
-        back rather than see it half changed."""
+    def before(self, event: Any) -> Folded | None:
+        """The declaration just before `event` (None before `Submitted`), no longer kept: `keep` it once folded.
+        If folding it fails, the next event reads it back rather than see it half changed."""
         if event.originator_version == 1:
             return None
         folded = self._states.pop(event.originator_id, None)
@@ -172,6 +187,11 @@ class BoardFold:
             declaration = self.app.repository.get(event.originator_id, version=event.originator_version - 1)
             folded = Folded.of(declaration)
         return folded
+
+    def keep(self, ident: UUID, folded: Folded) -> None:
+        self._states[ident] = folded
+        if len(self._states) > self.size:
+            self._states.popitem(last=False)
 
     def clear(self) -> None:
         self._states.clear()

@@ -7,12 +7,14 @@ vessel calls, whose events interleave: amendments, withdrawal, every agency's an
 inspections, holds placed and lifted, `settle`, dispatch failures, attachments and erasure. What the aggregate
 refuses is skipped. Answers and amendments that today's guards refuse but an older log may hold (guards get
 tightened; event bodies apply whatever is stored) are recorded too, through the event methods themselves. The
-events go, in random batches, to a real `StatusBoard` writing to SQLite, which now and then forgets what it
-kept (as after a rolled-back transaction) and reads declarations back from the store. The oracle is the
-aggregate replayed event by event:
+events go, in random batches, to a real `StatusBoard` and a real notifications feed (followers/notifications.py,
+which folds the same way) writing to SQLite, which now and then forget what they kept (as after a rolled-back
+transaction) and read declarations back from the store. The oracle is the aggregate replayed event by event:
 
 - after every event, the fold alone gives the status, version, time and agencies the replayed aggregate has;
-- after every batch, the board's rows are what the replayed aggregate gives.
+- after every batch, the board's rows are what the replayed aggregate gives, and the feed holds exactly the
+  notifications the replayed aggregate gives: each agency decision and overall status change, with the
+  declarant, reference, consignee and routes the aggregate has after the event.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import event as note_reached
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from followers.notifications import Notifications
 from hub.declarations.domainmodel import AGENCIES, AGENCY_STATUSES, PENDING, RELEASED, Declaration, DeclarationError
 from projections.board_fold import FOLDED, Folded, fold
 from projections.database import SQLiteViews
+from projections.notifications import DECISION, STATUS, TYPES, notification_id
 from projections.status_board import StatusBoard, stamp
 
 KINDS = ("goods", "vessel_call")
@@ -50,6 +54,8 @@ WHICH = st.integers(0, 1)
 PICKS = st.integers(0, 9)
 # The version an answer names, as so many behind the current one (-1: one it never had), or none.
 ANSWERS = st.none() | st.integers(-1, 2)
+# Whom a document consigns the goods to, if anyone: an amendment may change it; erasure must not.
+CONSIGNEES = st.sampled_from((None, "CONSIGNEE-1", "CONSIGNEE-2"))
 AT = "2026-12-01T09:00:00Z"
 
 
@@ -58,6 +64,30 @@ def shown(declaration: Declaration | Folded) -> tuple:
     agencies = {name: {"status": state["status"], "routed": state["routed"]}
                 for name, state in declaration.agencies.items()}
     return declaration.status, declaration.version, stamp(declaration.modified_on), json.dumps(agencies)
+
+
+def document(declaration_kind: str, reference: str, consignee: str | None) -> dict[str, Any]:
+    parties = {"consignee": {"id": consignee}} if consignee else {}
+    return {"kind": declaration_kind, "declarant": {"id": "DECLARANT"}, "reference": reference, **parties,
+            "crew": [{"name": "Ada", "document": {"type": "passport", "number": "P1"}}]}
+
+
+def told(position: int, event: Any, status: str | None, answered: str | None, after: Declaration) -> list[tuple]:
+    """The notifications rows `event` gives, from the replayed aggregate: `status` and `answered` (the overall
+    status, and that of the agency it answers or inspects) as they were before it, `after` the aggregate after."""
+    changes = []
+    if isinstance(event, Declaration.AgencyResponded | Declaration.InspectionRecorded):
+        decided = after.agencies[event.agency]["status"]
+        if decided != answered:
+            code = (event.code or None) if isinstance(event, Declaration.AgencyResponded) else None
+            changes.append((DECISION, decided, event.agency, code))
+    if after.status != status:
+        changes.append((STATUS, after.status, None, None))
+    party = after.document.get("consignee")
+    return [(notification_id(position, ordinal), str(after.id), after.declarant,
+             party.get("id") if isinstance(party, dict) else None, ",".join(sorted(after.agencies)), kind,
+             TYPES[kind], after.reference, status_now, agency, code, stamp(event.timestamp))
+            for ordinal, (kind, status_now, agency, code) in enumerate(changes)]
 
 
 def replayed(events: list[Any]) -> Declaration | None:
@@ -93,8 +123,11 @@ class BoardAgainstDomain(RuleBasedStateMachine):
         self.directory = Path(tempfile.mkdtemp(prefix="board-fold-"))
         self.views = SQLiteViews(self.directory / "views.sqlite")
         self.views.create(StatusBoard.tables)
+        self.views.create(Notifications.tables)
         self.store = Store()
         self.board = StatusBoard(SimpleNamespace(repository=self.store))
+        self.feed = Notifications(SimpleNamespace(repository=self.store))
+        self.told: list[tuple] = []  # the notifications the replayed aggregate gives, in log order
         self.declarations: list[Declaration] = []
         self.pending: list[Any] = []  # recorded, not yet given to the board
         self.position = 0
@@ -112,20 +145,20 @@ class BoardAgainstDomain(RuleBasedStateMachine):
     # ---- commands on the real aggregates ------------------------------------------------------------
 
     @initialize(kinds=st.lists(st.sampled_from(KINDS), min_size=2, max_size=2), routes=st.tuples(ROUTES, ROUTES),
-                keyed=st.tuples(st.booleans(), st.booleans()))
-    def submit(self, kinds: list[str], routes: tuple[list[str], list[str]], keyed: tuple[bool, bool]) -> None:
-        for n, (kind, routed, key) in enumerate(zip(kinds, routes, keyed, strict=True)):
+                keyed=st.tuples(st.booleans(), st.booleans()), consignees=st.tuples(CONSIGNEES, CONSIGNEES))
+    def submit(self, kinds: list[str], routes: tuple[list[str], list[str]], keyed: tuple[bool, bool],
+               consignees: tuple[str | None, str | None]) -> None:
+        for n, (kind, routed, key, consignee) in enumerate(zip(kinds, routes, keyed, consignees, strict=True)):
             reference = f"REF-{n}"
-            document = {"kind": kind, "declarant": {"id": "DECLARANT"}, "reference": reference}
-            self.declarations.append(Declaration(kind, "DECLARANT", reference, document, "hash-0",
-                                                 dict.fromkeys(routed, "rule"), "key" if key else ""))
+            self.declarations.append(Declaration(kind, "DECLARANT", reference, document(kind, reference, consignee),
+                                                 "hash-0", dict.fromkeys(routed, "rule"), "key" if key else ""))
             self._recorded(self.declarations[-1])
 
-    @rule(which=WHICH, revision=st.integers(0, 3), routes=ROUTES)
-    def amend(self, which: int, revision: int, routes: list[str]) -> None:
+    @rule(which=WHICH, revision=st.integers(0, 3), routes=ROUTES, consignee=CONSIGNEES)
+    def amend(self, which: int, revision: int, routes: list[str], consignee: str | None) -> None:
         declaration = self.declarations[which]
-        document = {"kind": declaration.kind, "declarant": {"id": "DECLARANT"}, "reference": declaration.reference}
-        self._command(which, declaration.amend, document, f"hash-{revision}", dict.fromkeys(routes, "rule"))
+        self._command(which, declaration.amend, document(declaration.kind, declaration.reference, consignee),
+                      f"hash-{revision}", dict.fromkeys(routes, "rule"))
 
     @rule(which=WHICH, dice=st.integers(0, 5))
     def withdraw(self, which: int, dice: int) -> None:
@@ -198,12 +231,12 @@ class BoardAgainstDomain(RuleBasedStateMachine):
             declaration._responded(known[pick % len(known)], f"old-{declaration.version}", status, "", "", AT)
         self._recorded(declaration)
 
-    @rule(which=WHICH, routes=ROUTES)
-    def unguarded_amendment(self, which: int, routes: list[str]) -> None:
+    @rule(which=WHICH, routes=ROUTES, consignee=CONSIGNEES)
+    def unguarded_amendment(self, which: int, routes: list[str], consignee: str | None) -> None:
         """An amendment recorded before a guard was tightened: of a released or withdrawn declaration, say."""
         declaration = self.declarations[which]
-        document = {"kind": declaration.kind, "declarant": {"id": "DECLARANT"}, "reference": declaration.reference}
-        declaration._amended(document, f"old-{declaration.version}", dict.fromkeys(routes, "rule"))
+        declaration._amended(document(declaration.kind, declaration.reference, consignee),
+                             f"old-{declaration.version}", dict.fromkeys(routes, "rule"))
         self._recorded(declaration)
 
     def _command(self, which: int, command: Any, *args: Any, **kwargs: Any) -> None:
@@ -226,22 +259,33 @@ class BoardAgainstDomain(RuleBasedStateMachine):
         if not self.pending:
             return
         batch, self.pending = self.pending[:count], self.pending[count:]
-        for event in batch:
-            self._check_fold(event)
+        positioned = [(self.position + n, event) for n, event in enumerate(batch, 1)]
+        for position, event in positioned:
+            self._check_fold(position, event)
         with self.views.transaction() as cursor:
-            self.board.apply(cursor, [(self.position + n, event) for n, event in enumerate(batch, 1)])
+            self.board.apply(cursor, positioned)
+            self.feed.apply(cursor, positioned)
         self.position += len(batch)
         for ident in {event.originator_id for event in batch}:
             self._check_rows(self.oracle[ident])
+        assert self.views.query("SELECT * FROM notifications ORDER BY id") == self.told
 
-    @rule()
-    def forget(self) -> None:
-        """As after a rolled-back transaction: the board reads what it needs back from the store."""
-        self.board.forget()
+    @rule(which=st.sampled_from(("board", "feed", "both")))
+    def forget(self, which: str) -> None:
+        """As after a rolled-back transaction: the view reads what it needs back from the store."""
+        if which in ("board", "both"):
+            self.board.forget()
+        if which in ("feed", "both"):
+            self.feed.forget()
 
-    def _check_fold(self, event: Any) -> None:
+    def _check_fold(self, position: int, event: Any) -> None:
         ident = event.originator_id
-        self.oracle[ident] = declaration = event.mutate(self.oracle.get(ident))
+        before = self.oracle.get(ident)
+        status = before.status if before is not None else None
+        agency = getattr(event, "agency", None)
+        answered = before.agencies.get(agency, {}).get("status") if before is not None and agency else None
+        self.oracle[ident] = declaration = event.mutate(before)  # `before` itself, changed in place
+        self.told += told(position, event, status, answered, declaration)
         self.folded[ident] = fold(self.folded.get(ident), event)
         assert shown(self.folded[ident]) == shown(declaration), type(event).__name__
         if isinstance(event, Declaration.Released):
