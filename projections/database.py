@@ -45,6 +45,7 @@ from hub.storage import StoreUnavailable, connection_lost, pool_exhausted
 
 POOL_WAIT = 5.0  # seconds a caller waits for a connection before the store is called unavailable
 CONNECT_TIMEOUT = 5  # seconds libpq tries one server, unless the URL says otherwise (its default is forever)
+COPY_ROWS = 1000  # from this many rows `Cursor.bulk` loads them with COPY on PostgreSQL; fewer go as arrays
 
 TRACKING_TABLES = (
     "CREATE TABLE IF NOT EXISTS projection_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
@@ -323,10 +324,26 @@ class _PostgresCursor:
         return self._cursor.fetchone()
 
     def bulk(self, sql: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            names, types = _columns(columns)
-            source = f"unnest({', '.join(f'%b::{kind}[]' for kind in types)}) AS batch ({', '.join(names)})"
-            self._cursor.execute(sql.replace("{rows}", source), [list(column) for column in zip(*rows, strict=True)])
+        if not rows:
+            return
+        names, types = _columns(columns)
+        if len(rows) >= COPY_ROWS:
+            self._cursor.execute(sql.replace("{rows}", f"{self._copied(columns, names, rows)} AS batch"))
+            return
+        source = f"unnest({', '.join(f'%b::{kind}[]' for kind in types)}) AS batch ({', '.join(names)})"
+        self._cursor.execute(sql.replace("{rows}", source), [list(column) for column in zip(*rows, strict=True)])
+
+    def _copied(self, columns: str, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+        """The rows COPYed into a temporary table of these columns (the connection's own, emptied first and at
+        commit); its name. For a rebuild's batches: COPY takes rows at a third of the client's CPU that arrays
+        of each column cost, and the server's time falls too."""
+        table = "bulk_" + hashlib.blake2b(columns.encode(), digest_size=6).hexdigest()
+        self._cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT DELETE ROWS")
+        self._cursor.execute(f"TRUNCATE {table}")  # the same columns may be loaded twice in one transaction
+        with self._cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return table
 
 
 class _ConnectionLost(StoreUnavailable):

@@ -9,8 +9,11 @@ import sys
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from followers.runner import Followers
+from projections import database
 from projections.database import StaleTracking, rounds
 from projections.status_board import Filters, StatusBoard, list_declarations
 from tradehub.bootstrap import VIEW_NAMES, Hub, Settings, build_hub
@@ -280,3 +283,26 @@ def test_a_bulk_statement_means_the_same_on_either_store(hub: Hub):
                     [("a", True, "set"), ("b", False, "ignored")])
         cursor.bulk("INSERT INTO bulk_probe (k) SELECT * FROM {rows}", "k text", [])  # nothing to do, no statement
     assert hub.views.query("SELECT k, n, x, t FROM bulk_probe ORDER BY k") == [("a", 1, 0.5, "set"), ("b", 2, None, "é")]
+
+
+@pytest.mark.parametrize("copy_rows", [1, 10_000], ids=["copied", "arrays"])
+@given(rows=st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), st.none() | st.booleans(),
+                               st.none() | st.floats(allow_nan=False, allow_infinity=False),
+                               st.none() | st.text(alphabet=st.characters(exclude_categories=["Cs"],
+                                                                           exclude_characters="\x00"))),
+                     max_size=12, unique_by=lambda row: row[0]))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_bulk_rows_arrive_as_they_were_copied_or_as_arrays(hub: Hub, monkeypatch: pytest.MonkeyPatch,
+                                                            copy_rows: int, rows: list[tuple]):
+    """A rebuild's large batches go by COPY on PostgreSQL, live ones as arrays: the same rows either way, and
+    the same columns loaded twice in one transaction (statistics' rounds do) holding only the second load."""
+    monkeypatch.setattr(database, "COPY_ROWS", copy_rows)
+    with hub.views.transaction() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bulk_copied (k BIGINT PRIMARY KEY, b BOOLEAN,"
+                       " x DOUBLE PRECISION, t TEXT)")
+        cursor.execute("DELETE FROM bulk_copied")
+        columns = "k bigint, b boolean, x double precision, t text"
+        cursor.bulk("INSERT INTO bulk_copied SELECT * FROM {rows}", columns, rows[: len(rows) // 2])
+        cursor.bulk("INSERT INTO bulk_copied SELECT * FROM {rows}", columns, rows[len(rows) // 2:])
+    stored = hub.views.query("SELECT k, b, x, t FROM bulk_copied ORDER BY k")
+    assert stored == sorted((k, None if b is None else bool(b), x, t) for k, b, x, t in rows)
