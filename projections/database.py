@@ -407,21 +407,29 @@ class PostgresViews(ViewDatabase):
     def rebuilding(self) -> Iterator[PostgresViews]:
         with self._pool.connection() as holder:  # holds the session lock for the rebuild's length
             holder.autocommit = True
-            if not holder.execute("SELECT pg_try_advisory_lock(%s)", (self._key("rebuild"),)).fetchone()[0]:
-                raise RebuildRunning(f"another rebuild of the views in schema {self.schema or 'public'} is under way")
-            live = holder.execute("SELECT current_schema()").fetchone()[0]
-            name = f"{live}_rebuild"
             try:
-                holder.execute(f"DROP SCHEMA IF EXISTS {quoted(name)} CASCADE")
-                holder.execute(f"CREATE SCHEMA {quoted(name)}")
-                shadow = PostgresViews(self.url, name, max_size=4, shadow_of=live)
+                if not holder.execute("SELECT pg_try_advisory_lock(%s)", (self._key("rebuild"),)).fetchone()[0]:
+                    raise RebuildRunning(f"another rebuild of the views in schema {self.schema or 'public'} is "
+                                         "under way")
                 try:
-                    yield shadow
+                    yield from self._shadow(holder)
                 finally:
-                    shadow.close()
-                    holder.execute(f"DROP SCHEMA IF EXISTS {quoted(name)} CASCADE")
+                    holder.execute("SELECT pg_advisory_unlock(%s)", (self._key("rebuild"),))
             finally:
-                holder.execute("SELECT pg_advisory_unlock(%s)", (self._key("rebuild"),))
+                holder.autocommit = False  # as the pool's other users expect it
+
+    def _shadow(self, holder: psycopg.Connection) -> Iterator[PostgresViews]:
+        """A fresh schema `<live>_rebuild` and views in it, dropped afterwards (and first: a dead rebuild's)."""
+        live = holder.execute("SELECT current_schema()").fetchone()[0]
+        name = f"{live}_rebuild"
+        holder.execute(f"DROP SCHEMA IF EXISTS {quoted(name)} CASCADE")
+        holder.execute(f"CREATE SCHEMA {quoted(name)}")
+        shadow = PostgresViews(self.url, name, max_size=4, shadow_of=live)
+        try:
+            yield shadow
+        finally:
+            shadow.close()
+            holder.execute(f"DROP SCHEMA IF EXISTS {quoted(name)} CASCADE")
 
     def swap(self, shadow: ViewDatabase, views: Mapping[str, Sequence[str]], catch_up: CatchUp) -> dict[str, int]:
         assert isinstance(shadow, PostgresViews) and shadow.shadow_of is not None
