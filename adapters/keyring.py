@@ -72,7 +72,7 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def _create_once(path: Path, data: bytes, mode: int) -> bool:
+def create_once(path: Path, data: bytes, mode: int) -> bool:
     """Write `path` with `data` unless it exists; whether this call wrote it. Atomic, never half-visible."""
     _private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
@@ -109,12 +109,12 @@ def ensure_key_pair(directory: Path, common_name: str) -> Signer:
     key_path, certificate_path = directory / "key.pem", directory / "certificate.pem"
     if not key_path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
-        _create_once(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        create_once(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()), 0o600)
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not certificate_path.exists():
         certificate = _certificate(key, common_name, datetime.datetime.now(datetime.UTC))
-        _create_once(certificate_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        create_once(certificate_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
     return Signer(key, x509.load_pem_x509_certificate(certificate_path.read_bytes()))
 
 
@@ -229,7 +229,7 @@ class Registry:
         certificate = check_certificate(pem)
         ident = fingerprint(certificate)
         target = _private_dir(self.current / agency) / f"{ident}.pem"
-        _create_once(target, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        create_once(target, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
         (self.retired / agency / f"{ident}.pem").unlink(missing_ok=True)  # registered again after retirement
         self._touch()
         return self._entry(agency, certificate, "current")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -219,6 +220,29 @@ def test_a_hub_started_with_another_master_key_says_so_at_once(tmp_path: Path):
     other = Settings(data_dir=tmp_path, secret=SECRET, personal_data_key=new_master_key())
     with pytest.raises(ConfigurationError, match="TRADEHUB_PERSONAL_DATA_KEY"):
         build_declarations(other)
+
+
+def test_processes_starting_together_all_make_or_read_one_whole_master_key(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """`serve` starts its workers at once on a new data directory: each must find the one key, never a file
+    another has created but not yet written (CI saw "decodes to 0 bytes" from such a race). Making a key is
+    slowed here, so that the others come while the first is at it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tradehub import bootstrap
+
+    made = bootstrap.new_master_key
+
+    def slow_key() -> str:
+        time.sleep(0.2)
+        return made()
+
+    monkeypatch.setattr(bootstrap, "new_master_key", slow_key)
+    settings = Settings(data_dir=tmp_path)
+    with ThreadPoolExecutor(6) as pool:
+        keys = set(pool.map(lambda _: bootstrap.personal_data_key(settings), range(6)))
+    assert len(keys) == 1 and len(base64.b64decode(keys.pop())) == 32
+    assert [path.name for path in (tmp_path / "keys").iterdir()] == ["personal-data.key"]  # no scratch left
 
 
 def test_a_persistent_store_without_a_master_key_is_refused(tmp_path: Path):

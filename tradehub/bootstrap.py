@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from psycopg.conninfo import conninfo_to_dict
 
 from adapters.inspection.sps import signed_certificate_content
-from adapters.keyring import Registry, hub_signer, keys_directory
+from adapters.keyring import Registry, create_once, hub_signer, keys_directory
 from adapters.licences import JwsSeal
 from followers.dispatch import Publisher, dispatches
 from followers.enforcement import Enforcement
@@ -193,14 +193,9 @@ def personal_data_key(settings: Settings) -> str:
         return settings.personal_data_key
     path = settings.keys_dir / PERSONAL_DATA_KEY_FILE
     if not path.exists():
-        path.parent.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: read theirs
-        else:
-            with os.fdopen(descriptor, "w") as file:
-                file.write(new_master_key() + "\n")
+        # Never seen half written: processes starting together each write their own and link it in place;
+        # the first wins and the others read it.
+        create_once(path, (new_master_key() + "\n").encode(), 0o600)
     try:
         encoded = path.read_text()
         master_key(encoded)
