@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.declarations import Declaration, Declarations
-from projections.board_fold import BoardFold, Folded, fold
+from hub.declarations.replay import Replay
+from projections.board_fold import Folded, fold
 from projections.database import Cursor
 from projections.notifications import DECISION, NAME, STATUS, TABLES, TYPES, Notification, notification_id, record
 from projections.status_board import stamp
@@ -40,10 +41,10 @@ class Notifications:
     tables = TABLES
 
     def __init__(self, app: Declarations) -> None:
-        self._fold = BoardFold(app, _CACHE_SIZE)
+        self._folded = Replay(app, _CACHE_SIZE, Folded.of)
 
     def forget(self) -> None:
-        self._fold.clear()
+        self._folded.clear()
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         rows: list[Notification] = []
@@ -53,12 +54,12 @@ class Notifications:
         record(cursor, rows)
 
     def _notifications(self, position: int, event: Any) -> list[Notification]:
-        before = self._fold.before(event)
+        before = self._folded.before(event)
         status = before.status if before is not None else None
         agency = event.agency if isinstance(event, _DECISIONS) else None
         answered = _agency_status(before, agency)
         declaration = fold(before, event)
-        self._fold.keep(event.originator_id, declaration)
+        self._folded.keep(declaration)
         changes: list[dict[str, Any]] = []
         decided = _agency_status(declaration, agency)
         if decided not in (None, answered):

@@ -10,7 +10,7 @@ hub/declarations/domainmodel.py do. The overall status is not written again here
 
 The status depends on every agency, the holds, withdrawal and the recorded outcome, so it cannot come from one
 event alone: a `Folded` is kept per declaration, and read back from the store (from the aggregate, at the
-version before the event) when it is missing or not at that version, as `Replay` does.
+version before the event) when it is missing or not at that version: `Replay(app, size, Folded.of)` keeps them.
 
 The fold is checked, not trusted: tests/test_board_fold.py issues random commands on the real aggregate and
 checks, after every event, that the fold and the replayed aggregate agree. An event class the fold does not
@@ -20,13 +20,12 @@ know stops it (`UnknownEvent`) rather than being passed over: a new declaration 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from hub.declarations import Declaration, Declarations
+from hub.declarations import Declaration
 from hub.declarations.domainmodel import CANCELLED, INSPECTED, PENDING, REJECTED, RELEASED
 
 
@@ -39,16 +38,17 @@ class Folded:
     order, which is also the board's summary), its holds' alert ids, withdrawal, outcome, version and time; and
     who a notification of it is for: declarant, reference and the document's consignee (`consignee`)."""
 
-    __slots__ = ("version", "modified_on", "agencies", "holds", "withdrawn", "outcome", "declarant", "reference",
-                 "consignee")
+    __slots__ = ("id", "version", "modified_on", "agencies", "holds", "withdrawn", "outcome", "declarant",
+                 "reference", "consignee")
 
     # The domain model's own derivations, on this state: the same names, the same meaning.
     routed_agencies = Declaration.routed_agencies
     status = Declaration.status
 
-    def __init__(self, version: int, modified_on: datetime, agencies: dict[str, dict[str, Any]],
+    def __init__(self, ident: UUID, version: int, modified_on: datetime, agencies: dict[str, dict[str, Any]],
                  holds: set[str], withdrawn: bool, outcome: str, *, declarant: str, reference: str,
                  consignee: str | None) -> None:
+        self.id = ident
         self.version = version
         self.modified_on = modified_on
         self.agencies = agencies
@@ -64,7 +64,7 @@ class Folded:
         """What the board needs of a declaration read back from the store."""
         agencies = {name: {"status": state["status"], "routed": state["routed"]}
                     for name, state in declaration.agencies.items()}
-        return cls(declaration.version, declaration.modified_on, agencies, set(declaration.holds),
+        return cls(declaration.id, declaration.version, declaration.modified_on, agencies, set(declaration.holds),
                    declaration.withdrawn, declaration.outcome, declarant=declaration.declarant,
                    reference=declaration.reference, consignee=consignee(declaration.document))
 
@@ -147,8 +147,8 @@ def fold(before: Folded | None, event: Any) -> Folded:
     """
     kind = type(event)
     if kind is Declaration.Submitted:
-        folded = Folded(event.originator_version, event.timestamp, {}, set(), False, "", declarant=event.declarant,
-                        reference=event.reference, consignee=consignee(event.document))
+        folded = Folded(event.originator_id, event.originator_version, event.timestamp, {}, set(), False, "",
+                        declarant=event.declarant, reference=event.reference, consignee=consignee(event.document))
         _route(folded, event.routes)
         return folded
     if kind not in FOLDED:
@@ -161,37 +161,3 @@ def fold(before: Folded | None, event: Any) -> Folded:
     before.version = event.originator_version
     before.modified_on = event.timestamp
     return before
-
-
-class BoardFold:
-    """Each declaration's `Folded` after the latest event applied to it, the `size` most recently used kept."""
-
-    def __init__(self, app: Declarations, size: int) -> None:
-        self.app = app
-        self.size = size
-        self._states: OrderedDict[UUID, Folded] = OrderedDict()
-
-    def advance(self, event: Any) -> Folded:
-        """The declaration after `event`, kept for the next one."""
-        folded = fold(self.before(event), event)
-        self.keep(event.originator_id, folded)
-        return folded
-
-    def before(self, event: Any) -> Folded | None:
-        """The declaration just before `event` (None before `Submitted`), no longer kept: `keep` it once folded.
-        If folding it fails, the next event reads it back rather than see it half changed."""
-        if event.originator_version == 1:
-            return None
-        folded = self._states.pop(event.originator_id, None)
-        if folded is None or folded.version != event.originator_version - 1:
-            declaration = self.app.repository.get(event.originator_id, version=event.originator_version - 1)
-            folded = Folded.of(declaration)
-        return folded
-
-    def keep(self, ident: UUID, folded: Folded) -> None:
-        self._states[ident] = folded
-        if len(self._states) > self.size:
-            self._states.popitem(last=False)
-
-    def clear(self) -> None:
-        self._states.clear()

@@ -21,8 +21,9 @@ from typing import Any
 from uuid import UUID
 
 from hub.declarations import Declaration, Declarations
+from hub.declarations.replay import Replay
 
-from .board_fold import BoardFold, Folded
+from .board_fold import Folded, fold
 from .database import Cursor, ViewDatabase
 
 NAME = "status_board"
@@ -59,10 +60,10 @@ class StatusBoard:
     )
 
     def __init__(self, app: Declarations) -> None:
-        self._fold = BoardFold(app, _CACHE_SIZE)
+        self._folded = Replay(app, _CACHE_SIZE, Folded.of)
 
     def forget(self) -> None:
-        self._fold.clear()
+        self._folded.clear()
 
     def apply(self, cursor: Cursor, events: Sequence[tuple[int, Any]]) -> None:
         touched: dict[UUID, Folded] = {}
@@ -72,7 +73,8 @@ class StatusBoard:
             if not isinstance(event, Declaration.Event):
                 continue  # an alert's own events; the holds it places are declaration events
             ident = event.originator_id
-            touched[ident] = self._fold.advance(event)
+            touched[ident] = folded = fold(self._folded.before(event), event)
+            self._folded.keep(folded)
             if isinstance(event, Declaration.Submitted):
                 submitted[ident] = event
             elif isinstance(event, Declaration.Released):
